@@ -1,0 +1,380 @@
+"""The Show, Attend and Tell captioning model, defined once.
+
+Xu et al. 2015, "Show, Attend and Tell: Neural Image Caption Generation with Visual Attention".
+A ResNet encoder gives an SxS grid of region features; an LSTM decoder attends over the regions with soft
+(additive) attention at every step. Training, evaluation, the CLI, the TorchServe handler and the gRPC service
+all use this file and nothing else to build the network.
+
+Reading order: config, encoder, attention, decoder (training forward pass), decoding (greedy and beam search),
+checkpoint I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from vidcap.errors import CheckpointError
+from vidcap.vocab import Vocabulary
+
+CHECKPOINT_FORMAT = "vidcap-checkpoint"
+CHECKPOINT_VERSION = 1
+
+_RESNETS = {
+    "resnet18": (torchvision.models.resnet18, 512),
+    "resnet34": (torchvision.models.resnet34, 512),
+    "resnet50": (torchvision.models.resnet50, 2048),
+    "resnet101": (torchvision.models.resnet101, 2048),
+    "resnet152": (torchvision.models.resnet152, 2048),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network; saved inside every checkpoint."""
+
+    backbone: str = "resnet152"  # one of resnet18/34/50/101/152
+    stages: int = 4  # ResNet stages kept (4 = full trunk, stride 32; 3 = stride 16, cheaper, finer map)
+    image_size: int = 256  # square input side in pixels; the paper-style 256 -> 8x8 -> pooled to 14x14
+    encoded_size: int = 14  # S: the encoder's feature map is pooled to SxS regions
+    embed_dim: int = 512  # word embedding size
+    attention_dim: int = 512  # size of the additive attention's hidden layer
+    decoder_dim: int = 512  # LSTM hidden size
+    dropout: float = 0.5  # on the LSTM output before the word classifier
+    max_caption_len: int = 30  # decoding length cap in words (excluding <start>/<end>)
+    vocab_size: int = 0  # filled in from the vocabulary
+
+    @property
+    def feature_dim(self) -> int:
+        """Channels of the encoder's feature map."""
+        full_dim = _RESNETS[self.backbone][1]
+        return full_dim // (2 ** (4 - self.stages))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class Encoder(nn.Module):
+    """ResNet trunk without its classifier, pooled to an SxS grid of region features."""
+
+    def __init__(self, config: ModelConfig, weights_path: str | Path | None = None):
+        super().__init__()
+        if config.backbone not in _RESNETS:
+            raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(_RESNETS)}")
+        if not 1 <= config.stages <= 4:
+            raise ValueError("stages must be between 1 and 4")
+        resnet = _RESNETS[config.backbone][0](weights=None)
+        if weights_path is not None:
+            # Pretrained weights cannot be downloaded here; a local torchvision state_dict can be used.
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            resnet.load_state_dict(state)
+        stem = [resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool]
+        blocks = [resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4][: config.stages]
+        self.trunk = nn.Sequential(*stem, *blocks)
+        self.pool = nn.AdaptiveAvgPool2d(config.encoded_size)
+        self.pretrained = weights_path is not None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, S*S, C) region features."""
+        fmap = self.pool(self.trunk(images))  # (B, C, S, S)
+        return fmap.flatten(2).transpose(1, 2)  # (B, S*S, C)
+
+    def set_fine_tuning(self, from_stage: int | None) -> None:
+        """Train only the stages from `from_stage` on (1-based); None freezes the whole trunk."""
+        for p in self.trunk.parameters():
+            p.requires_grad = False
+        if from_stage is None:
+            return
+        first_block = 4 + (from_stage - 1)  # trunk = 4 stem modules, then the stages
+        for module in list(self.trunk)[first_block:]:
+            for p in module.parameters():
+                p.requires_grad = True
+        if from_stage <= 1:  # training everything: the stem too
+            for p in self.trunk.parameters():
+                p.requires_grad = True
+
+
+class Attention(nn.Module):
+    """Additive (Bahdanau) attention over image regions."""
+
+    def __init__(self, feature_dim: int, decoder_dim: int, attention_dim: int):
+        super().__init__()
+        self.feature_proj = nn.Linear(feature_dim, attention_dim)
+        self.hidden_proj = nn.Linear(decoder_dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+
+    def forward(
+        self, features: torch.Tensor, projected: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (N, P, C), projected = feature_proj(features) (N, P, A), hidden (N, D)
+        -> context (N, C), alpha (N, P) with alpha summing to 1 over the P regions."""
+        energy = self.score(torch.tanh(projected + self.hidden_proj(hidden).unsqueeze(1))).squeeze(2)  # (N, P)
+        alpha = energy.softmax(dim=1)
+        context = (features * alpha.unsqueeze(2)).sum(dim=1)  # (N, C)
+        return context, alpha
+
+
+class Decoder(nn.Module):
+    """LSTM decoder with soft attention and the paper's gating scalar beta on the context vector."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c, d = config.feature_dim, config.decoder_dim
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.attention = Attention(c, d, config.attention_dim)
+        self.init_h = nn.Linear(c, d)
+        self.init_c = nn.Linear(c, d)
+        self.beta_gate = nn.Linear(d, c)  # "selector": how much of the context to let in at this step
+        self.lstm = nn.LSTMCell(config.embed_dim + c, d)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(d, config.vocab_size)
+
+    def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = features.mean(dim=1)  # (N, C)
+        return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
+
+    def step(
+        self,
+        tokens: torch.Tensor,
+        features: torch.Tensor,
+        projected: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One decoding step for N sequences -> logits (N, V), alpha (N, P), new (h, c)."""
+        h, c = state
+        context, alpha = self.attention(features, projected, h)
+        context = torch.sigmoid(self.beta_gate(h)) * context
+        h, c = self.lstm(torch.cat([self.embedding(tokens), context], dim=1), (h, c))
+        return self.classifier(self.dropout(h)), alpha, (h, c)
+
+    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing. features (B, P, C), captions (B, T) starting with <start>
+        -> logits (B, T-1, V) predicting captions[:, 1:], alphas (B, T-1, P)."""
+        projected = self.attention.feature_proj(features)  # once per image, not once per step
+        state = self.init_state(features)
+        logits, alphas = [], []
+        for t in range(captions.size(1) - 1):
+            step_logits, alpha, state = self.step(captions[:, t], features, projected, state)
+            logits.append(step_logits)
+            alphas.append(alpha)
+        return torch.stack(logits, dim=1), torch.stack(alphas, dim=1)
+
+
+@dataclass
+class Caption:
+    """One decoded caption and what the old project's API exposed about it."""
+
+    words: list[str]
+    token_ids: list[int]
+    log_prob: float
+    attention: torch.Tensor  # (len(words), S, S): where the model looked for each word
+    embeddings: torch.Tensor  # (len(words), E): rows of the decoder's embedding table
+    feature: torch.Tensor  # (C,): the pooled encoder feature ("CNN output")
+    alternatives: list[list[str]] = field(default_factory=list)  # the other beams, best first
+    alternative_embeddings: list[torch.Tensor] = field(default_factory=list)  # their words' embeddings
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+def caption_loss(
+    logits: torch.Tensor, alphas: torch.Tensor, captions: torch.Tensor, alpha_c: float, pad_id: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy on the real words plus the doubly stochastic attention penalty
+    alpha_c * sum over regions of (1 - sum over steps of alpha)^2, summed over regions as in the authors' code.
+    Returns (total loss, cross-entropy alone)."""
+    targets = captions[:, 1:]
+    mask = (targets != pad_id).to(alphas.dtype)  # (B, T-1)
+    xent = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=pad_id)
+    attention_mass = (alphas * mask.unsqueeze(2)).sum(dim=1)  # (B, P): steps that produce real words only
+    penalty = ((1.0 - attention_mass) ** 2).sum(dim=1).mean()
+    return xent + alpha_c * penalty, xent
+
+
+class CaptionModel(nn.Module):
+    """Encoder + decoder + vocabulary: the unit that is trained, saved, served."""
+
+    def __init__(self, config: ModelConfig, vocab: Vocabulary, encoder_weights: str | Path | None = None):
+        super().__init__()
+        config.vocab_size = len(vocab)
+        self.config = config
+        self.vocab = vocab
+        self.encoder = Encoder(config, encoder_weights)
+        self.decoder = Decoder(config)
+
+    def forward(self, images: torch.Tensor, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decoder(self.encoder(images), captions)
+
+    # ---- decoding -------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def greedy(self, features: torch.Tensor, max_len: int | None = None) -> list[Caption]:
+        """Arg-max decoding, kept as a plain loop: the reference that beam search with K=1 must equal."""
+        max_len = max_len or self.config.max_caption_len
+        b = features.size(0)
+        projected = self.decoder.attention.feature_proj(features)
+        state = self.decoder.init_state(features)
+        tokens = torch.full((b,), self.vocab.start_id, dtype=torch.long, device=features.device)
+        out_tokens, out_alphas, log_probs = [], [], torch.zeros(b, device=features.device)
+        finished = torch.zeros(b, dtype=torch.bool, device=features.device)
+        for _ in range(max_len + 1):  # +1: room for <end> after max_len words
+            logits, alpha, state = self.decoder.step(tokens, features, projected, state)
+            logp = logits.float().log_softmax(dim=1)
+            step_logp, tokens = logp.max(dim=1)
+            log_probs += torch.where(finished, torch.zeros_like(step_logp), step_logp)
+            out_tokens.append(tokens)
+            out_alphas.append(alpha)
+            finished |= tokens == self.vocab.end_id
+            if finished.all():
+                break
+        seqs = torch.stack(out_tokens, dim=1)  # (B, T)
+        alphas = torch.stack(out_alphas, dim=1)  # (B, T, P)
+        return [
+            self._make_caption(seqs[i], alphas[i], float(log_probs[i]), features[i], max_len) for i in range(b)
+        ]
+
+    @torch.no_grad()
+    def beam_search(self, features: torch.Tensor, beam_size: int = 3, max_len: int | None = None) -> list[Caption]:
+        """Beam search batched across images and beams: N = B*K sequences advance together each step.
+
+        A beam that emitted <end> is kept alive with its score frozen (it can only extend with <pad> at no cost),
+        so the K best hypotheses per image are always comparable. Never raises when no beam reaches <end>: the
+        best partial caption is returned (a known crash of a popular SAT implementation)."""
+        max_len = max_len or self.config.max_caption_len
+        b, p, c = features.shape
+        k, v = beam_size, self.config.vocab_size
+        dev = features.device
+        feats = features.unsqueeze(1).expand(b, k, p, c).reshape(b * k, p, c)
+        projected = self.decoder.attention.feature_proj(feats)
+        state = self.decoder.init_state(feats)
+        tokens = torch.full((b * k,), self.vocab.start_id, dtype=torch.long, device=dev)
+        scores = torch.full((b, k), -math.inf, device=dev)
+        scores[:, 0] = 0.0  # all beams start identical: expand only the first one at step 1
+        finished = torch.zeros(b * k, dtype=torch.bool, device=dev)
+        seqs = torch.empty((b * k, 0), dtype=torch.long, device=dev)
+        alphas = torch.empty((b * k, 0, p), device=dev)
+        # When a beam is finished, its only continuation is <pad> with log-prob 0.
+        frozen_row = torch.full((v,), -math.inf, device=dev)
+        frozen_row[self.vocab.pad_id] = 0.0
+        for _ in range(max_len + 1):
+            logits, alpha, state = self.decoder.step(tokens, feats, projected, state)
+            logp = logits.float().log_softmax(dim=1)  # (N, V)
+            logp = torch.where(finished.unsqueeze(1), frozen_row, logp)
+            total = (scores.reshape(-1, 1) + logp).reshape(b, k * v)
+            scores, flat = total.topk(k, dim=1)  # (B, K), sorted best first
+            parent = flat // v  # integer division: beam index within the image
+            tokens = (flat % v).reshape(-1)
+            rows = (parent + torch.arange(b, device=dev).unsqueeze(1) * k).reshape(-1)
+            state = (state[0][rows], state[1][rows])
+            seqs = torch.cat([seqs[rows], tokens.unsqueeze(1)], dim=1)
+            alphas = torch.cat([alphas[rows], alpha[rows].unsqueeze(1)], dim=1)
+            finished = finished[rows] | (tokens == self.vocab.end_id) | (tokens == self.vocab.pad_id)
+            if finished.all():
+                break
+        seqs, alphas = seqs.reshape(b, k, -1), alphas.reshape(b, k, -1, p)
+        captions = []
+        for i in range(b):
+            best = self._make_caption(seqs[i, 0], alphas[i, 0], float(scores[i, 0]), features[i], max_len)
+            for j in range(1, k):
+                if scores[i, j] > -math.inf:
+                    other = self._make_caption(seqs[i, j], alphas[i, j], float(scores[i, j]), features[i], max_len)
+                    best.alternatives.append(other.words)
+                    best.alternative_embeddings.append(other.embeddings)
+            captions.append(best)
+        return captions
+
+    @torch.no_grad()
+    def caption_features(self, features: torch.Tensor, beam_size: int = 3) -> list[Caption]:
+        """Decode region features (B, P, C); beam_size 1 is greedy decoding."""
+        if beam_size < 1:
+            raise ValueError("beam size must be at least 1")
+        return self.greedy(features) if beam_size == 1 else self.beam_search(features, beam_size)
+
+    @torch.no_grad()
+    def caption_images(self, images: torch.Tensor, beam_size: int = 3) -> list[Caption]:
+        """Normalised images (B, 3, H, W) -> one Caption each."""
+        return self.caption_features(self.encoder(images), beam_size)
+
+    def _make_caption(
+        self,
+        seq: torch.Tensor,
+        alphas: torch.Tensor,
+        log_prob: float,
+        features: torch.Tensor,
+        max_len: int,
+    ) -> Caption:
+        ids = seq.tolist()  # generated tokens: no leading <start>
+        stops = [n for n, t in enumerate(ids) if t in (self.vocab.end_id, self.vocab.pad_id)]
+        n_words = min(stops[0] if stops else len(ids), max_len)
+        ids = ids[:n_words]
+        s = self.config.encoded_size
+        return Caption(
+            words=[self.vocab.words[t] for t in ids],
+            token_ids=ids,
+            log_prob=log_prob,
+            attention=alphas[:n_words].reshape(n_words, s, s).float().cpu(),
+            embeddings=self.decoder.embedding.weight[seq[:n_words]].detach().float().cpu(),
+            feature=features.mean(dim=0).float().cpu(),
+        )
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+
+    def checkpoint(self, **extra: Any) -> dict[str, Any]:
+        """A self-describing checkpoint: config and vocabulary travel with the weights."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": asdict(self.config),
+            "vocab": self.vocab.words,
+            "model": self.state_dict(),
+            **extra,
+        }
+
+    def save(self, path: str | Path, **extra: Any) -> None:
+        """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.checkpoint(**extra), tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def from_checkpoint(cls, source: str | Path | dict[str, Any], map_location: str = "cpu") -> "CaptionModel":
+        """Rebuild the model from nothing but the checkpoint file (or an already loaded checkpoint dict)."""
+        ckpt = source if isinstance(source, dict) else load_checkpoint(source, map_location)
+        model = cls(ModelConfig.from_dict(ckpt["config"]), Vocabulary(ckpt["vocab"]))
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint weights do not match its config: {str(exc).splitlines()[0]}") from exc
+        return model.eval()
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint dict; raises CheckpointError with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files (pickle, zip, EOF)
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a vidcap checkpoint")
+    if ckpt.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer vidcap (format version {ckpt['version']})")
+    return ckpt
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
