@@ -1,0 +1,267 @@
+"""The `vidcap` command. Each subcommand only maps flags to a library call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vidcap.errors import VidcapError
+from vidcap.fileio import write_atomic
+
+log = logging.getLogger("vidcap")
+
+
+# ---- caption ----------------------------------------------------------------------------------------------
+
+
+def _add_caption(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("caption", help="caption images", description="Caption images: one caption per line.")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
+    p.add_argument("--beam", type=int, default=3, help="beam size; 1 = greedy (default: 3)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels than this")
+    p.add_argument("--json", action="store_true", help="print JSON: words, token ids, log-probability")
+    p.add_argument("--embeddings", action="store_true", help="with --json: each word's embedding")
+    p.add_argument("--attention", action="store_true", help="with --json: each word's SxS attention map")
+    p.add_argument("--feature", action="store_true", help="with --json: the pooled CNN feature")
+    p.set_defaults(run=_run_caption)
+
+
+def _run_caption(args: argparse.Namespace) -> int:
+    from vidcap.captioner import Captioner
+    from vidcap.images import DEFAULT_MAX_PIXELS
+
+    if args.beam < 1:
+        raise VidcapError("--beam must be at least 1")
+    captioner = Captioner.load(args.model, device=args.device, beam_size=args.beam,
+                               max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+    captions = captioner.caption_files(args.images)
+    if not args.json:
+        print("\n".join(c.text for c in captions))
+        return 0
+    records = []
+    for path, c in zip(args.images, captions):
+        record: dict[str, Any] = {"image": path, "caption": c.text, "words": c.words, "token_ids": c.token_ids,
+                                  "log_prob": c.log_prob}
+        if args.embeddings:
+            record["embeddings"] = c.embeddings.tolist()
+        if args.attention:
+            record["attention"] = c.attention.tolist()
+        if args.feature:
+            record["feature"] = c.feature.tolist()
+        records.append(record)
+    print(json.dumps(records, indent=1))
+    return 0
+
+
+# ---- train / eval -----------------------------------------------------------------------------------------
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from training.train import get_args_parser
+
+    sub.add_parser("train", parents=[get_args_parser(add_help=False)], help="train a captioning model",
+                   description=get_args_parser().description).set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from training.train import main
+
+    summary = main(args)
+    print(f"best validation BLEU-4 {summary['best_val_bleu4']:.2f} after {summary['minutes']:.1f} min: "
+          f"{summary['best_checkpoint']}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from vidcap.data import DATASET_NAMES
+
+    p = sub.add_parser("eval", help="score a model on a dataset split",
+                       description="BLEU-1..4 (nltk corpus BLEU, 0-100) against all references; CIDEr, ROUGE-L "
+                                   "and METEOR through pycocoevalcap when installed (METEOR needs Java).")
+    p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
+    p.add_argument("--dataset", choices=DATASET_NAMES, default="synthetic")
+    p.add_argument("--data", help="dataset folder (Karpathy split JSON + images)")
+    p.add_argument("--split", choices=("val", "test"), default="test")
+    p.add_argument("--size", type=int, help="synthetic: number of images (default: 1000 for test)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: dataset seed (the demo model used 0)")
+    p.add_argument("--beam", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="OUT", help="also write the scores to this JSON file")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from vidcap.captioner import Captioner
+    from vidcap.data import open_dataset
+    from vidcap.evaluation import evaluate_model
+
+    if args.beam < 1:
+        raise VidcapError("--beam must be at least 1")
+    captioner = Captioner.load(args.model, device=args.device)
+    dataset = open_dataset(args.dataset, args.split, captioner.image_size, args.data, args.size, args.seed)
+    scores = evaluate_model(captioner.model, dataset, args.beam, args.batch_size, captioner.device,
+                            progress=sys.stderr.isatty())
+    labels = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "cider": "CIDEr",
+              "rouge_l": "ROUGE-L", "meteor": "METEOR"}
+    print(f"{args.dataset} {args.split}: {int(scores['images'])} images, beam {args.beam} (scores on a 0-100 scale)")
+    for key, label in labels.items():
+        if key in scores:
+            print(f"  {label:8s} {scores[key]:6.2f}")
+    if args.json:
+        write_atomic(args.json, json.dumps({"dataset": args.dataset, "split": args.split, "beam": args.beam,
+                                             **scores}, indent=2))
+    return 0
+
+
+# ---- video ------------------------------------------------------------------------------------------------
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1280x720, got {text!r}") from None
+    return width, height
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    from vidcap.video.novelty import DEFAULT_SCORER, SCORERS
+
+    p = sub.add_parser("analyze", help="find the moments of a video unlike what came before",
+                       description="Sample a frame every N seconds, caption it, score how unlike the previous "
+                                   "frames it is, and report the moments. A summary goes to stdout, progress to "
+                                   "stderr.")
+    p.add_argument("video", help="video file (mp4, mkv, webm, mov, ...)")
+    p.add_argument("--every", type=float, default=1.0, metavar="SECONDS", help="sampling step (default: 1)")
+    p.add_argument("--window", type=int, default=5, metavar="N", help="previous frames compared with (default: 5)")
+    p.add_argument("--metric", help="euclidean (or euclidian) | cosine (default: the scorer's own)")
+    p.add_argument("--scorer", choices=sorted(SCORERS), default=DEFAULT_SCORER,
+                   help=f"novelty scorer (default: {DEFAULT_SCORER}; seed = the old project's metric)")
+    p.add_argument("--beam", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--decoder", default="auto", help="frame decoder: auto, pyav, dali (default: auto)")
+    p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="OUT", help="write frames and moments as JSON")
+    p.add_argument("--csv", metavar="OUT", help="write per-frame times, scores and captions as CSV")
+    p.add_argument("--plot", metavar="OUT.png", help="plot the score over time with the moments")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_run_analyze)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from vidcap.captioner import Captioner
+    from vidcap.video import report
+    from vidcap.video.pipeline import AnalysisParams, analyze
+
+    params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
+                            args.decoder).validate()
+    captioner = Captioner.load(args.model, device=args.device)
+    bar = tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, leave=False)
+
+    def started(duration: float, n: int) -> None:
+        bar.reset(total=n)
+
+    try:
+        analysis = analyze(args.video, captioner, params, on_frame=lambda _: bar.update(), on_start=started)
+    finally:
+        bar.close()
+    outputs = {args.json: report.to_json, args.csv: report.to_csv, args.plot: report.to_png}
+    rendered = {path: make(analysis) for path, make in outputs.items() if path}  # all or nothing
+    for path, data in rendered.items():
+        write_atomic(path, data)
+    print(report.summary(analysis))
+    return 0
+
+
+def _add_synth_video(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth-video", help="render a synthetic test video with known changes",
+                       description="Render scenes with the synthetic-scenes renderer (objects drifting a little), "
+                                   "encode them with PyAV, and write OUT.truth.json next to the video.")
+    p.add_argument("out", nargs="?", help="output video (.mp4, .mkv, .mov: H.264; .webm: VP9)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--script", help="JSON scene script (see docs/video.md)")
+    source.add_argument("--random", type=int, metavar="N", help="N random scenes of random length")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT (default: 1280x720)")
+    p.add_argument("--flicker", type=float, metavar="SECONDS", help="a brief brightness flash every SECONDS")
+    p.add_argument("--shake", type=int, default=0, metavar="PX", help="random camera translation up to PX pixels")
+    p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="sensor noise")
+    p.add_argument("--drift", action="store_true", help="slow camera pan and lighting change")
+    p.add_argument("--keyint", type=int, help="fixed keyframe interval in frames (default: the encoder's own)")
+    p.add_argument("--vocab", action="store_true", help="print the shapes, colours and backgrounds and exit")
+    p.set_defaults(run=_run_synth_video)
+
+
+def _run_synth_video(args: argparse.Namespace) -> int:
+    from vidcap.video import synth
+
+    if args.vocab:
+        print(synth.vocab_text())
+        return 0
+    if not args.out or (args.script is None and args.random is None):
+        raise VidcapError("give OUT and one of --script FILE or --random N (or --vocab)")
+    if args.script:
+        try:
+            script = json.loads(Path(args.script).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise VidcapError(f"cannot read scene script {args.script}: {exc}") from None
+        segments = synth.segments_from_script(script)
+    else:
+        segments = synth.random_segments(args.random, args.seed)
+    if args.flicker is not None and not args.flicker > 0:
+        raise VidcapError("--flicker must be positive")
+    effects = synth.Effects(args.flicker, args.shake, args.noise, args.drift)
+    truth = synth.write_video(args.out, segments, args.fps, args.size, effects, args.seed, args.keyint)
+    print(f"{args.out}: {truth['duration']:.1f} s, {len(truth['changes'])} changes; truth in "
+          f"{synth.truth_path(args.out)}")
+    return 0
+
+
+# ---- entry point ------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidcap", description="Caption video frames and find the moments that "
+                                                                 "are unlike what came before.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_caption(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_analyze(sub)
+    _add_synth_video(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except VidcapError as exc:
+        print(f"vidcap {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `vidcap caption ... | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
