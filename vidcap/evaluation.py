@@ -33,7 +33,8 @@ def bleu_scores(references: Sequence[Sequence[Tokens]], hypotheses: Sequence[Tok
     with warnings.catch_warnings():  # nltk warns on every corpus with no 4-gram overlap; a 0 score says it
         warnings.simplefilter("ignore", UserWarning)
         scores = corpus_bleu(refs, hyps, weights=_BLEU_WEIGHTS)
-    return {f"bleu{n}": 100.0 * float(s) for n, s in enumerate(scores, start=1)}
+    # nltk returns a denormal (~1e-229) instead of 0 when no n-gram of that order matches
+    return {f"bleu{n}": 100.0 * float(s) if s > 1e-12 else 0.0 for n, s in enumerate(scores, start=1)}
 
 
 def coco_scores(references: Sequence[Sequence[Tokens]], hypotheses: Sequence[Tokens]) -> dict[str, float]:

@@ -12,6 +12,7 @@ checkpoint I/O.
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -227,9 +228,12 @@ class CaptionModel(nn.Module):
         tokens = torch.full((b,), self.vocab.start_id, dtype=torch.long, device=features.device)
         out_tokens, out_alphas, log_probs = [], [], torch.zeros(b, device=features.device)
         finished = torch.zeros(b, dtype=torch.bool, device=features.device)
-        for _ in range(max_len + 1):  # +1: room for <end> after max_len words
+        end_only = self._end_only_row(features.device)
+        for step in range(max_len + 1):  # +1: room for <end> after max_len words
             logits, alpha, state = self.decoder.step(tokens, features, projected, state)
             logp = logits.float().log_softmax(dim=1)
+            if step == max_len:  # the length cap: whatever is unfinished ends here
+                logp = logp + end_only
             step_logp, tokens = logp.max(dim=1)
             log_probs += torch.where(finished, torch.zeros_like(step_logp), step_logp)
             out_tokens.append(tokens)
@@ -266,9 +270,12 @@ class CaptionModel(nn.Module):
         # When a beam is finished, its only continuation is <pad> with log-prob 0.
         frozen_row = torch.full((v,), -math.inf, device=dev)
         frozen_row[self.vocab.pad_id] = 0.0
-        for _ in range(max_len + 1):
+        end_only = self._end_only_row(dev)
+        for step in range(max_len + 1):
             logits, alpha, state = self.decoder.step(tokens, feats, projected, state)
             logp = logits.float().log_softmax(dim=1)  # (N, V)
+            if step == max_len:  # the length cap: every unfinished beam ends here, so beams stay distinct
+                logp = logp + end_only
             logp = torch.where(finished.unsqueeze(1), frozen_row, logp)
             total = (scores.reshape(-1, 1) + logp).reshape(b, k * v)
             scores, flat = total.topk(k, dim=1)  # (B, K), sorted best first
@@ -304,6 +311,11 @@ class CaptionModel(nn.Module):
     def caption_images(self, images: torch.Tensor, beam_size: int = 3) -> list[Caption]:
         """Normalised images (B, 3, H, W) -> one Caption each."""
         return self.caption_features(self.encoder(images), beam_size)
+
+    def _end_only_row(self, device: torch.device) -> torch.Tensor:
+        row = torch.full((self.config.vocab_size,), -math.inf, device=device)
+        row[self.vocab.end_id] = 0.0
+        return row
 
     def _make_caption(
         self,
@@ -367,8 +379,11 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files (pickle, zip, EOF)
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    except pickle.UnpicklingError as exc:  # garbage, or a pickle that would need arbitrary code to load
+        raise CheckpointError(f"cannot read checkpoint {path}: not a valid (weights-only) torch file") from exc
+    except Exception as exc:  # torch raises many types for corrupt files (zip, EOF, ...)
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {reason}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a vidcap checkpoint")
     if ckpt.get("version", 0) > CHECKPOINT_VERSION:

@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny models and datasets that the tests build themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vidcap.model import CaptionModel, ModelConfig
+from vidcap.synthetic import describe_scene, random_scene, render_scene
+from vidcap.vocab import Vocabulary, tokenize
+
+REPO = Path(__file__).resolve().parents[1]
+VIDCAP = [sys.executable, "-m", "vidcap.cli"]
+DEMO_MODEL = REPO / "model_store" / "vidcap-demo.pt"
+
+torch.set_num_threads(2)
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A model small enough to train in seconds on a CPU."""
+    values = dict(backbone="resnet18", stages=2, image_size=48, encoded_size=3, embed_dim=32, attention_dim=32,
+                  decoder_dim=64, dropout=0.0, max_caption_len=12)
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def tiny_model(words: list[str] | None = None, seed: int = 0, **overrides) -> CaptionModel:
+    torch.manual_seed(seed)
+    words = words or ["a", "red", "blue", "circle", "square", "on", "grass", "sand"]
+    vocab = Vocabulary.build([words])
+    return CaptionModel(tiny_config(**overrides), vocab).eval()
+
+
+def synthetic_images(n: int, seed: int = 0, size: tuple[int, int] = (96, 64)) -> list[tuple[np.ndarray, list[str]]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        scene = random_scene(rng)
+        out.append((render_scene(scene, *size), describe_scene(scene, rng, 5)))
+    return out
+
+
+def write_karpathy(root: Path, name: str = "coco", counts: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """A tiny dataset in the Karpathy split format: dataset_<name>.json plus an image folder."""
+    counts = counts or {"train": 6, "restval": 2, "val": 3, "test": 3}
+    images, n = [], 0
+    subdir = "val2014" if name == "coco" else ""
+    (root / subdir).mkdir(parents=True, exist_ok=True)
+    for split, count in counts.items():
+        for pixels, captions in synthetic_images(count, seed + n):
+            filename = f"img_{n:04d}.jpg"
+            Image.fromarray(pixels).save(root / subdir / filename, quality=95)
+            entry = {"filename": filename, "split": split, "imgid": n,
+                     "sentences": [{"raw": c.capitalize() + ".", "tokens": tokenize(c)} for c in captions]}
+            if subdir:
+                entry["filepath"] = subdir
+            images.append(entry)
+            n += 1
+    path = root / f"dataset_{name}.json"
+    path.write_text(json.dumps({"images": images, "dataset": name}))
+    return path
+
+
+@pytest.fixture
+def demo_model_path() -> Path:
+    if not DEMO_MODEL.is_file():
+        pytest.fail(f"the demo model is part of the repository and must exist at {DEMO_MODEL}")
+    return DEMO_MODEL
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("VIDCAP_MODEL", None)
+    env["PYTHONPATH"] = str(REPO)
+    return env
