@@ -1,0 +1,263 @@
+"""The video engine on real encoded files: sampling, the scorers, moments, the pipeline, `vidcap analyze`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import threading
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vidcap.captioner import Captioner
+from vidcap.errors import InputError
+from vidcap.synthetic import Scene, SceneObject
+from vidcap.video.frames import VideoOpenError, open_frames
+from vidcap.video.novelty import CaptionedFrame, RobustScorer, SeedScorer, find_moments
+from vidcap.video.pipeline import AnalysisParams, analyze, analyze_frames
+from vidcap.video.synth import Effects, Segment, random_segments, truth_path, write_video
+
+from conftest import REPO, VIDCAP, cli_env
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*VIDCAP, *args], capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=600)
+
+
+def scene(background: str, *objects: tuple[str, str, int]) -> Scene:
+    return Scene(background, tuple(SceneObject(s, c, "large", col, (col + 0.5) / 3, 0.5) for s, c, col in objects))
+
+
+@pytest.fixture(scope="module")
+def known_changes(tmp_path_factory) -> Path:
+    """20 s, 320x180 at 10 fps: a cut at 7 s, an object change (colour) at 14 s."""
+    path = tmp_path_factory.mktemp("video") / "known.mp4"
+    first = scene("grass", ("circle", "red", 0), ("square", "blue", 2))
+    second = scene("night", ("star", "yellow", 1))
+    third = scene("night", ("star", "red", 1))
+    write_video(path, [Segment(first, 7.0), Segment(second, 7.0), Segment(third, 6.0)], fps=10, size=(320, 180))
+    return path
+
+
+@pytest.mark.parametrize("keyint", [5, 300])
+def test_sampling_timestamps_with_short_and_long_keyframe_intervals(tmp_path, keyint):
+    path = tmp_path / f"k{keyint}.mp4"
+    write_video(path, random_segments(2, seed=keyint, min_seconds=6, max_seconds=6), fps=25, size=(160, 96),
+                keyint=keyint)
+    with av.open(str(path)) as c:  # the keyframe layout really is what we asked for
+        keys = [p.pts for p in c.demux(c.streams.video[0]) if p.is_keyframe and p.pts is not None]
+    assert len(keys) == (1 if keyint == 300 else 60)  # 12 s at 25 fps = 300 frames
+    for every in (1.0, 0.7, 2.5):
+        with open_frames(path, every) as source:
+            times = [f.t for f in source.frames()]
+        expected = [k * every for k in range(int(12 / every) + 1) if k * every < 12 - 1e-9]
+        assert len(times) == len(expected)
+        # each sample is the first frame at or after its target: within one frame (1/25 s) of it
+        assert all(0 <= t - e < 1 / 25 + 1e-6 for t, e in zip(times, expected)), (times, expected)
+
+
+def test_sampled_pixels_are_the_frames_at_those_times(tmp_path):
+    """A colour per second: the sample at t must show the colour of second t, also after seeking."""
+    path = tmp_path / "colours.mp4"
+    colours = ["red", "green", "blue", "yellow", "purple", "white", "black", "orange"]
+    write_video(path, [Segment(scene("paper", ("square", c, 1)), 1.0) for c in colours], fps=20, size=(64, 64),
+                keyint=10)
+    from vidcap.synthetic import COLOURS
+    with open_frames(path, 2.0) as source:
+        for frame in source.frames():
+            centre = frame.pixels[32, 32].astype(int)
+            expected = np.array(COLOURS[colours[round(frame.t)]])
+            assert np.abs(centre - expected).max() < 40, (frame.t, centre, expected)
+
+
+def test_timestamps_are_relative_to_a_nonzero_first_pts(tmp_path):
+    src = tmp_path / "src.mp4"
+    write_video(src, random_segments(1, seed=0, min_seconds=4, max_seconds=4), fps=10, size=(64, 64))
+    shifted = tmp_path / "shifted.mkv"  # remux with every timestamp moved 5 s later
+    with av.open(str(src)) as inp, av.open(str(shifted), "w") as out:
+        istream = inp.streams.video[0]
+        ostream = out.add_stream_from_template(istream)
+        offset = int(5 / istream.time_base)
+        for packet in inp.demux(istream):
+            if packet.dts is None:
+                continue
+            packet.pts += offset
+            packet.dts += offset
+            packet.stream = ostream
+            out.mux(packet)
+    with av.open(str(shifted)) as c:
+        assert c.streams.video[0].start_time * c.streams.video[0].time_base > 4.9
+    with open_frames(shifted, 1.0) as source:
+        assert [round(f.t, 3) for f in source.frames()] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_seed_scorer_matches_a_hand_computed_example():
+    e = {w: np.array(v, dtype=float) for w, v in {"a": [1, 0], "b": [0, 1], "c": [1, 1], "d": [3, 0]}.items()}
+    captions = [["a", "b"], ["c"], ["d"]]
+    frames = [CaptionedFrame(float(i), ws, np.stack([e[w] for w in ws])) for i, ws in enumerate(captions)]
+    means = [np.array([0.5, 0.5]), np.array([1.0, 1.0]), np.array([3.0, 0.0])]
+    euclid = SeedScorer(window=2, metric="euclidian")
+    scores = [s for f in frames for _, s in euclid.push(f)]
+    expected = [0.0, float(np.linalg.norm(means[1] - means[0])), float(np.linalg.norm(means[2] - (means[0] + means[1]) / 2))]
+    assert scores == pytest.approx(expected)
+    cosine = SeedScorer(window=1, metric="cosine")
+    scores = [s for f in frames for _, s in cosine.push(f)]
+    cos = lambda a, b: 1 - a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    assert scores == pytest.approx([0.0, cos(means[1], means[0]), cos(means[2], means[1])])
+
+
+def test_robust_scorer_ignores_a_one_frame_flash_but_not_a_lasting_change():
+    e = {"red": [1.0, 0.0], "blue": [0.0, 1.0], "circle": [0.5, 0.5]}
+    def frame(colour): return CaptionedFrame(0.0, ["a", colour, "circle"], np.array([[9.0, 9.0], e[colour], e["circle"]]))
+    scorer = RobustScorer(window=3)
+    seq = ["red"] * 4 + ["blue"] + ["red"] * 4 + ["blue"] * 4  # a flash at 4, a lasting change at 9
+    scores = dict(p for c in seq for p in scorer.push(frame(c)))
+    scores.update(scorer.finish())
+    assert sorted(scores) == list(range(len(seq)))
+    assert scores[4] < 0.01  # the flash: the next frame is back to red
+    assert scores[9] > 0.3
+    seed = SeedScorer(window=3, metric="euclidean")
+    seed_scores = [s for c in seq for _, s in seed.push(frame(c))]
+    assert seed_scores[4] > 0.3 and seed_scores[4] == pytest.approx(seed_scores[9])  # the old metric: same alarm
+
+
+def test_find_moments_threshold_gap_and_returning_captions():
+    times = [float(t) for t in range(20)]
+    scores = [0.01] * 20
+    captions = ["a red circle"] * 5 + ["a blue star"] * 5 + ["a red circle"] * 1 + ["a green cross"] * 9
+    scores[5], scores[6] = 0.9, 0.5  # one change, reported by two adjacent samples
+    scores[10] = 0.8  # back to the first caption right after: no lasting change
+    scores[11] = 0.85
+    moments = find_moments(times, scores, captions, min_gap=2.0, min_score=0.1)
+    assert [(m.t, m.caption, m.previous_caption) for m in moments] == [
+        (5.0, "a blue star", "a red circle"), (11.0, "a green cross", "a red circle")]
+    assert find_moments(times, [0.02] * 20, captions, 2.0, min_score=0.1) == []
+
+
+@pytest.fixture(scope="module")
+def captioner() -> Captioner:
+    return Captioner.load()
+
+
+def test_pipeline_finds_the_known_changes(known_changes, captioner):
+    analysis = analyze(known_changes, captioner, AnalysisParams(every_n_seconds=1.0, window=3))
+    assert [round(f.t) for f in analysis.frames] == list(range(20))
+    truth = json.loads(truth_path(known_changes).read_text())["changes"]
+    found = [m.t for m in analysis.moments]
+    for change in truth:
+        assert any(abs(t - change["t"]) <= 1.0 for t in found), (found, truth)
+    assert len(found) == len(truth), [(m.t, m.caption) for m in analysis.moments]
+
+
+def test_pipeline_yields_the_first_frame_before_the_video_is_decoded(tmp_path, captioner):
+    path = tmp_path / "long.mp4"
+    write_video(path, random_segments(4, seed=3, min_seconds=15, max_seconds=15), fps=10, size=(160, 96))
+    decoded = []
+    from vidcap.video import pyav_source
+    original = pyav_source.PyAVFrameSource._to_rgb
+
+    def counting(self, frame):
+        decoded.append(frame.pts)
+        return original(self, frame)
+
+    pyav_source.PyAVFrameSource._to_rgb = counting
+    try:
+        results = analyze_frames(path, captioner, AnalysisParams(every_n_seconds=0.5, scorer="seed", batch_size=4))
+        first = next(results)
+        decoded_at_first = len(decoded)
+        results.close()  # stops decoding
+        assert not [t for t in threading.enumerate() if t.name == "vidcap-decoder"]
+    finally:
+        pyav_source.PyAVFrameSource._to_rgb = original
+    assert first.index == 0 and first.t == 0.0
+    assert decoded_at_first < 120 // 2  # far fewer than the 120 samples of the whole video
+    assert len(decoded) < 120
+
+
+def test_analyze_cli_writes_json_csv_plot_and_summary(known_changes, tmp_path):
+    out = tmp_path / "out"
+    result = run("analyze", str(known_changes), "--every", "1", "--window", "3", "--json", str(out / "a.json"),
+                 "--csv", str(out / "a.csv"), "--plot", str(out / "a.png"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "a.json").read_text())
+    assert set(data) >= {"video", "params", "frames", "moments"}
+    assert data["params"]["every_n_seconds"] == 1.0 and data["params"]["scorer"] == "robust"
+    assert len(data["frames"]) == 20 and {"t", "caption", "score"} <= set(data["frames"][0])
+    assert data["moments"] and {"t", "score", "caption", "previous_caption"} <= set(data["moments"][0])
+    rows = list(csv.DictReader((out / "a.csv").open()))
+    assert len(rows) == 20 and sum(int(r["moment"]) for r in rows) == len(data["moments"])
+    assert (out / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{len(data['moments'])} moments" in result.stdout
+    seed = run("analyze", str(known_changes), "--scorer", "seed", "--metric", "euclidian", "--json",
+               str(out / "s.json"), "--no-progress")
+    assert seed.returncode == 0 and json.loads((out / "s.json").read_text())["params"]["metric"] == "euclidean"
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm", ".mov"])
+def test_other_containers(tmp_path, suffix, captioner):
+    path = tmp_path / f"v{suffix}"
+    write_video(path, random_segments(1, seed=1, min_seconds=3, max_seconds=3), fps=10, size=(96, 64))
+    results = list(analyze_frames(path, captioner, AnalysisParams(every_n_seconds=1.0, scorer="seed")))
+    assert [round(r.t) for r in results] == [0, 1, 2]
+
+
+def test_bad_videos_and_parameters_are_clean_errors(tmp_path, known_changes):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video")
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(known_changes.read_bytes()[:3000])
+    audio = tmp_path / "audio.m4a"
+    with av.open(str(audio), "w") as c:
+        stream = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            c.mux(packet)
+    out = tmp_path / "out.json"
+    cases = [
+        ([str(tmp_path / "empty.mp4")], "0 bytes"),
+        ([str(tmp_path / "text.mp4")], "cannot open"),
+        ([str(truncated)], "cannot"),
+        ([str(audio)], "no video stream"),
+        ([str(tmp_path / "missing.mp4")], "not found"),
+        ([str(known_changes), "--every", "0"], "positive"),
+        ([str(known_changes), "--every", "-1"], "positive"),
+        ([str(known_changes), "--every", "100"], "longer than the video"),
+        ([str(known_changes), "--window", "0"], "window"),
+        ([str(known_changes), "--metric", "manhattan"], "unknown metric"),
+    ]
+    for args, pattern in cases:
+        result = run("analyze", *args, "--json", str(out), "--no-progress")
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and pattern in result.stderr, (args, result.stderr)
+        assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+    bad_scorer = run("analyze", str(known_changes), "--scorer", "nope")
+    assert bad_scorer.returncode == 2 and "invalid choice" in bad_scorer.stderr
+
+
+def test_synth_video_cli_truth_and_vocab(tmp_path):
+    script = {"scenes": [
+        {"duration": 3, "background": "sand", "objects": [{"shape": "circle", "colour": "red", "column": 0}]},
+        {"duration": 3, "background": "sand", "objects": [{"shape": "square", "colour": "red", "column": 0}]},
+        {"duration": 3, "background": "sky", "objects": [{"shape": "star", "colour": "black"}]},
+    ]}
+    (tmp_path / "s.json").write_text(json.dumps(script))
+    result = run("synth-video", str(tmp_path / "v.mp4"), "--script", str(tmp_path / "s.json"), "--fps", "10",
+                 "--size", "128x96", "--flicker", "2", "--shake", "3", "--noise", "4", "--drift")
+    assert result.returncode == 0, result.stderr
+    truth = json.loads((tmp_path / "v.truth.json").read_text())
+    assert truth["duration"] == 9 and truth["changes"] == [{"t": 3.0, "kind": "object"}, {"t": 6.0, "kind": "cut"}]
+    with av.open(str(tmp_path / "v.mp4")) as c:
+        s = c.streams.video[0]
+        assert (s.width, s.height) == (128, 96) and s.frames == 90
+    vocab = run("synth-video", "--vocab")
+    assert "circle" in vocab.stdout and "grass" in vocab.stdout and "red" in vocab.stdout
+    bad = run("synth-video", str(tmp_path / "b.mp4"), "--script", str(tmp_path / "nope.json"))
+    assert bad.returncode == 2 and not (tmp_path / "b.mp4").exists()
+    script["scenes"][0]["background"] = "mars"
+    (tmp_path / "bad.json").write_text(json.dumps(script))
+    bad = run("synth-video", str(tmp_path / "b.mp4"), "--script", str(tmp_path / "bad.json"))
+    assert bad.returncode == 2 and "unknown background" in bad.stderr

@@ -1,0 +1,115 @@
+"""Frame sources: decode one frame every N seconds from a video file.
+
+One small ABC, one implementation per decoder (PyAV on CPU, DALI on GPU), and a registry of what is installed,
+after PySceneDetect's video backends. Times always come from the frames' presentation timestamps, relative to
+the first frame of the stream, so they stay right on variable-frame-rate files and on files whose first
+timestamp is not zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidcap.errors import InputError
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
+
+
+class VideoOpenError(InputError):
+    """The file is not a readable video (missing, empty, corrupt, no video stream)."""
+
+
+@dataclass
+class Frame:
+    index: int  # 0, 1, 2, ... in sampling order
+    t: float  # seconds from the start of the video, from the frame's presentation timestamp
+    pixels: np.ndarray | torch.Tensor  # (H, W, 3) uint8 RGB; a CUDA tensor from GPU decoders
+
+
+class FrameSource(ABC):
+    """Samples frames at 0, N, 2N, ... seconds: for each target time, the first frame shown at or after it."""
+
+    BACKEND_NAME: str = ""
+
+    def __init__(self, path: str | Path, every_n_seconds: float, size: tuple[int, int] | None = None):
+        """size: (width, height) to scale frames to while decoding (None keeps the native size)."""
+        if not every_n_seconds > 0:
+            raise InputError(f"every_n_seconds must be positive, got {every_n_seconds}")
+        self.path, self.every_n_seconds, self.size = Path(path), float(every_n_seconds), size
+        check_video_file(self.path)
+
+    @property
+    @abstractmethod
+    def duration(self) -> float:
+        """Length of the video in seconds."""
+
+    @abstractmethod
+    def frames(self) -> Iterator[Frame]:
+        """Yield the sampled frames in time order, as soon as each is decoded."""
+
+    def sample_times(self) -> list[float]:
+        n = int(self.duration // self.every_n_seconds) + 1
+        return [k * self.every_n_seconds for k in range(n) if k * self.every_n_seconds < self.duration]
+
+    def close(self) -> None:
+        """Release the decoder; safe to call twice."""
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_video_file(path: Path) -> None:
+    if not path.is_file():
+        raise VideoOpenError(f"video not found: {path}")
+    if path.stat().st_size == 0:
+        raise VideoOpenError(f"empty video file (0 bytes): {path}")
+
+
+def available_backends() -> dict[str, type[FrameSource]]:
+    """Decoders that can run on this machine, best first."""
+    from vidcap.video.pyav_source import PyAVFrameSource
+
+    backends: dict[str, type[FrameSource]] = {}
+    try:
+        from vidcap.video.dali_source import DALIFrameSource, dali_unavailable_reason
+
+        if dali_unavailable_reason() is None:
+            backends["dali"] = DALIFrameSource
+    except ImportError:
+        pass
+    backends["pyav"] = PyAVFrameSource
+    return backends
+
+
+def open_frames(path: str | Path, every_n_seconds: float, backend: str = "auto",
+                size: tuple[int, int] | None = None) -> FrameSource:
+    """Open a video with the named decoder, or the best available one ('auto'): DALI with a GPU, else PyAV.
+    A DALI failure on a file falls back to PyAV with a warning."""
+    backends = available_backends()
+    if backend == "auto":
+        backend = next(iter(backends))
+    if backend not in backends:
+        if backend == "dali":
+            from vidcap.video.dali_source import dali_unavailable_reason
+
+            raise InputError(f"DALI decoding is not available here: {dali_unavailable_reason()}")
+        raise InputError(f"unknown frame decoder {backend!r}; available: {', '.join(backends)}")
+    try:
+        return backends[backend](path, every_n_seconds, size)
+    except VideoOpenError:
+        if backend == "pyav":
+            raise
+        log.warning("%s could not open %s; falling back to PyAV", backend, path)
+        return backends["pyav"](path, every_n_seconds, size)

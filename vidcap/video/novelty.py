@@ -1,0 +1,237 @@
+"""Novelty scorers: how unlike the previous frames is this frame? And the moments picked from the scores.
+
+`seed` is exactly the old project's metric: the mean word embedding of the frame's caption against the mean of
+the previous N frames' mean embeddings, Euclidean or cosine. Its known flaw: the captioner reacts to small image
+changes (a flash, a shake, noise, a synonym), so similar frames get flagged. `robust` fixes that with three
+measured changes (docs/novelty.md): content words only, the beam's n-best captions averaged, and persistence,
+a change must still be there one sample later (a flash is gone by then), which delays each score by one sample.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vidcap.errors import InputError
+
+METRICS = ("euclidean", "cosine")
+METRIC_ALIASES = {"euclidian": "euclidean"}  # the old API's spelling
+
+# Words that carry no content of their own: articles, prepositions, fillers of the caption grammar and of COCO.
+STOP_WORDS = frozenset(
+    "a an the of on in at to and is are there its it this that with from by for as next between "
+    "picture image photo some one two three four five shapes shape left right middle centre center front "
+    "against floating sits sitting standing near top bottom side".split()
+)
+
+
+@dataclass
+class CaptionedFrame:
+    """What a scorer sees of one sampled frame."""
+
+    t: float
+    words: list[str]
+    embeddings: np.ndarray  # (len(words), E)
+    alternatives: list[tuple[list[str], np.ndarray]] = field(default_factory=list)  # other beams: words, embeddings
+    feature: np.ndarray | None = None  # pooled visual feature (C,)
+
+
+def normalize_metric(metric: str) -> str:
+    metric = METRIC_ALIASES.get(metric.lower(), metric.lower())
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose euclidean (or euclidian) or cosine")
+    return metric
+
+
+def distance(a: np.ndarray, b: np.ndarray, metric: str) -> float:
+    if metric == "euclidean":
+        return float(np.linalg.norm(a - b))
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 or nb == 0.0:
+        return 0.0 if na == nb else 1.0
+    return float(1.0 - np.dot(a, b) / (na * nb))
+
+
+class NoveltyScorer(ABC):
+    """Scores frames in order. `push` takes the next frame and returns the scores that became final, as
+    (frame number, score) pairs; `finish` returns the rest. A scorer with lookahead L finalises frame i once
+    frame i+L has arrived."""
+
+    NAME = ""
+    lookahead = 0
+    default_metric = "euclidean"
+    min_moment_score = 0.0  # scores below this are never moments, however quiet the video
+
+    def __init__(self, window: int = 5, metric: str | None = None):
+        if window < 1:
+            raise InputError(f"window must be at least 1, got {window}")
+        self.window = window
+        self.metric = normalize_metric(metric or self.default_metric)
+
+    @abstractmethod
+    def push(self, frame: CaptionedFrame) -> list[tuple[int, float]]: ...
+
+    def finish(self) -> list[tuple[int, float]]:
+        return []
+
+
+class SeedScorer(NoveltyScorer):
+    """The old project's dissimilarity, exactly: mean word embedding of the caption vs the mean of the previous
+    N frames' mean embeddings. The first frame has no history and scores 0."""
+
+    NAME = "seed"
+
+    def __init__(self, window: int = 5, metric: str | None = None):
+        super().__init__(window, metric)
+        self._history: deque[np.ndarray] = deque(maxlen=window)
+        self._n = 0
+
+    def push(self, frame: CaptionedFrame) -> list[tuple[int, float]]:
+        vector = _mean(frame.embeddings)
+        score = distance(vector, np.mean(self._history, axis=0), self.metric) if self._history else 0.0
+        self._history.append(vector)
+        self._n += 1
+        return [(self._n - 1, score)]
+
+
+class RobustScorer(NoveltyScorer):
+    """Caption-based novelty that does not fire on flicker, shake or noise (measured in bench/novelty.py).
+
+    Each frame becomes the mean embedding of its content words, averaged over the beam's n-best captions. Its
+    score is the distance of that vector from the mean of the previous N frames, taken as the smaller of the
+    frame's own distance and the next frame's distance from the same past: a real change persists, a flash does
+    not. The pooled visual feature can be blended in (visual_weight), off by default: it reacts to flashes."""
+
+    NAME = "robust"
+    default_metric = "cosine"
+    min_moment_score = 0.08
+
+    def __init__(self, window: int = 5, metric: str | None = None, content_only: bool = True,
+                 use_beams: bool = True, persistence: bool = True, visual_weight: float = 0.0):
+        super().__init__(window, metric)
+        self.content_only, self.use_beams, self.visual_weight = content_only, use_beams, visual_weight
+        self.lookahead = 1 if persistence else 0
+        self._past: deque[np.ndarray] = deque(maxlen=window)
+        self._past_visual: deque[np.ndarray] = deque(maxlen=window)
+        self._pending: deque[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]] = deque()
+        self._n_done = 0
+
+    def _vector(self, frame: CaptionedFrame) -> np.ndarray:
+        captions = [(frame.words, frame.embeddings)]
+        if self.use_beams:
+            captions += frame.alternatives
+        vectors = [_mean(self._content(words, emb)) for words, emb in captions]
+        weights = np.array([2.0] + [1.0] * (len(vectors) - 1))  # the best caption counts double
+        return np.average(np.stack(vectors), axis=0, weights=weights)
+
+    def _content(self, words: list[str], embeddings: np.ndarray) -> np.ndarray:
+        if not self.content_only:
+            return embeddings
+        keep = [i for i, w in enumerate(words) if w not in STOP_WORDS]
+        return embeddings[keep] if keep else embeddings
+
+    def push(self, frame: CaptionedFrame) -> list[tuple[int, float]]:
+        vector = self._vector(frame)
+        visual = frame.feature if self.visual_weight > 0 else None
+        past = np.mean(self._past, axis=0) if self._past else None
+        past_visual = np.mean(self._past_visual, axis=0) if self._past_visual and visual is not None else None
+        self._pending.append((vector, visual, past, past_visual))
+        self._past.append(vector)
+        if visual is not None:
+            self._past_visual.append(visual)
+        return self._drain(final=False)
+
+    def finish(self) -> list[tuple[int, float]]:
+        return self._drain(final=True)
+
+    def _drain(self, final: bool) -> list[tuple[int, float]]:
+        out = []
+        while len(self._pending) > self.lookahead or (final and self._pending):
+            vector, visual, past, past_visual = self._pending[0]
+            score = self._score(vector, visual, past, past_visual)
+            if self.lookahead and len(self._pending) > 1:
+                nxt_vector, nxt_visual = self._pending[1][0], self._pending[1][1]
+                score = min(score, self._score(nxt_vector, nxt_visual, past, past_visual))
+            self._pending.popleft()
+            out.append((self._n_done, score))
+            self._n_done += 1
+        return out
+
+    def _score(self, vector, visual, past, past_visual) -> float:
+        if past is None:
+            return 0.0
+        score = distance(vector, past, self.metric)
+        if visual is not None and past_visual is not None:
+            score = (1 - self.visual_weight) * score + self.visual_weight * distance(visual, past_visual, "cosine")
+        return score
+
+
+def _mean(embeddings: np.ndarray) -> np.ndarray:
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    return embeddings.mean(axis=0) if len(embeddings) else np.zeros(embeddings.shape[-1])
+
+
+SCORERS: dict[str, type[NoveltyScorer]] = {"seed": SeedScorer, "robust": RobustScorer}
+DEFAULT_SCORER = "robust"
+
+
+def make_scorer(name: str = DEFAULT_SCORER, window: int = 5, metric: str | None = None) -> NoveltyScorer:
+    if name not in SCORERS:
+        raise InputError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
+    return SCORERS[name](window=window, metric=metric)
+
+
+def score_all(scorer: NoveltyScorer, frames: list[CaptionedFrame]) -> list[float]:
+    """Score a whole sequence at once (offline)."""
+    scored = dict(pair for frame in frames for pair in scorer.push(frame))
+    scored.update(scorer.finish())
+    return [scored[i] for i in range(len(frames))]
+
+
+# ---- moments ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Moment:
+    t: float
+    score: float
+    caption: str
+    previous_caption: str
+    index: int  # which sampled frame
+
+
+def find_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
+                 min_score: float = 0.0, sensitivity: float = 5.0) -> list[Moment]:
+    """Peaks above an adaptive threshold (median + sensitivity * robust spread of the scores, and never below
+    min_score), at least min_gap seconds apart (the higher peak wins). A peak whose caption says the same as the
+    caption before it, or as the caption before the previous moment (the scene came back), is dropped."""
+    if not scores:
+        return []
+    s = np.asarray(scores, dtype=np.float64)
+    median = float(np.median(s))
+    spread = 1.4826 * float(np.median(np.abs(s - median)))
+    threshold = max(median + sensitivity * spread, min_score, 1e-9)
+    peaks = [i for i in range(len(s)) if s[i] >= threshold and (i == 0 or s[i] >= s[i - 1])
+             and (i == len(s) - 1 or s[i] > s[i + 1])]
+    chosen: list[int] = []
+    for i in sorted(peaks, key=lambda i: -s[i]):
+        if all(abs(times[i] - times[j]) >= min_gap for j in chosen):
+            chosen.append(i)
+    moments: list[Moment] = []
+    for i in sorted(chosen):
+        before = captions[i - 1] if i > 0 else ""
+        if _same(captions[i], before):
+            continue
+        if moments and _same(captions[i], moments[-1].previous_caption) and times[i] - moments[-1].t < 3 * min_gap:
+            moments.pop()  # A -> B -> A in a short time: no lasting change
+            continue
+        moments.append(Moment(times[i], float(s[i]), captions[i], before, i))
+    return moments
+
+
+def _same(a: str, b: str) -> bool:
+    content = lambda text: [w for w in text.split() if w not in STOP_WORDS]  # noqa: E731
+    return content(a) == content(b)

@@ -1,0 +1,232 @@
+"""The video pipeline: sample frames, caption them in batches, score their novelty, yield results as they exist.
+
+Decoding runs in a thread that feeds a bounded queue, so it overlaps inference and memory stays bounded on
+any length of video. The consumer takes whatever frames are ready (at least one, at most a batch), so the
+first result comes out right away and later frames are batched whenever decoding runs ahead.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidcap.captioner import Captioner
+from vidcap.errors import InputError
+from vidcap.model import Caption
+from vidcap.video.frames import Frame, open_frames
+from vidcap.video.novelty import (
+    SCORERS,
+    CaptionedFrame,
+    Moment,
+    find_moments,
+    make_scorer,
+    normalize_metric,
+)
+
+
+@dataclass
+class AnalysisParams:
+    every_n_seconds: float = 1.0
+    window: int = 5  # previous sampled frames the current one is compared with
+    metric: str | None = None  # euclidean | cosine; None: the scorer's default
+    scorer: str = "robust"
+    beam: int = 3
+    batch_size: int = 8
+    decoder: str = "auto"  # frame decoder: auto | pyav | dali
+    min_gap: float | None = None  # seconds between moments; default: max(2 samples, 2 s)
+
+    def validate(self) -> "AnalysisParams":
+        if not self.every_n_seconds > 0:
+            raise InputError(f"every_n_seconds must be positive, got {self.every_n_seconds}")
+        if self.window < 1:
+            raise InputError(f"window must be at least 1, got {self.window}")
+        if self.beam < 1:
+            raise InputError(f"beam must be at least 1, got {self.beam}")
+        if self.batch_size < 1:
+            raise InputError("batch_size must be at least 1")
+        if self.scorer not in SCORERS:
+            raise InputError(f"unknown scorer {self.scorer!r}; choose one of {', '.join(SCORERS)}")
+        if self.metric is not None:
+            self.metric = normalize_metric(self.metric)
+        return self
+
+    @property
+    def moment_gap(self) -> float:
+        return self.min_gap if self.min_gap is not None else max(2 * self.every_n_seconds, 2.0)
+
+
+@dataclass
+class FrameResult:
+    index: int
+    t: float
+    caption: str
+    score: float
+    words: list[str]
+    alternatives: list[str] = field(default_factory=list)
+    pixels: np.ndarray | None = field(default=None, repr=False)  # the sampled frame, when asked for
+
+
+@dataclass
+class Analysis:
+    video: str
+    params: dict[str, Any]
+    duration: float
+    frames: list[FrameResult]
+    moments: list[Moment]
+    seconds: float  # wall time
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "video": self.video,
+            "params": self.params,
+            "duration": self.duration,
+            "wall_seconds": round(self.seconds, 3),
+            "frames": [{"t": round(f.t, 4), "caption": f.caption, "score": f.score, "index": f.index,
+                        "alternatives": f.alternatives} for f in self.frames],
+            "moments": [{"t": round(m.t, 4), "score": m.score, "caption": m.caption,
+                         "previous_caption": m.previous_caption, "index": m.index} for m in self.moments],
+        }
+
+
+_DONE = object()
+
+
+class _Decoder(threading.Thread):
+    """Decodes frames into a bounded queue; errors travel through the queue to the consumer."""
+
+    def __init__(self, source, capacity: int):
+        super().__init__(daemon=True, name="vidcap-decoder")
+        self.source, self.queue, self.stop = source, queue.Queue(maxsize=capacity), threading.Event()
+
+    def run(self) -> None:
+        try:
+            for frame in self.source.frames():
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+            self._put(_DONE)
+        except BaseException as exc:  # re-raised in the consumer
+            self._put(exc)
+
+    def _put(self, item: object) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next_batch(self, size: int) -> tuple[list[Frame], bool]:
+        """At least one frame (blocking), then whatever else is ready, up to size. -> (frames, finished)"""
+        frames: list[Frame] = []
+        item = self.queue.get()
+        while True:
+            if item is _DONE:
+                return frames, True
+            if isinstance(item, BaseException):
+                raise item
+            frames.append(item)
+            if len(frames) == size:
+                return frames, False
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return frames, False
+
+
+def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisParams,
+                     keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None
+                     ) -> Iterator[tuple[Frame, Caption]]:
+    """Each sampled frame with its caption, in time order, as soon as its batch is captioned. Closing the
+    iterator stops decoding. on_start(duration, expected frame count) is called once the video is open."""
+    params.validate()
+    size = (captioner.image_size, captioner.image_size)
+    source = open_frames(video, params.every_n_seconds, params.decoder, size=None if keep_pixels else size)
+    if on_start is not None:
+        on_start(source.duration, len(source.sample_times()))
+    decoder = _Decoder(source, capacity=2 * params.batch_size)
+    decoder.start()
+    try:
+        finished = False
+        while not finished:
+            frames, finished = decoder.next_batch(params.batch_size)
+            if frames:
+                yield from zip(frames, captioner.caption([f.pixels for f in frames], params.beam))
+    finally:
+        decoder.stop.set()
+        decoder.join(timeout=5)
+        source.close()
+
+
+def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
+                   keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None
+                   ) -> Iterator[FrameResult]:
+    """Yield one FrameResult per sampled frame, in time order, as soon as its score is final (a scorer with
+    lookahead holds each frame until the next one is captioned). Closing the iterator stops decoding."""
+    scorer = make_scorer(params.validate().scorer, params.window, params.metric)
+    waiting: dict[int, FrameResult] = {}
+    for frame, caption in captioned_frames(video, captioner, params, keep_pixels, on_start):
+        waiting[frame.index] = _result(frame, caption, keep_pixels)
+        yield from _emit(scorer.push(to_captioned_frame(frame, caption)), waiting)
+    yield from _emit(scorer.finish(), waiting)
+
+
+def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
+            on_frame: Callable[[FrameResult], None] | None = None,
+            on_start: Callable[[float, int], None] | None = None) -> Analysis:
+    """The whole analysis: every frame, then the moments."""
+    started = time.perf_counter()
+    duration = [0.0]
+
+    def start(d: float, n: int) -> None:
+        duration[0] = d
+        if on_start is not None:
+            on_start(d, n)
+
+    frames = []
+    for result in analyze_frames(video, captioner, params, on_start=start):
+        frames.append(result)
+        if on_frame is not None:
+            on_frame(result)
+    scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
+    moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
+                           params.moment_gap, scorer.min_moment_score)
+    return Analysis(str(video), {**asdict(params), "metric": scorer.metric}, duration[0], frames, moments,
+                    time.perf_counter() - started)
+
+
+def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
+    return CaptionedFrame(
+        t=frame.t,
+        words=caption.words,
+        embeddings=caption.embeddings.numpy(),
+        alternatives=[(w, e.numpy()) for w, e in zip(caption.alternatives, caption.alternative_embeddings)],
+        feature=caption.feature.numpy(),
+    )
+
+
+def _result(frame: Frame, caption: Caption, keep_pixels: bool) -> FrameResult:
+    pixels = None
+    if keep_pixels:
+        pixels = frame.pixels if isinstance(frame.pixels, np.ndarray) else frame.pixels.cpu().numpy()
+    return FrameResult(frame.index, frame.t, caption.text, 0.0, caption.words,
+                       [" ".join(a) for a in caption.alternatives], pixels)
+
+
+def _emit(scored: list[tuple[int, float]], waiting: dict[int, FrameResult]) -> Iterator[FrameResult]:
+    for index, score in scored:
+        result = waiting.pop(index)
+        result.score = score
+        yield result

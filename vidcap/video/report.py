@@ -1,0 +1,66 @@
+"""Writing an analysis out: JSON, CSV, a plot, and the text summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import textwrap
+from pathlib import Path
+
+from vidcap.video.pipeline import Analysis
+
+
+def to_json(analysis: Analysis) -> str:
+    return json.dumps(analysis.to_json(), indent=1)
+
+
+def to_csv(analysis: Analysis) -> str:
+    moments = {m.index for m in analysis.moments}
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["t", "score", "caption", "moment"])
+    for f in analysis.frames:
+        writer.writerow([f"{f.t:.4f}", f"{f.score:.6f}", f.caption, int(f.index in moments)])
+    return buf.getvalue()
+
+
+def to_png(analysis: Analysis) -> bytes:
+    """Score over time, moments marked, their captions annotated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 4.5), dpi=100)
+    ax.plot([f.t for f in analysis.frames], [f.score for f in analysis.frames], color="#3465a4", lw=1.4,
+            label=f"novelty ({analysis.params['scorer']}, {analysis.params['metric']})")
+    top = max([f.score for f in analysis.frames] + [1e-9])
+    for n, m in enumerate(analysis.moments):
+        ax.axvline(m.t, color="#cc0000", alpha=0.35, lw=1)
+        ax.plot([m.t], [m.score], "o", color="#cc0000")
+        ax.annotate("\n".join(textwrap.wrap(m.caption, 28)), (m.t, m.score), xytext=(4, -4 - 18 * (n % 3)),
+                    textcoords="offset points", fontsize=7, va="top", color="#a40000")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("dissimilarity")
+    ax.set_ylim(0, top * 1.25)
+    ax.set_title(f"{Path(analysis.video).name}: {len(analysis.moments)} moments")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def summary(analysis: Analysis) -> str:
+    lines = [f"{analysis.video}: {len(analysis.frames)} frames over {analysis.duration:.1f} s analysed in "
+             f"{analysis.seconds:.1f} s; {len(analysis.moments)} moments"]
+    for m in analysis.moments:
+        lines.append(f"  {_clock(m.t)}  score {m.score:.3f}  {m.previous_caption or '(start)'}  ->  {m.caption}")
+    return "\n".join(lines)
+
+
+def _clock(t: float) -> str:
+    minutes, seconds = divmod(t, 60)
+    return f"{int(minutes):02d}:{seconds:05.2f}"
