@@ -154,11 +154,11 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
     params.validate()
     size = (captioner.image_size, captioner.image_size)
     source = open_frames(video, params.every_n_seconds, params.decoder, size=None if keep_pixels else size)
-    if on_start is not None:
-        on_start(source.duration, len(source.sample_times()))
     decoder = _Decoder(source, capacity=2 * params.batch_size)
-    decoder.start()
     try:
+        if on_start is not None:
+            on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits)
+        decoder.start()
         finished = False
         while not finished:
             frames, finished = decoder.next_batch(params.batch_size)
@@ -166,7 +166,8 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
                 yield from zip(frames, captioner.caption([f.pixels for f in frames], params.beam))
     finally:
         decoder.stop.set()
-        decoder.join(timeout=5)
+        if decoder.is_alive():
+            decoder.join(timeout=5)
         source.close()
 
 
@@ -214,6 +215,7 @@ def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
         embeddings=caption.embeddings.numpy(),
         alternatives=[(w, e.numpy()) for w, e in zip(caption.alternatives, caption.alternative_embeddings)],
         feature=caption.feature.numpy(),
+        regions=caption.regions.numpy(),
     )
 
 

@@ -1,0 +1,123 @@
+"""A Python client library and CLI for the vidcap gRPC service.
+
+    python client/vidcap_client.py caption photo.jpg
+    python client/vidcap_client.py analyze video.mp4 --every 1        # live per-frame output, then the moments
+    python client/vidcap_client.py analyze --path clips/a.mp4          # a file in the server's media folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vidcap.v1 import vidcap_pb2 as pb  # noqa: E402
+from vidcap.v1 import vidcap_pb2_grpc as pb_grpc  # noqa: E402
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class VidcapClient:
+    """`with VidcapClient("127.0.0.1:50051") as client: client.caption_image(data)`"""
+
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: float | None = None):
+        self.channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 * 1024**2)])
+        self.stub = pb_grpc.VidcapStub(self.channel)
+        self.timeout = timeout
+
+    def __enter__(self) -> "VidcapClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def caption_image(self, image: bytes, beam: int = 0, embeddings: bool = False, feature: bool = False,
+                      attention: bool = False) -> pb.CaptionImageResponse:
+        request = pb.CaptionImageRequest(image=image, beam=beam, with_embeddings=embeddings, with_feature=feature,
+                                         with_attention=attention)
+        return self.stub.CaptionImage(request, timeout=self.timeout)
+
+    def analyze_file(self, path: str | Path, **params) -> Iterator[pb.AnalyzeVideoResponse]:
+        """Upload a local video in chunks and stream the analysis back."""
+        path = Path(path)
+
+        def chunks() -> Iterator[pb.VideoChunk]:
+            with path.open("rb") as f:
+                yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES))
+                while data := f.read(CHUNK_BYTES):
+                    yield pb.VideoChunk(data=data)
+
+        return self.stub.AnalyzeVideoUpload(chunks(), timeout=self.timeout)
+
+    def analyze_bytes(self, video: bytes, filename: str = "", **params) -> Iterator[pb.AnalyzeVideoResponse]:
+        request = pb.AnalyzeVideoRequest(video=video, filename=filename, params=pb.AnalysisParams(**params))
+        return self.stub.AnalyzeVideo(request, timeout=self.timeout)
+
+    def analyze_path(self, path: str, **params) -> Iterator[pb.AnalyzeVideoResponse]:
+        """A video already in the server's media folder: nothing is uploaded."""
+        return self.stub.AnalyzeVideo(pb.AnalyzeVideoRequest(path=path, params=pb.AnalysisParams(**params)),
+                                      timeout=self.timeout)
+
+
+def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:
+    for response in responses:
+        kind = response.WhichOneof("kind")
+        if kind == "started":
+            print(f"# {response.started.duration:.1f} s, {response.started.expected_frames} frames", flush=True)
+        elif kind == "frame":
+            f = response.frame
+            print(f"{f.t:8.2f}  {f.score:6.3f}  {f.caption}", flush=True)
+        else:
+            s = response.summary
+            print(f"# {s.frames} frames, {len(s.moments)} moments ({s.scorer}, {s.metric})")
+            for m in s.moments:
+                print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.previous_caption or '(start)'} -> {m.caption}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Client for the vidcap gRPC service.")
+    p.add_argument("--server", default="127.0.0.1:50051")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("caption", help="caption images")
+    c.add_argument("images", nargs="+")
+    c.add_argument("--beam", type=int, default=0)
+    a = sub.add_parser("analyze", help="analyze a video, printing each frame as it arrives")
+    a.add_argument("video", nargs="?", help="a local file to upload")
+    a.add_argument("--path", help="a video in the server's media folder instead")
+    a.add_argument("--every", type=float, default=0.0)
+    a.add_argument("--window", type=int, default=0)
+    a.add_argument("--metric", default="")
+    a.add_argument("--scorer", default="")
+    args = p.parse_args(argv)
+    try:
+        with VidcapClient(args.server) as client:
+            if args.command == "caption":
+                for image in args.images:
+                    print(client.caption_image(Path(image).read_bytes(), args.beam).caption)
+                return 0
+            params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric, scorer=args.scorer)
+            if args.path:
+                _print_stream(client.analyze_path(args.path, **params))
+            elif args.video:
+                _print_stream(client.analyze_file(args.video, **params))
+            else:
+                p.error("give a video file or --path")
+    except grpc.RpcError as exc:
+        print(f"vidcap-client: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"vidcap-client: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CaptionImageRequest(_message.Message):
+    __slots__ = ("image", "beam", "with_embeddings", "with_feature", "with_attention")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BEAM_FIELD_NUMBER: _ClassVar[int]
+    WITH_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    WITH_FEATURE_FIELD_NUMBER: _ClassVar[int]
+    WITH_ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    beam: int
+    with_embeddings: bool
+    with_feature: bool
+    with_attention: bool
+    def __init__(self, image: _Optional[bytes] = ..., beam: _Optional[int] = ..., with_embeddings: _Optional[bool] = ..., with_feature: _Optional[bool] = ..., with_attention: _Optional[bool] = ...) -> None: ...
+
+class Vector(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class CaptionImageResponse(_message.Message):
+    __slots__ = ("caption", "words", "log_prob", "embeddings", "feature", "attention", "attention_size")
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    LOG_PROB_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_SIZE_FIELD_NUMBER: _ClassVar[int]
+    caption: str
+    words: _containers.RepeatedScalarFieldContainer[str]
+    log_prob: float
+    embeddings: _containers.RepeatedCompositeFieldContainer[Vector]
+    feature: Vector
+    attention: _containers.RepeatedCompositeFieldContainer[Vector]
+    attention_size: int
+    def __init__(self, caption: _Optional[str] = ..., words: _Optional[_Iterable[str]] = ..., log_prob: _Optional[float] = ..., embeddings: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., feature: _Optional[_Union[Vector, _Mapping]] = ..., attention: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., attention_size: _Optional[int] = ...) -> None: ...
+
+class AnalysisParams(_message.Message):
+    __slots__ = ("every_n_seconds", "window", "metric", "scorer", "beam")
+    EVERY_N_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    SCORER_FIELD_NUMBER: _ClassVar[int]
+    BEAM_FIELD_NUMBER: _ClassVar[int]
+    every_n_seconds: float
+    window: int
+    metric: str
+    scorer: str
+    beam: int
+    def __init__(self, every_n_seconds: _Optional[float] = ..., window: _Optional[int] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., beam: _Optional[int] = ...) -> None: ...
+
+class AnalyzeVideoRequest(_message.Message):
+    __slots__ = ("video", "path", "params", "filename")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    video: bytes
+    path: str
+    params: AnalysisParams
+    filename: str
+    def __init__(self, video: _Optional[bytes] = ..., path: _Optional[str] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class VideoChunk(_message.Message):
+    __slots__ = ("params", "filename", "data")
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    params: AnalysisParams
+    filename: str
+    data: bytes
+    def __init__(self, params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class VideoInfo(_message.Message):
+    __slots__ = ("duration", "expected_frames")
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    duration: float
+    expected_frames: int
+    def __init__(self, duration: _Optional[float] = ..., expected_frames: _Optional[int] = ...) -> None: ...
+
+class FrameResult(_message.Message):
+    __slots__ = ("index", "t", "caption", "score", "alternatives")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    T_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    t: float
+    caption: str
+    score: float
+    alternatives: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Moment(_message.Message):
+    __slots__ = ("t", "score", "caption", "previous_caption", "index")
+    T_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_CAPTION_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    t: float
+    score: float
+    caption: str
+    previous_caption: str
+    index: int
+    def __init__(self, t: _Optional[float] = ..., score: _Optional[float] = ..., caption: _Optional[str] = ..., previous_caption: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("duration", "frames", "moments", "wall_seconds", "metric", "scorer")
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MOMENTS_FIELD_NUMBER: _ClassVar[int]
+    WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    SCORER_FIELD_NUMBER: _ClassVar[int]
+    duration: float
+    frames: int
+    moments: _containers.RepeatedCompositeFieldContainer[Moment]
+    wall_seconds: float
+    metric: str
+    scorer: str
+    def __init__(self, duration: _Optional[float] = ..., frames: _Optional[int] = ..., moments: _Optional[_Iterable[_Union[Moment, _Mapping]]] = ..., wall_seconds: _Optional[float] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ...) -> None: ...
+
+class AnalyzeVideoResponse(_message.Message):
+    __slots__ = ("started", "frame", "summary")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    started: VideoInfo
+    frame: FrameResult
+    summary: Summary
+    def __init__(self, started: _Optional[_Union[VideoInfo, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
