@@ -180,6 +180,7 @@ class Caption:
     attention: torch.Tensor  # (len(words), S, S): where the model looked for each word
     embeddings: torch.Tensor  # (len(words), E): rows of the decoder's embedding table
     feature: torch.Tensor  # (C,): the pooled encoder feature ("CNN output")
+    regions: torch.Tensor  # (S*S, C): the encoder's region features, for comparing frames region by region
     alternatives: list[list[str]] = field(default_factory=list)  # the other beams, best first
     alternative_embeddings: list[torch.Tensor] = field(default_factory=list)  # their words' embeddings
 
@@ -337,6 +338,7 @@ class CaptionModel(nn.Module):
             attention=alphas[:n_words].reshape(n_words, s, s).float().cpu(),
             embeddings=self.decoder.embedding.weight[seq[:n_words]].detach().float().cpu(),
             feature=features.mean(dim=0).float().cpu(),
+            regions=features.float().cpu(),
         )
 
     # ---- checkpoints ---------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 `seed` is exactly the old project's metric: the mean word embedding of the frame's caption against the mean of
 the previous N frames' mean embeddings, Euclidean or cosine. Its known flaw: the captioner reacts to small image
-changes (a flash, a shake, noise, a synonym), so similar frames get flagged. `robust` fixes that with three
-measured changes (docs/novelty.md): content words only, the beam's n-best captions averaged, and persistence,
-a change must still be there one sample later (a flash is gone by then), which delays each score by one sample.
+changes (a flash, a shake, noise, a synonym), so similar frames get flagged. `robust` fixes that with measured
+changes (docs/novelty.md): content words only, the beam's n-best captions averaged, region features blended in,
+the nearest past frame instead of the mean of the past, and persistence (a change must still be there one
+sample later; a flash is gone by then), which delays each score by one sample.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class CaptionedFrame:
     embeddings: np.ndarray  # (len(words), E)
     alternatives: list[tuple[list[str], np.ndarray]] = field(default_factory=list)  # other beams: words, embeddings
     feature: np.ndarray | None = None  # pooled visual feature (C,)
+    regions: np.ndarray | None = None  # region features (P, C)
 
 
 def normalize_metric(metric: str) -> str:
@@ -98,34 +100,46 @@ class SeedScorer(NoveltyScorer):
 
 
 class RobustScorer(NoveltyScorer):
-    """Caption-based novelty that does not fire on flicker, shake or noise (measured in bench/novelty.py).
+    """Novelty that does not fire on flicker, shake or noise (measured in bench/novelty.py, docs/novelty.md).
 
-    Each frame becomes the mean embedding of its content words, averaged over the beam's n-best captions. Its
-    score is the distance of that vector from the mean of the previous N frames, taken as the smaller of the
-    frame's own distance and the next frame's distance from the same past: a real change persists, a flash does
-    not. The pooled visual feature can be blended in (visual_weight), off by default: it reacts to flashes."""
+    A frame is described by the mean embedding of its caption's content words, averaged over the beam's n-best
+    captions, together with its encoder region features (visual_weight; compared region by region, the mean of
+    the regions_top_k most changed ones, so a change to one small object counts; regions_top_k = 0 compares the
+    pooled feature instead). Its novelty is its distance
+    to the *nearest* of the previous N frames ("unlike anything in the window", so a frame after a change has a
+    neighbour from the new scene and scores low, and an outlier in the past hides nothing), taken as the smaller
+    of the frame's own and the next frame's distance to that past: a real change persists, a flash does not."""
 
     NAME = "robust"
     default_metric = "cosine"
-    min_moment_score = 0.08
+    min_moment_score = 0.12
 
     def __init__(self, window: int = 5, metric: str | None = None, content_only: bool = True,
-                 use_beams: bool = True, persistence: bool = True, visual_weight: float = 0.0):
+                 use_beams: bool = True, persistence: bool = True, visual_weight: float = 0.5,
+                 nearest: bool = True, regions_top_k: int = 3):
         super().__init__(window, metric)
-        self.content_only, self.use_beams, self.visual_weight = content_only, use_beams, visual_weight
+        self.regions_top_k = regions_top_k
+        self.content_only, self.use_beams, self.visual_weight, self.nearest = content_only, use_beams, visual_weight, nearest
         self.lookahead = 1 if persistence else 0
-        self._past: deque[np.ndarray] = deque(maxlen=window)
-        self._past_visual: deque[np.ndarray] = deque(maxlen=window)
-        self._pending: deque[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]] = deque()
+        self._past: deque[tuple[np.ndarray, np.ndarray | None]] = deque(maxlen=window)
+        self._pending: deque[tuple[tuple[np.ndarray, np.ndarray | None], list]] = deque()
         self._n_done = 0
 
-    def _vector(self, frame: CaptionedFrame) -> np.ndarray:
+    def _describe(self, frame: CaptionedFrame) -> tuple[np.ndarray, np.ndarray | None]:
         captions = [(frame.words, frame.embeddings)]
         if self.use_beams:
             captions += frame.alternatives
         vectors = [_mean(self._content(words, emb)) for words, emb in captions]
         weights = np.array([2.0] + [1.0] * (len(vectors) - 1))  # the best caption counts double
-        return np.average(np.stack(vectors), axis=0, weights=weights)
+        text = np.average(np.stack(vectors), axis=0, weights=weights)
+        visual = None
+        if self.visual_weight > 0:
+            if self.regions_top_k and frame.regions is not None:
+                regions = np.asarray(frame.regions, dtype=np.float64)
+                visual = regions / (np.linalg.norm(regions, axis=1, keepdims=True) + 1e-9)
+            else:
+                visual = frame.feature
+        return text, visual
 
     def _content(self, words: list[str], embeddings: np.ndarray) -> np.ndarray:
         if not self.content_only:
@@ -134,14 +148,9 @@ class RobustScorer(NoveltyScorer):
         return embeddings[keep] if keep else embeddings
 
     def push(self, frame: CaptionedFrame) -> list[tuple[int, float]]:
-        vector = self._vector(frame)
-        visual = frame.feature if self.visual_weight > 0 else None
-        past = np.mean(self._past, axis=0) if self._past else None
-        past_visual = np.mean(self._past_visual, axis=0) if self._past_visual and visual is not None else None
-        self._pending.append((vector, visual, past, past_visual))
-        self._past.append(vector)
-        if visual is not None:
-            self._past_visual.append(visual)
+        description = self._describe(frame)
+        self._pending.append((description, list(self._past)))
+        self._past.append(description)
         return self._drain(final=False)
 
     def finish(self) -> list[tuple[int, float]]:
@@ -150,23 +159,34 @@ class RobustScorer(NoveltyScorer):
     def _drain(self, final: bool) -> list[tuple[int, float]]:
         out = []
         while len(self._pending) > self.lookahead or (final and self._pending):
-            vector, visual, past, past_visual = self._pending[0]
-            score = self._score(vector, visual, past, past_visual)
+            description, past = self._pending[0]
+            score = self._novelty(description, past)
             if self.lookahead and len(self._pending) > 1:
-                nxt_vector, nxt_visual = self._pending[1][0], self._pending[1][1]
-                score = min(score, self._score(nxt_vector, nxt_visual, past, past_visual))
+                score = min(score, self._novelty(self._pending[1][0], past))  # does the change persist?
             self._pending.popleft()
             out.append((self._n_done, score))
             self._n_done += 1
         return out
 
-    def _score(self, vector, visual, past, past_visual) -> float:
-        if past is None:
+    def _novelty(self, description, past) -> float:
+        if not past:
             return 0.0
-        score = distance(vector, past, self.metric)
-        if visual is not None and past_visual is not None:
-            score = (1 - self.visual_weight) * score + self.visual_weight * distance(visual, past_visual, "cosine")
-        return score
+        if self.nearest:
+            return min(self._distance(description, p) for p in past)
+        mean_text = np.mean([p[0] for p in past], axis=0)
+        mean_visual = np.mean([p[1] for p in past], axis=0) if description[1] is not None else None
+        return self._distance(description, (mean_text, mean_visual))
+
+    def _distance(self, a, b) -> float:
+        text = distance(a[0], b[0], self.metric)
+        if a[1] is None or b[1] is None:
+            return text
+        if a[1].ndim == 2:  # region by region: the mean of the k regions that changed most
+            per_region = 1.0 - np.sum(a[1] * b[1], axis=1)
+            visual = float(np.mean(np.sort(per_region)[-self.regions_top_k:]))
+        else:
+            visual = distance(a[1], b[1], "cosine")
+        return (1 - self.visual_weight) * text + self.visual_weight * visual
 
 
 def _mean(embeddings: np.ndarray) -> np.ndarray:

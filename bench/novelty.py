@@ -1,0 +1,186 @@
+"""Novelty benchmark: do the moments match the real changes, and do they stay quiet on flicker, shake and noise?
+
+    python bench/novelty.py                      # 6 minutes of video per kind (cached in bench/.cache)
+    python bench/novelty.py --minutes 2 --ablation
+
+For each kind of generated video (clean, flicker, shake, noise, object-only changes) it reports, for the seed
+scorer (the old project's metric), vidcap's robust scorer and PySceneDetect's ContentDetector and
+AdaptiveDetector on the same files in the same run: F1 of the moments against the truth (a moment within one
+sample of a change counts, one moment per change), false moments per 10 minutes, and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from vidcap.captioner import Captioner  # noqa: E402
+from vidcap.video.novelty import (  # noqa: E402
+    RobustScorer,
+    SeedScorer,
+    find_moments,
+    score_all,
+)
+from vidcap.video.pipeline import AnalysisParams, captioned_frames, to_captioned_frame  # noqa: E402
+from vidcap.video.synth import Effects, random_segments, truth_path, write_video  # noqa: E402
+
+KINDS = {
+    "clean": (Effects(), 0.35),
+    "flicker": (Effects(flicker=2.0), 0.35),
+    "shake": (Effects(shake=10), 0.35),
+    "noise": (Effects(noise=12.0), 0.35),
+    "object": (Effects(), 1.0),  # every change after the first scene is one object changing colour or shape
+}
+
+
+@dataclass
+class Score:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    minutes: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, predicted: list[float], truth: list[float], tolerance: float, minutes: float, seconds: float):
+        unmatched = sorted(truth)
+        for t in sorted(predicted):
+            match = next((c for c in unmatched if abs(c - t) <= tolerance), None)
+            if match is None:
+                self.fp += 1
+            else:
+                self.tp += 1
+                unmatched.remove(match)
+        self.fn += len(unmatched)
+        self.minutes += minutes
+        self.seconds += seconds
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.tp / max(1, 2 * self.tp + self.fp + self.fn)
+
+
+def make_videos(folder: Path, minutes: float, fps: float, size: tuple[int, int]) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    videos = {}
+    for n, (kind, (effects, object_rate)) in enumerate(KINDS.items()):
+        path = folder / f"{kind}-{minutes:g}min-{size[0]}x{size[1]}.mp4"
+        if not path.exists() or not truth_path(path).exists():
+            scenes = max(2, round(minutes * 60 / 6.5))  # scenes last 4-9 s
+            segments = random_segments(scenes, seed=100 + n, object_change_rate=object_rate)
+            t0 = time.perf_counter()
+            write_video(path, segments, fps=fps, size=size, effects=effects, seed=n)
+            print(f"  made {path.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        videos[kind] = path
+    return videos
+
+
+def scorers(window: int, ablation: bool) -> dict[str, object]:
+    out = {"seed (euclidean)": lambda: SeedScorer(window, "euclidean"),
+           "seed (cosine)": lambda: SeedScorer(window, "cosine"),
+           "robust (vidcap default)": lambda: RobustScorer(window)}
+    if ablation:
+        out.update({
+            "  mean of past, text only": lambda: RobustScorer(window, nearest=False, visual_weight=0.0),
+            "  nearest past, text only": lambda: RobustScorer(window, visual_weight=0.0),
+            "  + pooled feature 0.5": lambda: RobustScorer(window, regions_top_k=0),
+            "  regions, no persistence": lambda: RobustScorer(window, persistence=False),
+            "  regions, no n-best beams": lambda: RobustScorer(window, use_beams=False),
+            "  regions, all words": lambda: RobustScorer(window, content_only=False),
+        })
+    return out
+
+
+def scenedetect_cuts(path: Path, detector_name: str) -> list[float] | None:
+    try:
+        from scenedetect import AdaptiveDetector, ContentDetector, detect
+    except ImportError:
+        return None
+    detector = {"ContentDetector": ContentDetector, "AdaptiveDetector": AdaptiveDetector}[detector_name]()
+    scenes = detect(str(path), detector)
+    return [start.seconds for start, _ in scenes[1:]]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=6.0, help="video per kind (default: 6)")
+    p.add_argument("--every", type=float, default=1.0)
+    p.add_argument("--window", type=int, default=5)
+    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument("--size", default="640x360")
+    p.add_argument("--model", help="checkpoint (default: the demo model)")
+    p.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
+    p.add_argument("--ablation", action="store_true", help="also score variants of the robust scorer")
+    p.add_argument("--json", help="write the table as JSON")
+    args = p.parse_args()
+    torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", "2")))
+    size = tuple(int(v) for v in args.size.split("x"))
+    videos = make_videos(Path(args.cache), args.minutes, args.fps, size)
+    captioner = Captioner.load(args.model)
+    params = AnalysisParams(every_n_seconds=args.every, window=args.window)
+    methods = scorers(args.window, args.ablation)
+    table: dict[str, dict[str, Score]] = {}
+    for kind, path in videos.items():
+        truth = json.loads(truth_path(path).read_text())
+        changes, minutes = [c["t"] for c in truth["changes"]], truth["duration"] / 60
+        t0 = time.perf_counter()
+        frames, captions, times = [], [], []
+        for frame, caption in captioned_frames(path, captioner, params):
+            frames.append(to_captioned_frame(frame, caption))
+            captions.append(caption.text)
+            times.append(frame.t)
+        caption_seconds = time.perf_counter() - t0
+        for name, make in methods.items():
+            t1 = time.perf_counter()
+            scorer = make()
+            scores = score_all(scorer, frames)
+            moments = find_moments(times, scores, captions, params.moment_gap, scorer.min_moment_score)
+            seconds = caption_seconds + time.perf_counter() - t1
+            table.setdefault(name, {}).setdefault(kind, Score()).add([m.t for m in moments], changes, args.every,
+                                                                     minutes, seconds)
+        for detector in ("ContentDetector", "AdaptiveDetector"):
+            t1 = time.perf_counter()
+            cuts = scenedetect_cuts(path, detector)
+            if cuts is None:
+                continue
+            table.setdefault(f"PySceneDetect {detector}", {}).setdefault(kind, Score()).add(
+                cuts, changes, args.every, minutes, time.perf_counter() - t1)
+        print(f"  {kind}: {len(frames)} frames, {len(changes)} changes, captioned in {caption_seconds:.1f} s",
+              file=sys.stderr)
+    if not any(name.startswith("PySceneDetect") for name in table):
+        print("note: PySceneDetect is not installed (pip install 'vidcap[bench]'); its rows are missing",
+              file=sys.stderr)
+    print_table(table, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps({name: {kind: {"f1": s.f1, "tp": s.tp, "fp": s.fp, "fn": s.fn,
+                                                               "false_per_10min": 10 * s.fp / s.minutes,
+                                                               "seconds": s.seconds} for kind, s in row.items()}
+                                               for name, row in table.items()}, indent=1))
+
+
+def print_table(table: dict[str, dict[str, Score]], args: argparse.Namespace) -> None:
+    kinds = list(KINDS)
+    print(f"\nNovelty benchmark: {args.minutes:g} min of {args.size} video per kind, one sample every "
+          f"{args.every:g} s, window {args.window}; cell = F1 / false moments per 10 min")
+    header = f"| {'method':28s} | " + " | ".join(f"{k:>13s}" for k in kinds) + " | overall F1 | wall s (median) |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name, row in table.items():
+        cells = [f"{row[k].f1:5.2f} / {10 * row[k].fp / row[k].minutes:5.1f}" if k in row else "-" for k in kinds]
+        total = Score(sum(s.tp for s in row.values()), sum(s.fp for s in row.values()),
+                      sum(s.fn for s in row.values()))
+        wall = statistics.median(s.seconds for s in row.values())
+        print(f"| {name:28s} | " + " | ".join(f"{c:>13s}" for c in cells) + f" | {total.f1:10.2f} | {wall:15.1f} |")
+
+
+if __name__ == "__main__":
+    main()
