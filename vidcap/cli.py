@@ -230,6 +230,37 @@ def _run_synth_video(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- serve ------------------------------------------------------------------------------------------------
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the gRPC service and the old HTTP API",
+                       description="Start the gRPC service and the old HTTP API on this machine (127.0.0.1 by "
+                                   "default) with the in-process captioning backend. Ctrl-C or SIGTERM stops both.")
+    p.add_argument("--backend", choices=["inprocess"], default="inprocess",
+                   help="where the model runs (the TorchServe backend is not built yet)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--grpc-port", type=int, default=50051)
+    p.add_argument("--http-port", type=int, default=8888)
+    p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--media-dir", help="folder whose videos gRPC clients may analyse by path")
+    p.add_argument("--max-upload-mb", type=float, default=2048, help="largest video upload (default: 2048)")
+    p.add_argument("--max-video-seconds", type=float, default=4 * 3600)
+    p.add_argument("--max-image-pixels", type=int, default=50_000_000)
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from vidcap.serving.grpc_service import ServiceLimits
+    from vidcap.serving.stack import run_stack
+
+    logging.getLogger("vidcap").setLevel(logging.INFO)
+    limits = ServiceLimits(int(args.max_upload_mb * 1024**2), args.max_video_seconds, args.max_image_pixels)
+    run_stack(args.host, args.grpc_port, args.http_port, args.model, args.device, args.media_dir, limits)
+    return 0
+
+
 # ---- entry point ------------------------------------------------------------------------------------------
 
 
@@ -243,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_analyze(sub)
     _add_synth_video(sub)
+    _add_serve(sub)
     return parser
 
 
