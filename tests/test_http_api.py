@@ -31,7 +31,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def stack():
     grpc_port, http_port = free_port(), free_port()
-    proc = subprocess.Popen([*VIDCAP, "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+    proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "inprocess", "--grpc-port", str(grpc_port),
+                             "--http-port", str(http_port),
                              "--max-upload-mb", "4", "--max-image-pixels", "1000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=cli_env())
     lines = [proc.stdout.readline(), proc.stdout.readline()]

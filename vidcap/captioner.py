@@ -13,7 +13,7 @@ import torch
 from vidcap.errors import CheckpointError
 from vidcap.images import DEFAULT_MAX_PIXELS, load_image
 from vidcap.model import Caption, CaptionModel
-from vidcap.preprocess import to_model_input
+from vidcap.preprocess import as_tensor, to_model_input
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ class Captioner:
         """RGB uint8 images of any sizes -> one normalised batch on the model's device."""
         if isinstance(pixels, torch.Tensor):
             return to_model_input(pixels.to(self.device), self.image_size)
-        return torch.cat([to_model_input(torch.from_numpy(np.ascontiguousarray(p)).to(self.device), self.image_size)
-                          for p in pixels])
+        return torch.cat([to_model_input(as_tensor(p).to(self.device), self.image_size) for p in pixels])
 
     @torch.inference_mode()
     def caption(self, pixels: Sequence[np.ndarray] | torch.Tensor, beam_size: int | None = None) -> list[Caption]:

@@ -234,14 +234,19 @@ def _run_synth_video(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the gRPC service and the old HTTP API",
-                       description="Start the gRPC service and the old HTTP API on this machine (127.0.0.1 by "
-                                   "default) with the in-process captioning backend. Ctrl-C or SIGTERM stops both.")
-    p.add_argument("--backend", choices=["inprocess"], default="inprocess",
-                   help="where the model runs (the TorchServe backend is not built yet)")
+    p = sub.add_parser("serve", help="run the server stack (TorchServe, gRPC service, old HTTP API)",
+                       description="Start the stack on this machine (127.0.0.1 by default): TorchServe with the "
+                                   "model archive (or the model in-process), the gRPC service and the old HTTP "
+                                   "API. Prints the URLs; Ctrl-C or SIGTERM stops everything.")
+    p.add_argument("--backend", choices=["torchserve", "inprocess"], default="torchserve",
+                   help="where the model runs (default: torchserve; inprocess needs no Java)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--grpc-port", type=int, default=50051)
     p.add_argument("--http-port", type=int, default=8888)
+    p.add_argument("--torchserve-port", type=int, default=18080,
+                   help="TorchServe inference port; management +1, metrics +2, its gRPC +3 and +4")
+    p.add_argument("--enable-model-api", action="store_true",
+                   help="allow registering and unregistering models through TorchServe's management API")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos gRPC clients may analyse by path")
@@ -253,11 +258,31 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     from vidcap.serving.grpc_service import ServiceLimits
-    from vidcap.serving.stack import run_stack
+    from vidcap.serving.stack import StackConfig, run_stack
 
     logging.getLogger("vidcap").setLevel(logging.INFO)
     limits = ServiceLimits(int(args.max_upload_mb * 1024**2), args.max_video_seconds, args.max_image_pixels)
-    run_stack(args.host, args.grpc_port, args.http_port, args.model, args.device, args.media_dir, limits)
+    run_stack(StackConfig(args.backend, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
+                          args.device, args.media_dir, args.enable_model_api), limits)
+    return 0
+
+
+def _add_archive(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("archive", help="build the TorchServe model archive model_store/vidcap.mar",
+                       description="Package a checkpoint with handlers/vidcap_handler.py and a model-config.yaml "
+                                   "(dynamic batching of image requests, timeouts) as model_store/vidcap.mar.")
+    p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
+    p.add_argument("--out", default=None, help="export folder (default: model_store/)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-batch-delay", type=int, default=20, help="milliseconds (default: 20)")
+    p.set_defaults(run=_run_archive)
+
+
+def _run_archive(args: argparse.Namespace) -> int:
+    from vidcap.serving.torchserve import REPO_ROOT, ArchiveSettings, build_archive
+
+    settings = ArchiveSettings(batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay)
+    print(build_archive(args.model, args.out or REPO_ROOT / "model_store", settings))
     return 0
 
 
@@ -275,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     _add_synth_video(sub)
     _add_serve(sub)
+    _add_archive(sub)
     return parser
 
 

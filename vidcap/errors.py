@@ -19,3 +19,7 @@ class CheckpointError(VidcapError):
 
 class DatasetError(VidcapError):
     """A dataset folder or annotation file is missing or inconsistent."""
+
+
+class BackendUnavailableError(VidcapError):
+    """The captioning backend (e.g. TorchServe) is down or failing: not the caller's fault."""

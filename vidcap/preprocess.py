@@ -14,14 +14,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def as_tensor(pixels: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Share the array's memory where torch can; copy read-only arrays (PIL and PyAV hand those out)."""
+    if isinstance(pixels, np.ndarray):
+        return torch.from_numpy(pixels if pixels.flags.writeable else pixels.copy())
+    return pixels
+
+
 def to_model_input(pixels: torch.Tensor | np.ndarray, image_size: int) -> torch.Tensor:
     """uint8 RGB pixels, one image (H, W, 3) or a batch (N, H, W, 3), on any device
     -> float (N, 3, image_size, image_size), ImageNet-normalised, on the same device.
 
     The image is squashed to a square (no crop), so nothing at the borders of a wide video frame is lost."""
-    if isinstance(pixels, np.ndarray) and not pixels.flags.writeable:
-        pixels = pixels.copy()  # PIL-backed arrays are read-only; torch wants to own writable memory
-    batch = torch.as_tensor(pixels)
+    batch = as_tensor(pixels)
     if batch.dtype != torch.uint8:
         raise TypeError(f"expected uint8 pixels, got {batch.dtype}")
     if batch.ndim == 3:

@@ -23,13 +23,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vidcap.errors import InputError, InputTooLargeError, VidcapError
-from vidcap.images import DEFAULT_MAX_PIXELS, load_image
+from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
+from vidcap.images import DEFAULT_MAX_PIXELS
 from vidcap.serving.backends import CaptionBackend, InProcessBackend
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.video.novelty import find_moments, make_scorer
-from vidcap.video.pipeline import AnalysisParams, analyze_frames
+from vidcap.video.pipeline import AnalysisParams
 
 log = logging.getLogger("vidcap.grpc")
 
@@ -53,7 +53,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                  limits: ServiceLimits = ServiceLimits(), spool_dir: str | Path | None = None):
         self.backend, self.limits = backend, limits
         self.media_dir = Path(media_dir).resolve() if media_dir else None
-        self.spool_dir = spool_dir
+        self.spool_dir = spool_dir or backend.spool_dir
 
     # ---- images --------------------------------------------------------------------------------------------
 
@@ -62,8 +62,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if len(request.image) > self.limits.max_image_bytes:
                 raise InputTooLargeError(f"image is {len(request.image)} bytes, above the limit of "
                                          f"{self.limits.max_image_bytes}")
-            pixels = load_image(request.image, self.limits.max_image_pixels)
-            (caption,) = self.backend.caption([pixels], request.beam or 3)
+            caption = self.backend.caption_image(request.image, request.beam or 3, self.limits.max_image_pixels)
             response = pb.CaptionImageResponse(caption=caption.text, words=caption.words, log_prob=caption.log_prob,
                                                attention_size=caption.attention.shape[-1])
             if request.with_embeddings:
@@ -117,7 +116,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                                          f"{self.limits.max_video_seconds:.0f} s")
             info.append(pb.VideoInfo(duration=duration, expected_frames=expected))
 
-        results = analyze_frames(path, self.backend, params, on_start=started)
+        results = self.backend.analyze(path, params, on_start=started)
         frames = []
         try:
             for result in results:
@@ -189,6 +188,8 @@ def _status_for(exc: BaseException) -> grpc.StatusCode | None:
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, PermissionDeniedError):
         return grpc.StatusCode.PERMISSION_DENIED
+    if isinstance(exc, BackendUnavailableError):
+        return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, VidcapError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, grpc.RpcError):

@@ -19,12 +19,11 @@ from fastapi import FastAPI, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from vidcap.errors import InputError, InputTooLargeError, VidcapError
-from vidcap.images import load_image
+from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
 from vidcap.serving.backends import CaptionBackend
 from vidcap.serving.grpc_service import ServiceLimits
 from vidcap.video.novelty import find_moments, make_scorer
-from vidcap.video.pipeline import AnalysisParams, analyze_frames
+from vidcap.video.pipeline import AnalysisParams
 
 
 class _TooLarge(Exception):
@@ -80,7 +79,8 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
 
     @app.exception_handler(VidcapError)
     async def vidcap_error(_: Request, exc: VidcapError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=413 if isinstance(exc, InputTooLargeError) else 400)
+        status = 413 if isinstance(exc, InputTooLargeError) else 503 if isinstance(exc, BackendUnavailableError) else 400
+        return JSONResponse({"error": str(exc)}, status_code=status)
 
     async def upload(request: Request, field: str) -> tuple[UploadFile, dict[str, str]]:
         """The file in `field` (or the only file sent), and the other fields merged with the query string."""
@@ -95,20 +95,19 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
         fields = {**dict(request.query_params), **{k: v for k, v in form.multi_items() if isinstance(v, str)}}
         return file, fields
 
-    def image_pixels(file: UploadFile):
-        return load_image(file.file.read(), limits.max_image_pixels)
+    def caption_of(file: UploadFile, beam: int = 3):
+        return backend.caption_image(file.file.read(), beam, limits.max_image_pixels)
 
     @app.post("/get_captions")
     async def get_captions(request: Request) -> dict:
         file, _ = await upload(request, "image")
-        (caption,) = await run_in_threadpool(lambda: backend.caption([image_pixels(file)]))
+        caption = await run_in_threadpool(caption_of, file)
         return {"caption": caption.text}
 
     @app.post("/get_image_caption")
     async def get_image_caption(request: Request) -> dict:
         file, fields = await upload(request, "image")
-        beam = _int(fields, "beam", 3)
-        (caption,) = await run_in_threadpool(lambda: backend.caption([image_pixels(file)], beam))
+        caption = await run_in_threadpool(caption_of, file, _int(fields, "beam", 3))
         return {"caption": caption.text, "words": caption.words, "word_embeddings": caption.embeddings.tolist(),
                 "cnn_output": caption.feature.tolist()}
 
@@ -139,10 +138,10 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
 
 def _analyze_upload(file: UploadFile, backend: CaptionBackend, params: AnalysisParams) -> list:
     suffix = Path(file.filename or "").suffix[:8] or ".mp4"
-    with tempfile.NamedTemporaryFile(suffix=suffix, prefix="vidcap-http-") as spool:
+    with tempfile.NamedTemporaryFile(suffix=suffix, prefix="vidcap-http-", dir=backend.spool_dir) as spool:
         shutil.copyfileobj(file.file, spool)
         spool.flush()
-        return list(analyze_frames(spool.name, backend, params))
+        return list(backend.analyze(Path(spool.name), params))
 
 
 def _float(fields: dict[str, str], name: str, default: float) -> float:

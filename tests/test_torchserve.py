@@ -1,0 +1,161 @@
+"""The stack on real TorchServe (Java): the archive, inference and management APIs, gRPC and HTTP on top."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from vidcap.captioner import Captioner
+from vidcap.video.pipeline import AnalysisParams, analyze_frames
+from vidcap.video.synth import random_segments, write_video
+
+from conftest import REPO, VIDCAP, cli_env, synthetic_images
+
+sys.path.insert(0, str(REPO / "client"))
+from vidcap_client import VidcapClient  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe needs a Java runtime")
+
+
+def free_port_block(size: int) -> int:
+    """A port p with p..p+size-1 free (TorchServe takes several consecutive ports)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + size < 65000 and all(_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_archive_holds_the_checkpoint_handler_and_config(tmp_path):
+    result = subprocess.run([*VIDCAP, "archive", "--out", str(tmp_path), "--batch-size", "4"], capture_output=True,
+                            text=True, cwd=REPO, env=cli_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(tmp_path / "vidcap.mar") as mar:
+        names = set(mar.namelist())
+        assert {"vidcap_handler.py", "vidcap-demo.pt", "model-config.yaml", "MAR-INF/MANIFEST.json"} <= names
+        assert "batchSize: 4" in mar.read("model-config.yaml").decode()
+        manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))
+        assert manifest["model"]["handler"] == "vidcap_handler.py"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    media = tmp_path_factory.mktemp("media")
+    write_video(media / "clip.mp4", random_segments(3, seed=12, min_seconds=4, max_seconds=4), fps=10,
+                size=(160, 96))
+    ports = free_port_block(16)
+    grpc_port, http_port, ts_port = ports, ports + 1, ports + 2
+    proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "torchserve", "--grpc-port", str(grpc_port),
+                             "--http-port", str(http_port), "--torchserve-port", str(ts_port), "--media-dir",
+                             str(media)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env=cli_env())
+    out = []
+    while not any(line.startswith("TorchServe") for line in out):
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail("vidcap serve exited: " + proc.stderr.read()[-3000:])
+        out.append(line)
+    keys = Path(re.search(r"keys in (\S+)", out[-1]).group(1))
+    info = {"grpc": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}",
+            "inference": f"http://127.0.0.1:{ts_port}", "management": f"http://127.0.0.1:{ts_port + 1}",
+            "keys": keys, "run_dir": keys.parents[1], "media": media, "proc": proc}
+    yield info
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def token(stack, kind: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {json.loads(stack['keys'].read_text())[kind]['key']}"}
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "scene.png"
+    Image.fromarray(synthetic_images(1, seed=21, size=(160, 112))[0][0]).save(path)
+    return path
+
+
+def test_grpc_through_torchserve_matches_in_process(stack, image):
+    captioner = Captioner.load()
+    expected_image = captioner.caption_files([image])[0]
+    expected_video = [r.caption for r in analyze_frames(stack["media"] / "clip.mp4", captioner,
+                                                        AnalysisParams(every_n_seconds=1.0, window=3))]
+    with VidcapClient(stack["grpc"], timeout=300) as client:
+        response = client.caption_image(image.read_bytes(), beam=3, embeddings=True, attention=True)
+        assert response.caption == expected_image.text
+        assert len(response.embeddings) == len(response.words) == len(response.attention)
+        streamed = list(client.analyze_file(stack["media"] / "clip.mp4", every_n_seconds=1.0, window=3))
+        frames = [r.frame for r in streamed if r.WhichOneof("kind") == "frame"]
+        assert streamed[0].WhichOneof("kind") == "started" and streamed[-1].WhichOneof("kind") == "summary"
+        assert [f.caption for f in frames] == expected_video
+        assert [round(f.t) for f in frames] == list(range(12))
+        by_path = [r.frame.caption for r in client.analyze_path("clip.mp4", every_n_seconds=1.0, window=3)
+                   if r.WhichOneof("kind") == "frame"]
+        assert by_path == expected_video
+
+
+def test_old_http_api_through_torchserve(stack, image, tmp_path):
+    with image.open("rb") as f:
+        ok = httpx.post(f"{stack['http']}/get_captions", files={"image": f}, timeout=120)
+    assert ok.status_code == 200 and ok.json()["caption"]
+    (tmp_path / "junk.png").write_text("no image here")
+    with (tmp_path / "junk.png").open("rb") as f:
+        bad = httpx.post(f"{stack['http']}/get_captions", files={"image": f}, timeout=120)
+    assert bad.status_code == 400 and "cannot read" in bad.json()["error"]
+
+
+def test_torchserve_apis_token_batching_and_scaling(stack, image):
+    inference = f"{stack['inference']}/predictions/vidcap"
+    assert httpx.post(inference, content=image.read_bytes(), timeout=60).status_code in (400, 401)  # token needed
+    reply = httpx.post(inference, content=image.read_bytes(), headers=token(stack, "inference"), timeout=60)
+    assert reply.status_code == 200 and reply.json()["caption"]
+    management = stack["management"]
+    headers = token(stack, "management")
+    models = httpx.get(f"{management}/models", headers=headers, timeout=30).json()["models"]
+    assert [m["modelName"] for m in models] == ["vidcap"]
+    described = httpx.get(f"{management}/models/vidcap", headers=headers, timeout=30).json()[0]
+    assert described["batchSize"] == 8 and described["maxBatchDelay"] == 20
+    scaled = httpx.put(f"{management}/models/vidcap", params={"min_worker": 2, "synchronous": "true"},
+                       headers=headers, timeout=180)
+    assert scaled.status_code == 200, scaled.text
+    described = httpx.get(f"{management}/models/vidcap", headers=headers, timeout=30).json()[0]
+    assert len(described["workers"]) == 2
+    httpx.put(f"{management}/models/vidcap", params={"min_worker": 1, "max_worker": 1, "synchronous": "true"},
+              headers=headers, timeout=180)
+    register = httpx.post(f"{management}/models", params={"url": "vidcap.mar"}, headers=headers, timeout=30)
+    assert register.status_code == 405  # the model API is off unless --enable-model-api
+
+
+def test_sigterm_stops_torchserve_and_its_workers_and_cleans_up(stack):
+    proc, run_dir = stack["proc"], stack["run_dir"]
+    assert run_dir.is_dir()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=90) == 0
+    leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
+    assert not run_dir.exists()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{stack['inference']}/ping", timeout=5)

@@ -1,0 +1,172 @@
+"""TorchServe plumbing: build the model archive, write a loopback-only config, run and stop TorchServe.
+
+The model code stays in `vidcap/`; the handler (`handlers/vidcap_handler.py`) is a thin adapter, so another
+server could host the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidcap.captioner import REPO_ROOT, default_model_path
+from vidcap.errors import VidcapError
+from vidcap.model import load_checkpoint
+
+HANDLER = REPO_ROOT / "handlers" / "vidcap_handler.py"
+MODEL_NAME = "vidcap"
+
+
+@dataclass
+class ArchiveSettings:
+    batch_size: int = 8  # TorchServe's dynamic batching of image requests
+    max_batch_delay_ms: int = 20
+    response_timeout_s: int = 3600  # a long video is one request
+    workers: int = 1
+
+
+def build_archive(checkpoint: str | Path | None = None, export_dir: str | Path = REPO_ROOT / "model_store",
+                  settings: ArchiveSettings = ArchiveSettings()) -> Path:
+    """model_store/vidcap.mar: the checkpoint, the handler and model-config.yaml."""
+    checkpoint = Path(checkpoint) if checkpoint else default_model_path()
+    load_checkpoint(checkpoint)  # refuse a broken checkpoint here, not in a worker
+    archiver = shutil.which("torch-model-archiver", path=str(Path(sys.executable).parent)) or shutil.which(
+        "torch-model-archiver")
+    if archiver is None:
+        raise VidcapError("torch-model-archiver is not installed (pip install 'vidcap[serving]')")
+    export_dir = Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "model-config.yaml"
+        config.write_text(f"minWorkers: {settings.workers}\nmaxWorkers: {settings.workers}\n"
+                          f"batchSize: {settings.batch_size}\nmaxBatchDelay: {settings.max_batch_delay_ms}\n"
+                          f"responseTimeout: {settings.response_timeout_s}\n")
+        result = subprocess.run([archiver, "--model-name", MODEL_NAME, "--version", "1.0", "--serialized-file",
+                                 str(checkpoint), "--handler", str(HANDLER), "--config-file", str(config),
+                                 "--export-path", str(export_dir), "--force"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise VidcapError(f"torch-model-archiver failed: {result.stderr.strip().splitlines()[-1:]}")
+    return export_dir / f"{MODEL_NAME}.mar"
+
+
+@dataclass
+class TorchServePorts:
+    inference: int = 18080
+    management: int = 18081
+    metrics: int = 18082
+    grpc_inference: int = 17070
+    grpc_management: int = 17071
+    worker_base: int = 19000
+
+
+def write_config(path: Path, ports: TorchServePorts, model_store: Path, enable_model_api: bool = False,
+                 host: str = "127.0.0.1", max_request_mb: int = 64) -> Path:
+    """config.properties binding every TorchServe address to `host` on non-default ports. Token
+    authorization stays on; the model (un)registration API only with enable_model_api."""
+    size = max_request_mb * 1024 * 1024
+    lines = [
+        f"inference_address=http://{host}:{ports.inference}",
+        f"management_address=http://{host}:{ports.management}",
+        f"metrics_address=http://{host}:{ports.metrics}",
+        f"grpc_inference_address={host}",
+        f"grpc_management_address={host}",
+        f"grpc_inference_port={ports.grpc_inference}",
+        f"grpc_management_port={ports.grpc_management}",
+        f"initial_worker_port={ports.worker_base}",
+        f"model_store={model_store}",
+        "metrics_mode=prometheus",
+        "default_workers_per_model=1",
+        "number_of_netty_threads=2",
+        "netty_client_threads=2",
+        f"max_request_size={size}",
+        f"max_response_size={size}",
+        "allowed_urls=file://.*",  # no models from the network
+        f"enable_model_api={'true' if enable_model_api else 'false'}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class TorchServe:
+    """A TorchServe process in the foreground of its own run folder: its pid file (TMPDIR), logs and key file
+    live there, so several can run side by side and nothing is left behind."""
+
+    def __init__(self, run_dir: str | Path, ports: TorchServePorts = TorchServePorts(),
+                 model_store: str | Path = REPO_ROOT / "model_store", media_dir: str | Path | None = None,
+                 enable_model_api: bool = False):
+        self.run_dir, self.ports = Path(run_dir), ports
+        self.model_store, self.media_dir = Path(model_store).resolve(), media_dir
+        self.enable_model_api = enable_model_api
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.inference}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.management}"
+
+    def keys(self) -> dict[str, str]:
+        """The tokens TorchServe wrote (inference, management, API)."""
+        data = json.loads((self.run_dir / "key_file.json").read_text())
+        return {kind: data[kind]["key"] for kind in ("inference", "management", "API")}
+
+    def start(self, models: str = f"{MODEL_NAME}={MODEL_NAME}.mar", timeout: float = 120.0) -> "TorchServe":
+        import httpx
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "tmp").mkdir(exist_ok=True)
+        config = write_config(self.run_dir / "config.properties", self.ports, self.model_store,
+                              self.enable_model_api)
+        env = {**os.environ, "TMPDIR": str(self.run_dir / "tmp"), "LOG_LOCATION": str(self.run_dir / "logs"),
+               "METRICS_LOCATION": str(self.run_dir / "logs")}
+        if self.media_dir:
+            env["VIDCAP_MEDIA_DIR"] = str(Path(self.media_dir).resolve())
+        torchserve = shutil.which("torchserve", path=str(Path(sys.executable).parent)) or "torchserve"
+        self.process = subprocess.Popen(
+            [torchserve, "--start", "--foreground", "--ncs", "--ts-config", str(config), "--model-store",
+             str(self.model_store), "--models", models],
+            cwd=self.run_dir, env=env, stdout=(self.run_dir / "torchserve.out").open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise VidcapError(f"TorchServe exited at start; see {self.run_dir / 'torchserve.out'}")
+            try:
+                status = httpx.get(f"{self.management_url}/models/{MODEL_NAME}",
+                                   headers={"Authorization": f"Bearer {self.keys()['management']}"}, timeout=2)
+                if status.status_code == 200 and any(w.get("status") == "READY"
+                                                     for m in status.json() for w in m.get("workers", [])):
+                    return self
+            except (OSError, ValueError, KeyError, httpx.HTTPError):
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise VidcapError(f"TorchServe did not become ready in {timeout:.0f} s; see {self.run_dir}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop Java and its Python workers (the whole process group)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> "TorchServe":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
