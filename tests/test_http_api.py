@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -102,6 +103,18 @@ def test_bad_requests_get_json_errors_and_the_stack_keeps_serving(stack, files, 
     Image.new("RGB", (1200, 1000)).save(tmp_path / "huge.png")
     assert post(f"{base}/get_captions", "image", tmp_path / "huge.png").status_code == 413
     assert post(f"{base}/get_captions", "image", files["image"]).status_code == 200
+
+
+def test_prometheus_metrics_count_what_was_served(stack):
+    text = httpx.get(f"{stack[0]}/metrics/", timeout=30).text
+    def value(name: str) -> float:
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return float(match.group(1)) if match else 0.0
+    assert value('vidcap_frames_analysed_total{api="http"}') >= 3 * 8  # three analyses of 8 frames above
+    assert value('vidcap_images_captioned_total{api="http"}') >= 2
+    assert value('vidcap_errors_total{api="http",kind="400"}') >= 5
+    assert value('vidcap_errors_total{api="http",kind="413"}') >= 1
+    assert value('vidcap_videos_in_flight{api="http"}') == 0
 
 
 def test_grpc_is_served_by_the_same_stack_and_sigterm_stops_everything(stack, files):

@@ -247,6 +247,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="TorchServe inference port; management +1, metrics +2, its gRPC +3 and +4")
     p.add_argument("--enable-model-api", action="store_true",
                    help="allow registering and unregistering models through TorchServe's management API")
+    p.add_argument("--torchserve-url", help="use a running TorchServe (its inference URL) instead of starting one")
+    p.add_argument("--torchserve-key-file", help="with --torchserve-url: its key_file.json")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos gRPC clients may analyse by path")
@@ -263,7 +265,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     logging.getLogger("vidcap").setLevel(logging.INFO)
     limits = ServiceLimits(int(args.max_upload_mb * 1024**2), args.max_video_seconds, args.max_image_pixels)
     run_stack(StackConfig(args.backend, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
-                          args.device, args.media_dir, args.enable_model_api), limits)
+                          args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
+                          args.torchserve_key_file), limits)
     return 0
 
 

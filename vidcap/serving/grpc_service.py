@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
 from vidcap.images import DEFAULT_MAX_PIXELS
+from vidcap.serving import metrics
 from vidcap.serving.backends import CaptionBackend, InProcessBackend
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
@@ -63,6 +64,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 raise InputTooLargeError(f"image is {len(request.image)} bytes, above the limit of "
                                          f"{self.limits.max_image_bytes}")
             caption = self.backend.caption_image(request.image, request.beam or 3, self.limits.max_image_pixels)
+            metrics.IMAGES.labels("grpc").inc()
             response = pb.CaptionImageResponse(caption=caption.text, words=caption.words, log_prob=caption.log_prob,
                                                attention_size=caption.attention.shape[-1])
             if request.with_embeddings:
@@ -118,6 +120,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
 
         results = self.backend.analyze(path, params, on_start=started)
         frames = []
+        metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
         try:
             for result in results:
                 if not frames:
@@ -126,14 +129,17 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                     log.info("client cancelled; stopping the analysis of %s", path.name)
                     return
                 frames.append(result)
+                metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=pb.FrameResult(
                     index=result.index, t=result.t, caption=result.caption, score=result.score,
                     alternatives=result.alternatives))
         finally:
             results.close()
+            metrics.VIDEOS_IN_FLIGHT.labels("grpc").dec()
         scorer = make_scorer(params.scorer, params.window, params.metric)
         moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
                                params.moment_gap, scorer.min_moment_score)
+        metrics.MOMENTS.labels("grpc").inc(len(moments))
         yield pb.AnalyzeVideoResponse(summary=pb.Summary(
             duration=info[0].duration if info else 0.0, frames=len(frames), metric=scorer.metric, scorer=params.scorer,
             moments=[pb.Moment(t=m.t, score=m.score, caption=m.caption, previous_caption=m.previous_caption,
@@ -177,6 +183,7 @@ class _errors_to_status:
         code = _status_for(exc)
         if code is None:
             return False  # grpc's own abort exception: let it through
+        metrics.ERRORS.labels("grpc", code.name.lower()).inc()
         if code == grpc.StatusCode.INTERNAL:
             log.exception("internal error", exc_info=exc)
         self.context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc}")

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
 from starlette.concurrency import run_in_threadpool
 
 from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
+from vidcap.serving import metrics
 from vidcap.serving.backends import CaptionBackend
 from vidcap.serving.grpc_service import ServiceLimits
 from vidcap.video.novelty import find_moments, make_scorer
@@ -80,7 +82,10 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
     @app.exception_handler(VidcapError)
     async def vidcap_error(_: Request, exc: VidcapError) -> JSONResponse:
         status = 413 if isinstance(exc, InputTooLargeError) else 503 if isinstance(exc, BackendUnavailableError) else 400
+        metrics.ERRORS.labels("http", str(status)).inc()
         return JSONResponse({"error": str(exc)}, status_code=status)
+
+    app.mount("/metrics", make_asgi_app())
 
     async def upload(request: Request, field: str) -> tuple[UploadFile, dict[str, str]]:
         """The file in `field` (or the only file sent), and the other fields merged with the query string."""
@@ -102,12 +107,14 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
     async def get_captions(request: Request) -> dict:
         file, _ = await upload(request, "image")
         caption = await run_in_threadpool(caption_of, file)
+        metrics.IMAGES.labels("http").inc()
         return {"caption": caption.text}
 
     @app.post("/get_image_caption")
     async def get_image_caption(request: Request) -> dict:
         file, fields = await upload(request, "image")
         caption = await run_in_threadpool(caption_of, file, _int(fields, "beam", 3))
+        metrics.IMAGES.labels("http").inc()
         return {"caption": caption.text, "words": caption.words, "word_embeddings": caption.embeddings.tolist(),
                 "cnn_output": caption.feature.tolist()}
 
@@ -120,10 +127,16 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
             metric=fields.get("metric") or "euclidean",
             scorer=fields.get("scorer") or "seed",
         ).validate()
-        frames = await run_in_threadpool(_analyze_upload, file, backend, params)
+        metrics.VIDEOS_IN_FLIGHT.labels("http").inc()
+        try:
+            frames = await run_in_threadpool(_analyze_upload, file, backend, params)
+        finally:
+            metrics.VIDEOS_IN_FLIGHT.labels("http").dec()
+        metrics.FRAMES.labels("http").inc(len(frames))
         scorer = make_scorer(params.scorer, params.window, params.metric)
         moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
                                params.moment_gap, scorer.min_moment_score)
+        metrics.MOMENTS.labels("http").inc(len(moments))
         return {
             "video": file.filename,
             "params": {"every_n_second": params.every_n_seconds, "metric": scorer.metric,

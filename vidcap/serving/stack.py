@@ -20,6 +20,7 @@ from pathlib import Path
 
 import uvicorn
 
+from vidcap.errors import VidcapError
 from vidcap.serving.backends import CaptionBackend, InProcessBackend, TorchServeBackend
 from vidcap.serving.grpc_service import ServiceLimits, VidcapServicer, build_server
 from vidcap.serving.http_api import create_app
@@ -39,6 +40,8 @@ class StackConfig:
     device: str = "auto"
     media_dir: str | None = None
     enable_model_api: bool = False
+    torchserve_url: str | None = None  # use a TorchServe that runs elsewhere (docker compose) instead of starting one
+    torchserve_key_file: str | None = None  # its key_file.json
 
 
 def run_stack(config: StackConfig, limits: ServiceLimits = ServiceLimits(), stop: threading.Event | None = None) -> None:
@@ -63,6 +66,10 @@ def _start_backend(config: StackConfig, run_dir: Path) -> tuple[CaptionBackend, 
         return InProcessBackend(Captioner.load(config.model, device=config.device)), None
     media = Path(config.media_dir or run_dir / "media")
     media.mkdir(parents=True, exist_ok=True)
+    if config.torchserve_url:
+        if not config.torchserve_key_file:
+            raise VidcapError("--torchserve-url needs --torchserve-key-file (TorchServe's key_file.json)")
+        return TorchServeBackend(config.torchserve_url, config.torchserve_key_file, media), None
     print("building the model archive and starting TorchServe...", flush=True)
     build_archive(config.model, run_dir / "model_store")
     p = config.torchserve_port
