@@ -120,22 +120,28 @@ class VidcapServicer(pb_grpc.VidcapServicer):
 
         results = self.backend.analyze(path, params, on_start=started)
         frames = []
+        completed = False
         metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
         try:
             for result in results:
                 if not frames:
                     yield pb.AnalyzeVideoResponse(started=info[0])
-                if not context.is_active():  # the client went away: stop decoding and captioning
-                    log.info("client cancelled; stopping the analysis of %s", path.name)
+                if not context.is_active():
                     return
                 frames.append(result)
                 metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=pb.FrameResult(
                     index=result.index, t=result.t, caption=result.caption, score=result.score,
                     alternatives=result.alternatives))
+            completed = True
         finally:
+            # Reached on cancellation too: gRPC closes this generator (GeneratorExit at the yield) or we return
+            # above. Closing `results` stops the decoder thread and the captioning.
             results.close()
             metrics.VIDEOS_IN_FLIGHT.labels("grpc").dec()
+            if not completed:
+                log.info("client cancelled or failed after %d frames; stopped the analysis of %s", len(frames),
+                         path.name)
         scorer = make_scorer(params.scorer, params.window, params.metric)
         moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
                                params.moment_gap, scorer.min_moment_score)
