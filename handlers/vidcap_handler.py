@@ -22,6 +22,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from vidcap.captioner import Captioner
 from vidcap.errors import InputError, InputTooLargeError, VidcapError
+from vidcap.fileio import inside
 from vidcap.images import load_image
 from vidcap.video.pipeline import AnalysisParams, analyze_frames
 
@@ -83,8 +84,8 @@ class VidcapHandler(BaseHandler):
     def _media_path(self, relative: str) -> Path:
         if self.media_dir is None:
             raise InputError("the worker has no media folder (set VIDCAP_MEDIA_DIR)")
-        path = (self.media_dir / relative).resolve()
-        if not path.is_relative_to(self.media_dir):
+        path = inside(self.media_dir, relative)
+        if path is None:
             raise InputError(f"{relative!r} is outside the media folder")
         return path
 

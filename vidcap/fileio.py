@@ -15,3 +15,9 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def inside(folder: Path, relative: str) -> Path | None:
+    """folder/relative resolved, or None when it points outside the folder ("../", absolute paths, links)."""
+    path = (folder / relative).resolve()
+    return path if path.is_relative_to(folder.resolve()) else None

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
+from vidcap.fileio import inside
 from vidcap.images import DEFAULT_MAX_PIXELS
 from vidcap.serving import metrics
 from vidcap.serving.backends import CaptionBackend, InProcessBackend
@@ -154,8 +155,8 @@ class VidcapServicer(pb_grpc.VidcapServicer):
     def _media_path(self, relative: str) -> Path:
         if self.media_dir is None:
             raise PermissionDeniedError("this server has no media folder: send the video as bytes")
-        path = (self.media_dir / relative).resolve()
-        if not path.is_relative_to(self.media_dir):
+        path = inside(self.media_dir, relative)
+        if path is None:
             raise PermissionDeniedError(f"{relative!r} is outside the media folder")
         return path
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -153,20 +154,37 @@ class TorchServe:
         raise VidcapError(f"TorchServe did not become ready in {timeout:.0f} s; see {self.run_dir}")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop Java and its Python workers (the whole process group)."""
-        if self.process is None or self.process.poll() is not None:
+        """Stop Java and its Python workers: the whole process group, waiting until every member is gone (the
+        workers outlive Java by a moment), SIGKILL after `timeout`."""
+        if self.process is None:
             return
-        import signal
-
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        group = self.process.pid
+        _signal_group(group, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _group_alive(group) and time.monotonic() < deadline:
+            self.process.poll()  # reap Java so it does not linger as a zombie member
+            time.sleep(0.1)
+        if _group_alive(group):
+            _signal_group(group, signal.SIGKILL)
+        self.process.wait()
 
     def __enter__(self) -> "TorchServe":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vidcap.captioner import Captioner
 from vidcap.errors import InputError
@@ -108,25 +109,21 @@ class _Decoder(threading.Thread):
     def run(self) -> None:
         try:
             for frame in self.source.frames():
-                while not self.stop.is_set():
-                    try:
-                        self.queue.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self.stop.is_set():
+                if not self._put(frame):
                     return
             self._put(_DONE)
         except BaseException as exc:  # re-raised in the consumer
             self._put(exc)
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: object) -> bool:
+        """Wait for room in the queue; False when the consumer asked to stop meanwhile."""
         while not self.stop.is_set():
             try:
                 self.queue.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     def next_batch(self, size: int) -> tuple[list[Frame], bool]:
         """At least one frame (blocking), then whatever else is ready, up to size. -> (frames, finished)"""
@@ -146,6 +143,34 @@ class _Decoder(threading.Thread):
                 return frames, False
 
 
+class _LeaveACoreForDecoding:
+    """While videos are analysed, run inference on one thread fewer, so the decoder thread has a core.
+
+    Measured on 2 cores (docs/performance.md): 2 torch threads + the decoder thread gave 13 sampled frames/s on
+    720p, 1 torch thread 27: OpenMP's spinning workers starve the decoder. torch's thread count is process-wide,
+    so concurrent analyses share one reference count and the last one restores the setting."""
+
+    def __init__(self) -> None:
+        self._lock, self._active, self._saved = threading.Lock(), 0, 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._active == 0:
+                self._saved = torch.get_num_threads()
+                if self._saved > 1:
+                    torch.set_num_threads(self._saved - 1)
+            self._active += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0 and self._saved > 1:
+                torch.set_num_threads(self._saved)
+
+
+_DECODING_CORE = _LeaveACoreForDecoding()
+
+
 def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisParams,
                      keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None
                      ) -> Iterator[tuple[Frame, Caption]]:
@@ -159,12 +184,15 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
         if on_start is not None:
             on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits)
         decoder.start()
+        _DECODING_CORE.__enter__()
         finished = False
         while not finished:
             frames, finished = decoder.next_batch(params.batch_size)
             if frames:
                 yield from zip(frames, captioner.caption([f.pixels for f in frames], params.beam))
     finally:
+        if decoder.ident is not None:  # started: the thread setting was changed
+            _DECODING_CORE.__exit__()
         decoder.stop.set()
         if decoder.is_alive():
             decoder.join(timeout=5)
