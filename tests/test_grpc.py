@@ -159,6 +159,21 @@ def test_cancelling_a_stream_stops_the_work_on_the_server(client, server, image_
     assert client.caption_image(image_bytes).caption  # and it serves the next request
 
 
+def test_client_cli_prints_captions_and_live_frames(server, media, image_bytes, tmp_path):
+    (tmp_path / "i.png").write_bytes(image_bytes)
+    cli = [sys.executable, str(REPO / "client" / "vidcap_client.py"), "--server", server[0]]
+    caption = subprocess.run([*cli, "caption", str(tmp_path / "i.png")], capture_output=True, text=True, timeout=120)
+    assert caption.returncode == 0 and len(caption.stdout.split()) >= 3
+    analyze = subprocess.run([*cli, "analyze", str(media / "short.mp4"), "--every", "2"], capture_output=True,
+                             text=True, timeout=300)
+    lines = analyze.stdout.splitlines()
+    assert analyze.returncode == 0 and lines[0].startswith("# 12.0 s, 6 frames")
+    assert [float(line.split()[0]) for line in lines[1:7]] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    assert lines[7].startswith("# 6 frames")
+    bad = subprocess.run([*cli, "analyze", "--path", "../etc/passwd"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "PERMISSION_DENIED" in bad.stderr
+
+
 def test_bad_videos_and_parameters(client, media, image_bytes):
     def code_of(call):
         with pytest.raises(grpc.RpcError) as info:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from vidcap.captioner import Captioner
 from vidcap.video.pipeline import AnalysisParams, analyze_frames
-from vidcap.video.synth import random_segments, write_video
+from vidcap.video.synth import Effects, random_segments, write_video
 
 from conftest import REPO, VIDCAP, cli_env, synthetic_images
 
@@ -115,6 +115,18 @@ def test_grpc_through_torchserve_matches_in_process(stack, image):
         by_path = [r.frame.caption for r in client.analyze_path("clip.mp4", every_n_seconds=1.0, window=3)
                    if r.WhichOneof("kind") == "frame"]
         assert by_path == expected_video
+
+
+def test_a_video_far_above_torchserves_request_limit(stack, tmp_path):
+    """TorchServe refuses request bodies above 6.5 MB by default; videos reach the worker as a path instead."""
+    big = tmp_path / "big.mp4"
+    write_video(big, random_segments(2, seed=30, min_seconds=3, max_seconds=3), fps=30, size=(1280, 720),
+                effects=Effects(noise=40.0))  # sensor noise makes H.264 files large
+    assert big.stat().st_size > 8 * 1024**2
+    with VidcapClient(stack["grpc"], timeout=600) as client:
+        frames = [r.frame for r in client.analyze_file(big, every_n_seconds=1.0) if r.WhichOneof("kind") == "frame"]
+    assert [round(f.t) for f in frames] == [0, 1, 2, 3, 4, 5]
+    assert not list((stack["media"] / ".uploads").iterdir())  # the spooled upload is gone
 
 
 def test_old_http_api_through_torchserve(stack, image, tmp_path):
