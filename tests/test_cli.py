@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import DEMO_MODEL, REPO, VIDCAP, cli_env, synthetic_images
+from conftest import REPO, VIDCAP, cli_env, synthetic_images
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 from vidcap.captioner import Captioner
-from vidcap.errors import InputError
 from vidcap.synthetic import Scene, SceneObject
-from vidcap.video.frames import VideoOpenError, open_frames
+from vidcap.video.frames import open_frames
 from vidcap.video.novelty import CaptionedFrame, RobustScorer, SeedScorer, find_moments
 from vidcap.video.pipeline import AnalysisParams, analyze, analyze_frames
-from vidcap.video.synth import Effects, Segment, random_segments, truth_path, write_video
+from vidcap.video.synth import Segment, random_segments, truth_path, write_video
 
 from conftest import REPO, VIDCAP, cli_env
 
