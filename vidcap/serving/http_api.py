@@ -76,7 +76,8 @@ async def _send_json(send, status: int, body: dict) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits()) -> FastAPI:
+def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits()) -> "BodyLimit":
+    """The FastAPI app, wrapped so that oversized bodies are refused before they are read."""
     app = FastAPI(title="vidcap (old HTTP API)", description=__doc__)
 
     @app.exception_handler(VidcapError)
