@@ -22,7 +22,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from vidcap.captioner import Captioner
 from vidcap.errors import InputError, InputTooLargeError, VidcapError
-from vidcap.fileio import inside
+from vidcap.fileio import media_path
 from vidcap.images import load_image
 from vidcap.video.pipeline import AnalysisParams, analyze_frames
 
@@ -82,12 +82,7 @@ class VidcapHandler(BaseHandler):
         return json.dumps({"done": True, "frames": count}) + "\n"
 
     def _media_path(self, relative: str) -> Path:
-        if self.media_dir is None:
-            raise InputError("the worker has no media folder (set VIDCAP_MEDIA_DIR)")
-        path = inside(self.media_dir, relative)
-        if path is None:
-            raise InputError(f"{relative!r} is outside the media folder")
-        return path
+        return media_path(self.media_dir, relative, InputError, "set VIDCAP_MEDIA_DIR")
 
     @staticmethod
     def _error(exc: VidcapError, index: int, context) -> str:

@@ -17,7 +17,12 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def inside(folder: Path, relative: str) -> Path | None:
-    """folder/relative resolved, or None when it points outside the folder ("../", absolute paths, links)."""
+def media_path(folder: Path | None, relative: str, error: type[Exception], no_folder_hint: str) -> Path:
+    """folder/relative resolved; `error` when there is no folder or the path leaves it ("../", absolute paths,
+    links)."""
+    if folder is None:
+        raise error(f"no media folder here: {no_folder_hint}")
     path = (folder / relative).resolve()
-    return path if path.is_relative_to(folder.resolve()) else None
+    if not path.is_relative_to(folder.resolve()):
+        raise error(f"{relative!r} is outside the media folder")
+    return path

@@ -24,14 +24,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
-from vidcap.fileio import inside
+from vidcap.fileio import media_path
 from vidcap.images import DEFAULT_MAX_PIXELS
 from vidcap.serving import metrics
 from vidcap.serving.backends import CaptionBackend, InProcessBackend
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
-from vidcap.video.novelty import find_moments, make_scorer
-from vidcap.video.pipeline import AnalysisParams
+from vidcap.video.pipeline import AnalysisParams, pick_moments
 
 log = logging.getLogger("vidcap.grpc")
 
@@ -143,22 +142,15 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if not completed:
                 log.info("client cancelled or failed after %d frames; stopped the analysis of %s", len(frames),
                          path.name)
-        scorer = make_scorer(params.scorer, params.window, params.metric)
-        moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
-                               params.moment_gap, scorer.min_moment_score)
+        moments, metric = pick_moments(frames, params)
         metrics.MOMENTS.labels("grpc").inc(len(moments))
         yield pb.AnalyzeVideoResponse(summary=pb.Summary(
-            duration=info[0].duration if info else 0.0, frames=len(frames), metric=scorer.metric, scorer=params.scorer,
+            duration=info[0].duration if info else 0.0, frames=len(frames), metric=metric, scorer=params.scorer,
             moments=[pb.Moment(t=m.t, score=m.score, caption=m.caption, previous_caption=m.previous_caption,
                                index=m.index) for m in moments]))
 
     def _media_path(self, relative: str) -> Path:
-        if self.media_dir is None:
-            raise PermissionDeniedError("this server has no media folder: send the video as bytes")
-        path = inside(self.media_dir, relative)
-        if path is None:
-            raise PermissionDeniedError(f"{relative!r} is outside the media folder")
-        return path
+        return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")
 
     def _spooled(self, filename: str):
         suffix = Path(filename).suffix if filename and len(Path(filename).suffix) <= 8 else ".mp4"

@@ -24,8 +24,7 @@ from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeErro
 from vidcap.serving import metrics
 from vidcap.serving.backends import CaptionBackend
 from vidcap.serving.grpc_service import ServiceLimits
-from vidcap.video.novelty import find_moments, make_scorer
-from vidcap.video.pipeline import AnalysisParams
+from vidcap.video.pipeline import AnalysisParams, pick_moments
 
 
 class _TooLarge(Exception):
@@ -134,13 +133,11 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
         finally:
             metrics.VIDEOS_IN_FLIGHT.labels("http").dec()
         metrics.FRAMES.labels("http").inc(len(frames))
-        scorer = make_scorer(params.scorer, params.window, params.metric)
-        moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
-                               params.moment_gap, scorer.min_moment_score)
+        moments, metric = pick_moments(frames, params)
         metrics.MOMENTS.labels("http").inc(len(moments))
         return {
             "video": file.filename,
-            "params": {"every_n_second": params.every_n_seconds, "metric": scorer.metric,
+            "params": {"every_n_second": params.every_n_seconds, "metric": metric,
                        "rolling_window_size": params.window, "scorer": params.scorer},
             "frames": [{"t": f.t, "caption": f.caption, "dissimilarity": f.score} for f in frames],
             "moments": [{"t": m.t, "score": m.score, "caption": m.caption, "previous_caption": m.previous_caption}

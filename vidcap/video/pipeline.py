@@ -229,10 +229,8 @@ def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = An
         frames.append(result)
         if on_frame is not None:
             on_frame(result)
-    scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
-    moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
-                           params.moment_gap, scorer.min_moment_score)
-    return Analysis(str(video), {**asdict(params), "metric": scorer.metric}, duration[0], frames, moments,
+    moments, metric = pick_moments(frames, params)
+    return Analysis(str(video), {**asdict(params), "metric": metric}, duration[0], frames, moments,
                     time.perf_counter() - started)
 
 
@@ -245,6 +243,14 @@ def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
         feature=caption.feature.numpy(),
         regions=caption.regions.numpy(),
     )
+
+
+def pick_moments(frames: list[FrameResult], params: AnalysisParams) -> tuple[list[Moment], str]:
+    """The moments of an analysed video, with the metric the scorer used."""
+    scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
+    moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
+                           params.moment_gap, scorer.min_moment_score)
+    return moments, scorer.metric
 
 
 def _result(frame: Frame, caption: Caption, keep_pixels: bool) -> FrameResult:
