@@ -1,4 +1,4 @@
-"""A Python client library and CLI for the vidcap gRPC service.
+"""The command-line client of the vidcap gRPC service (the library is vidcap.client.VidcapClient).
 
     python client/vidcap_client.py caption photo.jpg
     python client/vidcap_client.py analyze video.mp4 --every 1        # live per-frame output, then the moments
@@ -14,57 +14,12 @@ from pathlib import Path
 
 import grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from vidcap.client import VidcapClient  # noqa: E402
 from vidcap.v1 import vidcap_pb2 as pb  # noqa: E402
-from vidcap.v1 import vidcap_pb2_grpc as pb_grpc  # noqa: E402
 
-CHUNK_BYTES = 1024 * 1024
-
-
-class VidcapClient:
-    """`with VidcapClient("127.0.0.1:50051") as client: client.caption_image(data)`"""
-
-    def __init__(self, address: str = "127.0.0.1:50051", timeout: float | None = None):
-        self.channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 * 1024**2)])
-        self.stub = pb_grpc.VidcapStub(self.channel)
-        self.timeout = timeout
-
-    def __enter__(self) -> "VidcapClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def caption_image(self, image: bytes, beam: int = 0, embeddings: bool = False, feature: bool = False,
-                      attention: bool = False) -> pb.CaptionImageResponse:
-        request = pb.CaptionImageRequest(image=image, beam=beam, with_embeddings=embeddings, with_feature=feature,
-                                         with_attention=attention)
-        return self.stub.CaptionImage(request, timeout=self.timeout)
-
-    def analyze_file(self, path: str | Path, **params) -> Iterator[pb.AnalyzeVideoResponse]:
-        """Upload a local video in chunks and stream the analysis back."""
-        path = Path(path)
-
-        def chunks() -> Iterator[pb.VideoChunk]:
-            with path.open("rb") as f:
-                yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES))
-                while data := f.read(CHUNK_BYTES):
-                    yield pb.VideoChunk(data=data)
-
-        return self.stub.AnalyzeVideoUpload(chunks(), timeout=self.timeout)
-
-    def analyze_bytes(self, video: bytes, filename: str = "", **params) -> Iterator[pb.AnalyzeVideoResponse]:
-        request = pb.AnalyzeVideoRequest(video=video, filename=filename, params=pb.AnalysisParams(**params))
-        return self.stub.AnalyzeVideo(request, timeout=self.timeout)
-
-    def analyze_path(self, path: str, **params) -> Iterator[pb.AnalyzeVideoResponse]:
-        """A video already in the server's media folder: nothing is uploaded."""
-        return self.stub.AnalyzeVideo(pb.AnalyzeVideoRequest(path=path, params=pb.AnalysisParams(**params)),
-                                      timeout=self.timeout)
+__all__ = ["VidcapClient", "main"]
 
 
 def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:

@@ -18,10 +18,10 @@ from PIL import Image
 
 from vidcap.video.synth import random_segments, write_video
 
+from vidcap.client import VidcapClient
+
 from conftest import REPO, cli_env, synthetic_images
 
-sys.path.insert(0, str(REPO / "client"))
-from vidcap_client import VidcapClient  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -16,10 +15,10 @@ from PIL import Image
 
 from vidcap.video.synth import random_segments, write_video
 
+from vidcap.client import VidcapClient
+
 from conftest import REPO, VIDCAP, cli_env, synthetic_images
 
-sys.path.insert(0, str(REPO / "client"))
-from vidcap_client import VidcapClient  # noqa: E402
 
 
 def free_port() -> int:

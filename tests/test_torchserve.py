@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -20,10 +19,10 @@ from vidcap.captioner import Captioner
 from vidcap.video.pipeline import AnalysisParams, analyze_frames
 from vidcap.video.synth import Effects, random_segments, write_video
 
+from vidcap.client import VidcapClient
+
 from conftest import REPO, VIDCAP, cli_env, synthetic_images
 
-sys.path.insert(0, str(REPO / "client"))
-from vidcap_client import VidcapClient  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe needs a Java runtime")
 

@@ -1,0 +1,66 @@
+"""The Python client library of the vidcap gRPC service (proto/vidcap/v1/vidcap.proto).
+
+    with VidcapClient("127.0.0.1:50051") as client:
+        print(client.caption_image(open("photo.jpg", "rb").read()).caption)
+        for response in client.analyze_file("video.mp4", every_n_seconds=1.0):
+            ...
+
+Used by the command-line client (client/vidcap_client.py) and the web UI (vidcap.ui).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from vidcap.v1 import vidcap_pb2 as pb
+from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class VidcapClient:
+    """`with VidcapClient("127.0.0.1:50051") as client: client.caption_image(data)`"""
+
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: float | None = None):
+        self.channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 * 1024**2)])
+        self.stub = pb_grpc.VidcapStub(self.channel)
+        self.timeout = timeout
+
+    def __enter__(self) -> "VidcapClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def caption_image(self, image: bytes, beam: int = 0, embeddings: bool = False, feature: bool = False,
+                      attention: bool = False) -> pb.CaptionImageResponse:
+        request = pb.CaptionImageRequest(image=image, beam=beam, with_embeddings=embeddings, with_feature=feature,
+                                         with_attention=attention)
+        return self.stub.CaptionImage(request, timeout=self.timeout)
+
+    def analyze_file(self, path: str | Path, **params) -> Iterator[pb.AnalyzeVideoResponse]:
+        """Upload a local video in chunks and stream the analysis back."""
+        path = Path(path)
+
+        def chunks() -> Iterator[pb.VideoChunk]:
+            with path.open("rb") as f:
+                yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES))
+                while data := f.read(CHUNK_BYTES):
+                    yield pb.VideoChunk(data=data)
+
+        return self.stub.AnalyzeVideoUpload(chunks(), timeout=self.timeout)
+
+    def analyze_bytes(self, video: bytes, filename: str = "", **params) -> Iterator[pb.AnalyzeVideoResponse]:
+        request = pb.AnalyzeVideoRequest(video=video, filename=filename, params=pb.AnalysisParams(**params))
+        return self.stub.AnalyzeVideo(request, timeout=self.timeout)
+
+    def analyze_path(self, path: str, **params) -> Iterator[pb.AnalyzeVideoResponse]:
+        """A video already in the server's media folder: nothing is uploaded."""
+        return self.stub.AnalyzeVideo(pb.AnalyzeVideoRequest(path=path, params=pb.AnalysisParams(**params)),
+                                      timeout=self.timeout)
