@@ -200,4 +200,7 @@ def test_bad_videos_and_parameters(client, media, image_bytes):
     big.write_bytes(os.urandom(6 * 1024**2))
     got, details = code_of(lambda: client.analyze_file(big))
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit" in details
+    # The message names the file the client sent, not where the server spooled it.
+    got, details = code_of(lambda: client.analyze_bytes(b"garbage" * 100, "../My Holiday.mp4"))
+    assert "My_Holiday.mp4" in details and "/" not in details and "vidcap-upload" not in details, details
     assert client.caption_image(image_bytes).caption

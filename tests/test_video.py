@@ -260,3 +260,18 @@ def test_synth_video_cli_truth_and_vocab(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(script))
     bad = run("synth-video", str(tmp_path / "b.mp4"), "--script", str(tmp_path / "bad.json"))
     assert bad.returncode == 2 and "unknown background" in bad.stderr
+
+
+def test_uploads_are_spooled_under_a_safe_version_of_their_own_name(tmp_path):
+    from vidcap.fileio import spooled_upload, upload_name
+
+    assert upload_name("holiday.mkv") == "holiday.mkv"
+    assert upload_name("../../etc/passwd") == "passwd.mp4"
+    assert upload_name("My Holiday (2).MOV") == "My_Holiday_2_.MOV"
+    assert upload_name("") == "upload.mp4" and upload_name(".hidden") == "hidden.mp4"
+    with spooled_upload("a b.webm", tmp_path) as spool:
+        spool.write(b"x")
+        spool.close()
+        path = Path(spool.name)
+        assert path.name == "a_b.webm" and path.parent.parent == tmp_path and path.read_bytes() == b"x"
+    assert not path.parent.exists()  # the private folder is gone

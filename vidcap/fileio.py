@@ -1,8 +1,13 @@
-"""Output files are written whole or not at all."""
+"""Files: outputs written whole or not at all, the media folder, uploads spooled to disk."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
@@ -26,3 +31,20 @@ def media_path(folder: Path | None, relative: str, error: type[Exception], no_fo
     if not path.is_relative_to(folder.resolve()):
         raise error(f"{relative!r} is outside the media folder")
     return path
+
+
+@contextlib.contextmanager
+def spooled_upload(filename: str, folder: str | Path | None = None) -> Iterator[BinaryIO]:
+    """An open file for an uploaded video, under the client's own (sanitised) file name in a private folder
+    that is removed afterwards, so error messages name the file the user knows. Close it before reading."""
+    with tempfile.TemporaryDirectory(prefix="vidcap-upload-", dir=folder) as private:
+        with (Path(private) / upload_name(filename)).open("wb") as spool:
+            yield spool
+
+
+def upload_name(filename: str) -> str:
+    """A safe local name for an uploaded file: its base name, odd characters replaced, ".mp4" added when it has
+    no suffix (the demuxer probes the content either way; the suffix only helps it)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename or "").name).lstrip(".")[-100:] or "upload"
+    suffix = Path(name).suffix
+    return name if suffix and len(suffix) <= 8 else name + ".mp4"

@@ -9,22 +9,23 @@ RESOURCE_EXHAUSTED, a path outside the media folder is PERMISSION_DENIED; the se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
-from vidcap.fileio import media_path
+from vidcap.fileio import media_path, spooled_upload
 from vidcap.images import DEFAULT_MAX_PIXELS
 from vidcap.serving import metrics
 from vidcap.serving.backends import CaptionBackend, InProcessBackend
@@ -88,7 +89,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 raise InputError("no video: set `video` (bytes) or `path`")
             with self._spooled(request.filename) as spool:
                 spool.write(request.video)
-                spool.flush()
+                spool.close()
                 yield from self._analyze(Path(spool.name), params, context)
 
     def AnalyzeVideoUpload(self, request_iterator: Iterator[pb.VideoChunk], context: grpc.ServicerContext
@@ -105,7 +106,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                     if size > self.limits.max_upload_bytes:
                         raise InputTooLargeError(f"upload above the limit of {self.limits.max_upload_bytes} bytes")
                     spool.write(chunk.data)
-                spool.flush()
+                spool.close()
                 yield from self._analyze(Path(spool.name), params, context)
 
     def _analyze(self, path: Path, params: AnalysisParams, context: grpc.ServicerContext
@@ -152,9 +153,8 @@ class VidcapServicer(pb_grpc.VidcapServicer):
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")
 
-    def _spooled(self, filename: str):
-        suffix = Path(filename).suffix if filename and len(Path(filename).suffix) <= 8 else ".mp4"
-        return tempfile.NamedTemporaryFile(suffix=suffix, dir=self.spool_dir, prefix="vidcap-upload-")
+    def _spooled(self, filename: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        return spooled_upload(filename, self.spool_dir)
 
 
 def _params(message: pb.AnalysisParams) -> AnalysisParams:

@@ -12,7 +12,6 @@ Errors are JSON `{"error": "..."}`: 400 for bad input, 413 above the upload limi
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from fastapi import FastAPI, Request, UploadFile
@@ -21,6 +20,7 @@ from prometheus_client import make_asgi_app
 from starlette.concurrency import run_in_threadpool
 
 from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
+from vidcap.fileio import spooled_upload
 from vidcap.serving import metrics
 from vidcap.serving.backends import CaptionBackend
 from vidcap.serving.grpc_service import ServiceLimits
@@ -148,10 +148,9 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
 
 
 def _analyze_upload(file: UploadFile, backend: CaptionBackend, params: AnalysisParams) -> list:
-    suffix = Path(file.filename or "").suffix[:8] or ".mp4"
-    with tempfile.NamedTemporaryFile(suffix=suffix, prefix="vidcap-http-", dir=backend.spool_dir) as spool:
+    with spooled_upload(file.filename or "", backend.spool_dir) as spool:
         shutil.copyfileobj(file.file, spool)
-        spool.flush()
+        spool.close()
         return list(backend.analyze(Path(spool.name), params))
 
 

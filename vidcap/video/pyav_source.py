@@ -91,7 +91,7 @@ class PyAVFrameSource(FrameSource):
                 else:
                     return  # end of stream: targets past the last frame have no frame
         except av.error.FFmpegError as exc:
-            raise VideoOpenError(f"cannot decode {self.path.name}: {exc}") from exc
+            raise VideoOpenError(f"cannot decode {self.path.name}: {_reason(exc)}") from exc
         finally:
             keyframes.close()
 
@@ -110,6 +110,41 @@ class PyAVFrameSource(FrameSource):
 
     def close(self) -> None:
         self._container.close()
+
+
+def frames_at(path: str | Path, times: list[float], max_side: int | None = None) -> list[Frame]:
+    """The frames shown at the given times (seconds from the start), each found by one seek to the keyframe
+    before it: for a few thumbnails of a long video, much cheaper than sampling the whole file."""
+    frames = []
+    with _open(Path(path)) as container:
+        stream = container.streams.video[0]
+        time_base = float(stream.time_base)
+        start = stream.start_time * time_base if stream.start_time is not None else 0.0
+        for index, t in enumerate(times):
+            container.seek(round((start + t) / time_base), stream=stream, backward=True)
+            found = None
+            for packet in container.demux(stream):
+                decoded = [f for f in _decode_packet(packet) if f.pts is not None]
+                if decoded and decoded[-1].pts * time_base - start >= t - _EPS:
+                    found = next(f for f in decoded if f.pts * time_base - start >= t - _EPS)
+                    break
+                found = decoded[-1] if decoded else found  # the last frame, if t lies past it
+            if found is not None:
+                frames.append(Frame(index, found.pts * time_base - start, _scaled_rgb(found, max_side)))
+    return frames
+
+
+def _decode_packet(packet: av.Packet) -> list[av.VideoFrame]:
+    try:
+        return list(packet.decode())
+    except av.error.InvalidDataError:
+        return []
+
+
+def _scaled_rgb(frame: av.VideoFrame, max_side: int | None):
+    scale = min(1.0, max_side / max(frame.width, frame.height)) if max_side else 1.0
+    width, height = max(2, round(frame.width * scale)), max(2, round(frame.height * scale))
+    return frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
 
 
 class _KeyframeIndex:
@@ -140,8 +175,13 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoOpenError(f"cannot open {path.name} as a video: {exc}") from exc
+        raise VideoOpenError(f"cannot open {path.name} as a video: {_reason(exc)}") from exc
     if not container.streams.video:
         container.close()
         raise VideoOpenError(f"{path.name} has no video stream")
     return container
+
+
+def _reason(exc: Exception) -> str:
+    """FFmpeg's reason without the file's full path (which would tell clients where the server keeps files)."""
+    return getattr(exc, "strerror", None) or str(exc)
