@@ -27,7 +27,7 @@ def published(service: str) -> dict[int, str]:
 
 
 def test_services_dockerfiles_and_copied_paths_exist():
-    assert set(COMPOSE["services"]) == {"torchserve", "api"}
+    assert set(COMPOSE["services"]) == {"torchserve", "api", "ui"}
     for service in COMPOSE["services"].values():
         build = service["build"]
         dockerfile = REPO / build["context"] / build["dockerfile"]
@@ -56,6 +56,15 @@ def test_ports_are_loopback_only_and_agree_with_vidcap_serve():
     assert (port("inference_address"), port("management_address"), port("metrics_address")) == (base, base + 1, base + 2)
     assert published("torchserve") == {base: "127.0.0.1", base + 1: "127.0.0.1", base + 2: "127.0.0.1"}
     assert args.torchserve_url == f"http://torchserve:{base}"
+
+
+def test_the_ui_service_talks_to_the_api_services_grpc_port():
+    ui = build_parser().parse_args(COMPOSE["services"]["ui"]["command"][1:])
+    api = build_parser().parse_args(COMPOSE["services"]["api"]["command"][1:])
+    assert ui.command == "ui" and ui.grpc == f"api:{api.grpc_port}" and ui.host == "0.0.0.0"
+    assert api.no_ui  # one UI, in its own service
+    assert published("ui") == {ui.port: "127.0.0.1"} and ui.port == SERVE_DEFAULTS.ui_port == 7860
+    assert "api" in COMPOSE["services"]["ui"]["depends_on"]
 
 
 def test_shared_volumes_connect_the_services():

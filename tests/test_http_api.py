@@ -29,14 +29,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def stack():
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port, ui_port = free_port(), free_port(), free_port()
     proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "inprocess", "--grpc-port", str(grpc_port),
-                             "--http-port", str(http_port),
+                             "--http-port", str(http_port), "--ui-port", str(ui_port),
                              "--max-upload-mb", "4", "--max-image-pixels", "1000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=cli_env())
-    lines = [proc.stdout.readline(), proc.stdout.readline()]
+    lines = [proc.stdout.readline() for _ in range(3)]
     assert "HTTP API" in lines[1], (lines, proc.stderr.read() if proc.poll() is not None else "")
-    yield f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", proc
+    assert f"web UI        http://127.0.0.1:{ui_port}" in lines[2], lines
+    yield f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", proc, f"http://127.0.0.1:{ui_port}"
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -115,13 +116,17 @@ def test_prometheus_metrics_count_what_was_served(stack):
     assert value('vidcap_videos_in_flight{api="http"}') == 0
 
 
-def test_grpc_is_served_by_the_same_stack_and_sigterm_stops_everything(stack, files):
-    base, address, proc = stack
+def test_grpc_and_the_web_ui_are_served_by_the_same_stack_and_sigterm_stops_everything(stack, files):
+    base, address, proc, ui = stack
     with VidcapClient(address, timeout=60) as client:
         assert client.caption_image(files["image"].read_bytes()).caption
+    config = httpx.get(f"{ui}/config", timeout=10).json()
+    assert config["title"] == "vidcap" and config["analytics_enabled"] is False
+    assert {"/analyze", "/caption_image"} <= set(httpx.get(f"{ui}/gradio_api/info", timeout=10).json()["named_endpoints"])
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(base, timeout=5)
+    for url in (base, ui):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url, timeout=5)
     with VidcapClient(address, timeout=5) as client, pytest.raises(grpc.RpcError):
         client.caption_image(files["image"].read_bytes())

@@ -68,7 +68,8 @@ def stack(tmp_path_factory):
     grpc_port, http_port, ts_port = ports, ports + 1, ports + 2
     proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "torchserve", "--grpc-port", str(grpc_port),
                              "--http-port", str(http_port), "--torchserve-port", str(ts_port), "--media-dir",
-                             str(media)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                             str(media), "--no-ui"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             env=cli_env())
     out = []
     while not any(line.startswith("TorchServe") for line in out):
@@ -77,6 +78,7 @@ def stack(tmp_path_factory):
             pytest.fail("vidcap serve exited: " + proc.stderr.read()[-3000:])
         out.append(line)
     keys = Path(re.search(r"keys in (\S+)", out[-1]).group(1))
+    assert not any("web UI" in line for line in out)  # --no-ui
     info = {"grpc": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}",
             "inference": f"http://127.0.0.1:{ts_port}", "management": f"http://127.0.0.1:{ts_port + 1}",
             "keys": keys, "run_dir": keys.parents[1], "media": media, "proc": proc}

@@ -275,3 +275,18 @@ def test_uploads_are_spooled_under_a_safe_version_of_their_own_name(tmp_path):
         path = Path(spool.name)
         assert path.name == "a_b.webm" and path.parent.parent == tmp_path and path.read_bytes() == b"x"
     assert not path.parent.exists()  # the private folder is gone
+
+
+def test_frames_at_seeks_to_the_frames_the_sampler_would_give(tmp_path):
+    from vidcap.video.pyav_source import PyAVFrameSource, frames_at
+
+    path = tmp_path / "v.mp4"
+    write_video(path, random_segments(3, seed=2, min_seconds=3, max_seconds=3), fps=10, size=(160, 96), keyint=12)
+    with PyAVFrameSource(path, 0.5) as source:
+        sampled = {round(f.t, 3): f.pixels for f in source.frames()}
+    grabbed = frames_at(path, [6.0, 0.0, 3.5, 99.0])  # any order; past the end gives the last frame
+    assert [round(f.t, 3) for f in grabbed] == [6.0, 0.0, 3.5, 8.9]
+    for f in grabbed[:3]:
+        assert np.array_equal(f.pixels, sampled[round(f.t, 3)])
+    small = frames_at(path, [1.0], max_side=80)[0]
+    assert small.pixels.shape == (48, 80, 3)

@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -234,10 +236,10 @@ def _run_synth_video(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the server stack (TorchServe, gRPC service, old HTTP API)",
+    p = sub.add_parser("serve", help="run the server stack (TorchServe, gRPC service, old HTTP API, web UI)",
                        description="Start the stack on this machine (127.0.0.1 by default): TorchServe with the "
-                                   "model archive (or the model in-process), the gRPC service and the old HTTP "
-                                   "API. Prints the URLs; Ctrl-C or SIGTERM stops everything.")
+                                   "model archive (or the model in-process), the gRPC service, the old HTTP "
+                                   "API and the web UI. Prints the URLs; Ctrl-C or SIGTERM stops everything.")
     p.add_argument("--backend", choices=["torchserve", "inprocess"], default="torchserve",
                    help="where the model runs (default: torchserve; inprocess needs no Java)")
     p.add_argument("--host", default="127.0.0.1")
@@ -252,9 +254,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos gRPC clients may analyse by path")
-    p.add_argument("--max-upload-mb", type=float, default=2048, help="largest video upload (default: 2048)")
+    p.add_argument("--max-upload-mb", type=float, default=2048,
+                   help="largest video upload, for every API and the web UI (default: 2048)")
     p.add_argument("--max-video-seconds", type=float, default=4 * 3600)
     p.add_argument("--max-image-pixels", type=int, default=50_000_000)
+    p.add_argument("--ui-port", type=int, default=7860, help="web UI port (default: 7860)")
+    p.add_argument("--no-ui", action="store_true", help="do not start the web UI")
+    p.add_argument("--ui-concurrency", type=int, default=4,
+                   help="analyses the web UI runs at once; more users wait in its queue (default: 4)")
     p.set_defaults(run=_run_serve)
 
 
@@ -266,7 +273,36 @@ def _run_serve(args: argparse.Namespace) -> int:
     limits = ServiceLimits(int(args.max_upload_mb * 1024**2), args.max_video_seconds, args.max_image_pixels)
     run_stack(StackConfig(args.backend, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
                           args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
-                          args.torchserve_key_file), limits)
+                          args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency),
+              limits)
+    return 0
+
+
+def _add_ui(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="run the web UI against a running gRPC service",
+                       description="The Gradio web UI alone, as a client of a vidcap gRPC service (`vidcap serve` "
+                                   "starts it itself). Analytics off, no share links.")
+    p.add_argument("--grpc", default="127.0.0.1:50051", help="the gRPC service (default: 127.0.0.1:50051)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", type=float, default=500, help="largest upload (default: 500)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="analyses run at once; more users wait in the queue (default: 4)")
+    p.add_argument("--queue-size", type=int, default=64, help="users waiting beyond this are turned away")
+    p.set_defaults(run=_run_ui)
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    from vidcap.ui import UIConfig, launch
+
+    config = UIConfig(args.grpc, args.host, args.port, args.max_upload_mb, args.concurrency, args.queue_size)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    app = launch(config, block=False)
+    print(f"vidcap web UI        http://{args.host}:{args.port}  (gRPC service {args.grpc})", flush=True)
+    stop.wait()
+    app.close()
     return 0
 
 
@@ -304,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth_video(sub)
     _add_serve(sub)
     _add_archive(sub)
+    _add_ui(sub)
     return parser
 
 

@@ -4,6 +4,8 @@
   there (token authorization on, every address on loopback), and serves gRPC and the old HTTP API on top.
 - `--backend inprocess`: the model in this process; no Java needed.
 
+The web UI (vidcap.ui, a gRPC client) runs in this process too, on port 7860, unless `ui_port` is None.
+
 Ctrl-C or SIGTERM stops everything: health turns NOT_SERVING, calls in flight get a grace period, the HTTP
 server drains, TorchServe and its workers are stopped, the run folder is removed.
 """
@@ -42,6 +44,8 @@ class StackConfig:
     enable_model_api: bool = False
     torchserve_url: str | None = None  # use a TorchServe that runs elsewhere (docker compose) instead of starting one
     torchserve_key_file: str | None = None  # its key_file.json
+    ui_port: int | None = 7860  # None: no web UI
+    ui_concurrency: int = 4
 
 
 def run_stack(config: StackConfig, limits: ServiceLimits = ServiceLimits(), stop: threading.Event | None = None) -> None:
@@ -97,15 +101,39 @@ def _serve(config: StackConfig, backend: CaptionBackend, limits: ServiceLimits, 
     if not http_thread.is_alive():
         grpc_server.stop(0)
         raise OSError(f"cannot start the HTTP API on {config.host}:{config.http_port}")
+    try:
+        ui = _start_ui(config, bound, limits)
+    except OSError:  # e.g. the port is taken: stop what started, say why
+        http.should_exit = True
+        grpc_server.stop(0)
+        raise
     print(f"vidcap gRPC service  {config.host}:{bound}  (backend: {backend.NAME})", flush=True)
     print(f"vidcap HTTP API      http://{config.host}:{config.http_port}  (POST /get_captions, /get_image_caption, "
           f"/get_video_captions)", flush=True)
+    if ui is not None:
+        print(f"vidcap web UI        http://{config.host}:{config.ui_port}", flush=True)
     if torchserve is not None:
         print(f"TorchServe           inference {torchserve.inference_url}, management {torchserve.management_url}, "
               f"keys in {torchserve.run_dir / 'key_file.json'}", flush=True)
     stop.wait()
     print("stopping...", flush=True)
     health.enter_graceful_shutdown()
+    if ui is not None:
+        ui.close()
     http.should_exit = True
     grpc_server.stop(grace=5).wait()
     http_thread.join(timeout=10)
+
+
+def _start_ui(config: StackConfig, grpc_port: int, limits: ServiceLimits):
+    if config.ui_port is None:
+        return None
+    try:
+        from vidcap.ui import UIConfig, launch
+    except ImportError as exc:  # the ui extra is not installed: the rest of the stack still serves
+        print(f"web UI off ({exc.name} is not installed: pip install 'vidcap[ui]')", flush=True)
+        return None
+    grpc_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    ui_config = UIConfig(f"{grpc_host}:{grpc_port}", config.host, config.ui_port,
+                         max_upload_mb=limits.max_upload_bytes / 1024**2, concurrency=config.ui_concurrency)
+    return launch(ui_config, block=False)

@@ -1,0 +1,282 @@
+"""The vidcap web UI (Gradio): a client of the gRPC service, the old project's Shiny app done better.
+
+    vidcap ui --grpc 127.0.0.1:50051            # against a running `vidcap serve`; http://127.0.0.1:7860
+    (`vidcap serve` starts it with the rest of the stack)
+
+Video tab: upload, parameters, a dissimilarity plot that grows while the frames stream in, the table of
+captions, the moments as thumbnails (a click plays the video from there), JSON/CSV/PNG downloads.
+Image tab: the caption and, for every word, its attention map laid over the image.
+
+Every failure reaches the page as a sentence (gr.Error), never as a traceback: the gRPC status of a bad upload
+carries the service's own message, and a service that is down is named with its address.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no phoning home, no DNS look-ups
+
+import atexit  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import grpc  # noqa: E402
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from vidcap.attention_maps import attention_overlay  # noqa: E402
+from vidcap.client import VidcapClient  # noqa: E402
+from vidcap.errors import InputError  # noqa: E402
+from vidcap.images import load_image  # noqa: E402
+from vidcap.video import report  # noqa: E402
+from vidcap.video.frames import VIDEO_SUFFIXES  # noqa: E402
+from vidcap.video.novelty import METRICS, SCORERS, Moment  # noqa: E402
+from vidcap.video.pipeline import Analysis, FrameResult  # noqa: E402
+from vidcap.video.pyav_source import frames_at  # noqa: E402
+
+log = logging.getLogger("vidcap.ui")
+
+SCORER_DEFAULT_METRIC = "scorer default"
+LIVE_UPDATE_SECONDS = 0.4  # how often the page is refreshed while frames stream in
+LIVE_TABLE_ROWS = 500  # rows sent on each live refresh; the full table comes with the last one
+THUMBNAIL_SIDE = 320
+OVERLAY_SIDE = 384
+
+
+@dataclass
+class UIConfig:
+    grpc_address: str = "127.0.0.1:50051"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_upload_mb: float = 500.0  # refused in the browser with a message, and by the server
+    concurrency: int = 4  # analyses (and, separately, image captions) run at once; more users wait in the queue
+    queue_size: int = 64  # users waiting beyond this are turned away with a message
+    work_dir: str | None = None  # where results for download are written (default: a temporary folder)
+
+
+# ---- talking to the service --------------------------------------------------------------------------------
+
+
+def _service_error(exc: grpc.RpcError, address: str) -> gr.Error:
+    code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return gr.Error(f"The vidcap service at {address} is not reachable. Is `vidcap serve` running? "
+                        f"({exc.details()})", title="Service unavailable")
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.PERMISSION_DENIED):
+        return gr.Error(exc.details(), title="Cannot analyse this file")
+    return gr.Error(f"{code.name}: {exc.details()}", title="The service failed")
+
+
+@dataclass
+class _Run:
+    """What one analysis has received so far."""
+
+    name: str
+    params: dict
+    duration: float = 0.0
+    expected: int = 0
+    frames: list[FrameResult] = field(default_factory=list)
+    moments: list[Moment] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, response) -> None:
+        kind = response.WhichOneof("kind")
+        if kind == "started":
+            self.duration, self.expected = response.started.duration, response.started.expected_frames
+        elif kind == "frame":
+            f = response.frame
+            self.frames.append(FrameResult(f.index, f.t, f.caption, f.score, f.caption.split(), list(f.alternatives)))
+        else:
+            s = response.summary
+            self.params.update(metric=s.metric, scorer=s.scorer)
+            self.moments = [Moment(m.t, m.score, m.caption, m.previous_caption, m.index) for m in s.moments]
+
+    def analysis(self) -> Analysis:
+        return Analysis(self.name, self.params, self.duration, self.frames, self.moments,
+                        time.perf_counter() - self.started)
+
+    def plot_data(self) -> pd.DataFrame:
+        return pd.DataFrame({"t": [f.t for f in self.frames], "score": [f.score for f in self.frames]})
+
+    def table(self, rows: int | None = None) -> pd.DataFrame:
+        moments = {m.index for m in self.moments}
+        frames = self.frames[-rows:] if rows else self.frames
+        # Strings, so the table shows exactly these digits (it rounds numbers to its own taste).
+        return pd.DataFrame({"t (s)": [f"{f.t:.2f}" for f in frames], "score": [f"{f.score:.4f}" for f in frames],
+                             "caption": [f.caption for f in frames],
+                             "moment": ["yes" if f.index in moments else "" for f in frames]})
+
+    def status(self, done: bool = False) -> str:
+        n, total = len(self.frames), max(self.expected, len(self.frames), 1)
+        seconds = time.perf_counter() - self.started
+        if done:
+            return (f"<p><b>Done:</b> {n} frames over {self.duration:.1f} s of video in {seconds:.1f} s; "
+                    f"{len(self.moments)} moments ({self.params['scorer']}, {self.params['metric']}).</p>")
+        return (f"<p><progress value='{n}' max='{total}'></progress> frame {n} of {total} "
+                f"({100 * n / total:.0f}%), {seconds:.0f} s</p>")
+
+
+# ---- the app -------------------------------------------------------------------------------------------------
+
+
+class VidcapUI:
+    def __init__(self, config: UIConfig):
+        self.config = config
+        if config.work_dir:
+            self.work_dir = Path(config.work_dir)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="vidcap-ui-"))
+            atexit.register(shutil.rmtree, self.work_dir, ignore_errors=True)
+
+    # -- video --
+
+    def analyze(self, video: str | None, every: float, window: float, metric: str, scorer: str
+                ) -> Iterator[tuple]:
+        if not video:
+            raise gr.Error("Upload a video first.", title="No video")
+        if not every or every <= 0:
+            raise gr.Error("Every N seconds must be a positive number.", title="Bad parameter")
+        metric = "" if metric == SCORER_DEFAULT_METRIC else metric
+        params = {"every_n_seconds": float(every), "window": int(window), "metric": metric, "scorer": scorer}
+        run = _Run(Path(video).name, dict(params))
+        last_update = 0.0
+        try:
+            with VidcapClient(self.config.grpc_address) as client:
+                for response in client.analyze_file(video, **params):
+                    run.add(response)
+                    if response.WhichOneof("kind") == "summary":
+                        break
+                    if time.perf_counter() - last_update >= LIVE_UPDATE_SECONDS:
+                        last_update = time.perf_counter()
+                        yield (run.plot_data(), run.table(LIVE_TABLE_ROWS), run.status(), gr.skip(), gr.skip(),
+                               gr.skip())
+        except grpc.RpcError as exc:
+            raise _service_error(exc, self.config.grpc_address) from None
+        yield (run.plot_data(), run.table(), run.status(done=True), self._thumbnails(video, run.moments),
+               self._downloads(run.analysis()), [m.t for m in run.moments])
+
+    def _thumbnails(self, video: str, moments: list[Moment]) -> list[tuple[np.ndarray, str]]:
+        try:
+            frames = frames_at(video, [m.t for m in moments], max_side=THUMBNAIL_SIDE)
+        except InputError as exc:  # the service read the file, so this is unexpected: keep the results anyway
+            log.warning("no thumbnails for %s: %s", video, exc)
+            return []
+        return [(f.pixels, f"{m.t:.1f} s · {m.score:.2f} — {m.previous_caption or '(start)'} → {m.caption}")
+                for f, m in zip(frames, moments)]
+
+    def _downloads(self, analysis: Analysis) -> list[str]:
+        folder = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
+        stem = Path(analysis.video).stem or "video"
+        paths = [folder / f"{stem}.vidcap.json", folder / f"{stem}.vidcap.csv", folder / f"{stem}.vidcap.png"]
+        paths[0].write_text(report.to_json(analysis))
+        paths[1].write_text(report.to_csv(analysis))
+        paths[2].write_bytes(report.to_png(analysis))
+        return [str(p) for p in paths]
+
+    @staticmethod
+    def seek(moment_times: list[float], evt: gr.SelectData) -> gr.Video:
+        """A click on a moment: move the player there (the page's script then starts playing)."""
+        return gr.Video(playback_position=float(moment_times[evt.index]))
+
+    # -- image --
+
+    def caption_image(self, image: str | None, beam: float) -> tuple[str, list[tuple[np.ndarray, str]]]:
+        if not image:
+            raise gr.Error("Upload an image first.", title="No image")
+        data = Path(image).read_bytes()
+        try:
+            with VidcapClient(self.config.grpc_address, timeout=120) as client:
+                response = client.caption_image(data, beam=int(beam), attention=True)
+        except grpc.RpcError as exc:
+            raise _service_error(exc, self.config.grpc_address) from None
+        pixels = _fit(load_image(data), OVERLAY_SIDE)
+        size = response.attention_size
+        overlays = [(attention_overlay(pixels, np.asarray(a.values, dtype=np.float32).reshape(size, size)), word)
+                    for word, a in zip(response.words, response.attention)]
+        return response.caption, overlays
+
+    # -- layout --
+
+    def build(self) -> gr.Blocks:
+        # delete_cache: uploads and results older than a day are removed hourly, and all of them at shutdown.
+        with gr.Blocks(title="vidcap", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
+            gr.Markdown("# vidcap\nCaption the frames of a video with *Show, Attend and Tell* and find the moments "
+                        "unlike what came before.")
+            with gr.Tab("Video", id="video-tab"):
+                self._video_tab()
+            with gr.Tab("Image", id="image-tab"):
+                self._image_tab()
+        return app
+
+    def _video_tab(self) -> None:
+        with gr.Row():
+            with gr.Column(scale=3):
+                video = gr.Video(label=f"Video ({', '.join(s[1:] for s in VIDEO_SUFFIXES)})", sources=["upload"],
+                                 elem_id="video-input", height=320)
+            with gr.Column(scale=2):
+                every = gr.Number(1.0, label="Every N seconds", minimum=0.01, elem_id="every")
+                window = gr.Slider(1, 30, value=5, step=1, label="Window (previous frames compared)",
+                                   elem_id="window")
+                scorer = gr.Radio(list(SCORERS), value="robust", label="Scorer", elem_id="scorer",
+                                  info="robust: ignores flicker and shake; seed: the old project's metric")
+                metric = gr.Radio([SCORER_DEFAULT_METRIC, *METRICS], value=SCORER_DEFAULT_METRIC, label="Metric",
+                                  elem_id="metric")
+                run = gr.Button("Analyze", variant="primary", elem_id="analyze")
+        status = gr.HTML(elem_id="video-status")
+        plot = gr.LinePlot(x="t", y="score", x_title="time (s)", y_title="dissimilarity", height=260,
+                           label="Dissimilarity over time", elem_id="score-plot")
+        moments = gr.Gallery(label="Moments (click one to play the video from there)", columns=4, height="auto",
+                             allow_preview=False, object_fit="contain", elem_id="moments")
+        moment_times = gr.State([])
+        table = gr.Dataframe(label="Captions", headers=["t (s)", "score", "caption", "moment"], max_height=360,
+                             interactive=False, elem_id="captions")
+        downloads = gr.File(label="Download (JSON, CSV, plot)", file_count="multiple", interactive=False,
+                            elem_id="downloads")
+        run.click(self.analyze, [video, every, window, metric, scorer],
+                  [plot, table, status, moments, downloads, moment_times], show_progress="minimal",
+                  concurrency_id="analyze")
+        moments.select(self.seek, moment_times, video).then(
+            None, js="() => { const v = document.querySelector('#video-input video'); if (v) { v.play(); } }")
+
+    def _image_tab(self) -> None:
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = gr.Image(type="filepath", sources=["upload"], label="Image", elem_id="image-input",
+                                 height=320)
+                beam = gr.Slider(1, 10, value=3, step=1, label="Beam size (1 = greedy)", elem_id="beam")
+                run = gr.Button("Caption", variant="primary", elem_id="caption-button")
+            with gr.Column(scale=3):
+                caption = gr.Textbox(label="Caption", interactive=False, elem_id="caption")
+                maps = gr.Gallery(label="Where each word looked", columns=4, height="auto", object_fit="contain",
+                                  elem_id="attention")
+        run.click(self.caption_image, [image, beam], [caption, maps], concurrency_id="caption")
+
+
+def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
+    from PIL import Image
+
+    height, width = pixels.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return pixels
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS))
+
+
+def launch(config: UIConfig, block: bool = True) -> gr.Blocks:
+    """Start the UI on config.host:config.port; with block=False it runs in threads (call .close() to stop)."""
+    app = VidcapUI(config).build()
+    app.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
+    app.launch(server_name=config.host, server_port=config.port, share=False, show_error=True, quiet=True,
+               max_file_size=int(config.max_upload_mb * 1024**2), prevent_thread_lock=not block, inbrowser=False,
+               footer_links=[], ssr_mode=False)
+    return app
