@@ -290,3 +290,26 @@ def test_frames_at_seeks_to_the_frames_the_sampler_would_give(tmp_path):
         assert np.array_equal(f.pixels, sampled[round(f.t, 3)])
     small = frames_at(path, [1.0], max_side=80)[0]
     assert small.pixels.shape == (48, 80, 3)
+
+
+def test_skipping_unreferenced_frames_far_from_a_target_changes_no_sampled_frame(tmp_path, monkeypatch):
+    import vidcap.video.pyav_source as pyav_source
+
+    path = tmp_path / "b.mp4"  # x264 defaults: B-frames, one keyframe in 12 s
+    write_video(path, random_segments(3, seed=4, min_seconds=4, max_seconds=4), fps=25, size=(160, 96), keyint=300)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONREF"
+        assert sum(1 for _ in container.decode(stream)) < 300  # the file has frames the decoder can skip
+
+    def sample(every: float) -> list[tuple[float, np.ndarray]]:
+        with pyav_source.PyAVFrameSource(path, every, size=(64, 64)) as source:
+            return [(f.t, f.pixels) for f in source.frames()]
+
+    for every in (0.37, 1.0, 2.5):
+        skipping = sample(every)
+        monkeypatch.setattr(pyav_source, "_SKIP_MARGIN_SECONDS", float("inf"))
+        decoding_all = sample(every)
+        monkeypatch.undo()
+        assert [t for t, _ in skipping] == [t for t, _ in decoding_all]
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(skipping, decoding_all))
