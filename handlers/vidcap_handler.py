@@ -33,7 +33,8 @@ class VidcapHandler(BaseHandler):
         gpu = properties.get("gpu_id")
         device = f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu"
         checkpoint = Path(properties["model_dir"]) / context.manifest["model"]["serializedFile"]
-        self.captioner = Captioner.load(checkpoint, device=device)
+        handler_config = (getattr(context, "model_yaml_config", None) or {}).get("handler") or {}
+        self.captioner = Captioner.load(checkpoint, device=device, encoder=handler_config.get("encoder", "auto"))
         self.media_dir = Path(os.environ.get("VIDCAP_MEDIA_DIR", "")).resolve() if os.environ.get(
             "VIDCAP_MEDIA_DIR") else None
         self.initialized = True

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidcap.encoders import make_encoder
 from vidcap.errors import CheckpointError
 from vidcap.images import DEFAULT_MAX_PIXELS, load_image
 from vidcap.model import Caption, CaptionModel
@@ -36,12 +37,15 @@ class Captioner:
     """A loaded model on a device, captioning batches of RGB uint8 images."""
 
     def __init__(self, model: CaptionModel, device: str = "auto", beam_size: int = 3, batch_size: int = 16,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, encoder: str = "auto"):
+        """encoder: the backend that runs the CNN (vidcap/encoders.py): auto, torch, torch-bf16, openvino, ..."""
         if beam_size < 1:
             raise ValueError("beam size must be at least 1")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.beam_size, self.batch_size, self.max_pixels = beam_size, batch_size, max_pixels
+        self.encoder = make_encoder(encoder, self.model.encoder, self.model.config, self.device)
+        log.info("encoder backend: %s on %s", self.encoder.describe(), self.device)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "Captioner":
@@ -67,7 +71,7 @@ class Captioner:
         captions: list[Caption] = []
         for start in range(0, len(pixels), self.batch_size):
             batch = self.preprocess(pixels[start : start + self.batch_size])
-            captions.extend(self.model.caption_images(batch.contiguous(memory_format=torch.channels_last), beam))
+            captions.extend(self.model.caption_features(self.encoder(batch), beam))
         return captions
 
     def caption_files(self, sources: Sequence[str | Path | bytes], beam_size: int | None = None) -> list[Caption]:

@@ -19,6 +19,15 @@ from vidcap.fileio import write_atomic
 log = logging.getLogger("vidcap")
 
 
+ENCODER_NAMES = ("auto", "torch", "torch-bf16", "openvino", "openvino-f32", "onnxruntime", "tensorrt")
+
+
+def _add_encoder(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoder", choices=ENCODER_NAMES, default="auto", metavar="BACKEND",
+                   help=f"where the CNN runs: {', '.join(ENCODER_NAMES)} (default: auto, the fastest usable one; "
+                        "see docs/performance.md)")
+
+
 # ---- caption ----------------------------------------------------------------------------------------------
 
 
@@ -33,6 +42,7 @@ def _add_caption(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embeddings", action="store_true", help="with --json: each word's embedding")
     p.add_argument("--attention", action="store_true", help="with --json: each word's SxS attention map")
     p.add_argument("--feature", action="store_true", help="with --json: the pooled CNN feature")
+    _add_encoder(p)
     p.set_defaults(run=_run_caption)
 
 
@@ -42,7 +52,7 @@ def _run_caption(args: argparse.Namespace) -> int:
 
     if args.beam < 1:
         raise VidcapError("--beam must be at least 1")
-    captioner = Captioner.load(args.model, device=args.device, beam_size=args.beam,
+    captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder, beam_size=args.beam,
                                max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     captions = captioner.caption_files(args.images)
     if not args.json:
@@ -98,6 +108,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", metavar="OUT", help="also write the scores to this JSON file")
+    _add_encoder(p)
     p.set_defaults(run=_run_eval)
 
 
@@ -108,19 +119,20 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     if args.beam < 1:
         raise VidcapError("--beam must be at least 1")
-    captioner = Captioner.load(args.model, device=args.device)
+    captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
     dataset = open_dataset(args.dataset, args.split, captioner.image_size, args.data, args.size, args.seed)
     scores = evaluate_model(captioner.model, dataset, args.beam, args.batch_size, captioner.device,
-                            progress=sys.stderr.isatty())
+                            progress=sys.stderr.isatty(), encoder=captioner.encoder)
     labels = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "cider": "CIDEr",
               "rouge_l": "ROUGE-L", "meteor": "METEOR"}
-    print(f"{args.dataset} {args.split}: {int(scores['images'])} images, beam {args.beam} (scores on a 0-100 scale)")
+    print(f"{args.dataset} {args.split}: {int(scores['images'])} images, beam {args.beam}, encoder "
+          f"{captioner.encoder.describe()} (scores on a 0-100 scale)")
     for key, label in labels.items():
         if key in scores:
             print(f"  {label:8s} {scores[key]:6.2f}")
     if args.json:
         write_atomic(args.json, json.dumps({"dataset": args.dataset, "split": args.split, "beam": args.beam,
-                                             **scores}, indent=2))
+                                             "encoder": captioner.encoder.describe(), **scores}, indent=2))
     return 0
 
 
@@ -157,6 +169,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", metavar="OUT", help="write per-frame times, scores and captions as CSV")
     p.add_argument("--plot", metavar="OUT.png", help="plot the score over time with the moments")
     p.add_argument("--no-progress", action="store_true")
+    _add_encoder(p)
     p.set_defaults(run=_run_analyze)
 
 
@@ -169,7 +182,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
     params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
                             args.decoder).validate()
-    captioner = Captioner.load(args.model, device=args.device)
+    captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
     bar = tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, leave=False)
 
     def started(duration: float, n: int) -> None:
@@ -262,6 +275,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-ui", action="store_true", help="do not start the web UI")
     p.add_argument("--ui-concurrency", type=int, default=4,
                    help="analyses the web UI runs at once; more users wait in its queue (default: 4)")
+    _add_encoder(p)
     p.set_defaults(run=_run_serve)
 
 
@@ -273,7 +287,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     limits = ServiceLimits(int(args.max_upload_mb * 1024**2), args.max_video_seconds, args.max_image_pixels)
     run_stack(StackConfig(args.backend, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
                           args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
-                          args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency),
+                          args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency,
+                          args.encoder),
               limits)
     return 0
 
@@ -314,13 +329,15 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="export folder (default: model_store/)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-batch-delay", type=int, default=20, help="milliseconds (default: 20)")
+    _add_encoder(p)
     p.set_defaults(run=_run_archive)
 
 
 def _run_archive(args: argparse.Namespace) -> int:
     from vidcap.serving.torchserve import REPO_ROOT, ArchiveSettings, build_archive
 
-    settings = ArchiveSettings(batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay)
+    settings = ArchiveSettings(batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay,
+                               encoder=args.encoder)
     print(build_archive(args.model, args.out or REPO_ROOT / "model_store", settings))
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from nltk.translate.bleu_score import corpus_bleu
@@ -72,8 +72,10 @@ def decode_dataset(
     device: str | torch.device = "cpu",
     max_images: int | None = None,
     progress: bool = False,
+    encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[list[list[str]]], list[list[str]]]:
-    """Caption the dataset (or its first max_images) -> (references, hypotheses)."""
+    """Caption the dataset (or its first max_images) -> (references, hypotheses). encoder: an encoder backend
+    (vidcap/encoders.py) to use instead of the model's own PyTorch encoder."""
     was_training = model.training
     model.eval()
     if max_images is not None and max_images < len(dataset):
@@ -81,7 +83,9 @@ def decode_dataset(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_for_eval)
     references, hypotheses = [], []
     for images, refs in tqdm(loader, desc="decode", disable=not progress, leave=False):
-        captions = model.caption_images(images.to(device), beam_size)
+        images = images.to(device)
+        captions = (model.caption_features(encoder(images), beam_size) if encoder is not None
+                    else model.caption_images(images, beam_size))
         references.extend(refs)
         hypotheses.extend(c.words for c in captions)
     model.train(was_training)
@@ -97,8 +101,10 @@ def evaluate_model(
     max_images: int | None = None,
     with_coco: bool = True,
     progress: bool = False,
+    encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    references, hypotheses = decode_dataset(model, dataset, beam_size, batch_size, device, max_images, progress)
+    references, hypotheses = decode_dataset(model, dataset, beam_size, batch_size, device, max_images, progress,
+                                            encoder)
     scores = bleu_scores(references, hypotheses)
     if with_coco:
         scores.update(coco_scores(references, hypotheses))

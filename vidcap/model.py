@@ -86,7 +86,12 @@ class Encoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images -> (B, S*S, C) region features."""
-        fmap = self.pool(self.trunk(images))  # (B, C, S, S)
+        return self.regions(self.trunk(images))
+
+    def regions(self, trunk_output: torch.Tensor) -> torch.Tensor:
+        """The trunk's (B, C, h, w) feature map -> (B, S*S, C) region features. Accelerated encoder backends
+        (vidcap/encoders.py) run the trunk and finish here, so pooling is defined once."""
+        fmap = self.pool(trunk_output)  # (B, C, S, S)
         return fmap.flatten(2).transpose(1, 2)  # (B, S*S, C)
 
     def set_fine_tuning(self, from_stage: int | None) -> None:
@@ -116,12 +121,17 @@ class Attention(nn.Module):
     def forward(
         self, features: torch.Tensor, projected: torch.Tensor, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (N, P, C), projected = feature_proj(features) (N, P, A), hidden (N, D)
-        -> context (N, C), alpha (N, P) with alpha summing to 1 over the P regions."""
-        energy = self.score(torch.tanh(projected + self.hidden_proj(hidden).unsqueeze(1))).squeeze(2)  # (N, P)
-        alpha = energy.softmax(dim=1)
-        context = (features * alpha.unsqueeze(2)).sum(dim=1)  # (N, C)
-        return context, alpha
+        """features (B, P, C) and projected = feature_proj(features) (B, P, A), once per image; hidden (B*K, D)
+        for K sequences per image, image-major (K = 1 in training and greedy decoding, the beam size in beam
+        search, so the beams share their image's features instead of copying them)
+        -> context (B*K, C), alpha (B*K, P) with alpha summing to 1 over the P regions."""
+        b, p, _ = features.shape
+        k = hidden.size(0) // b
+        query = self.hidden_proj(hidden).view(b, k, 1, -1)  # (B, K, 1, A)
+        energy = self.score(torch.tanh(projected.unsqueeze(1) + query)).squeeze(3)  # (B, K, P)
+        alpha = energy.softmax(dim=2)
+        context = torch.bmm(alpha, features)  # (B, K, C): the weighted sum over regions as one matrix product
+        return context.reshape(b * k, -1), alpha.reshape(b * k, p)
 
 
 class Decoder(nn.Module):
@@ -250,54 +260,70 @@ class CaptionModel(nn.Module):
 
     @torch.no_grad()
     def beam_search(self, features: torch.Tensor, beam_size: int = 3, max_len: int | None = None) -> list[Caption]:
-        """Beam search batched across images and beams: N = B*K sequences advance together each step.
+        """Beam search batched across images and beams: the K beams of the B images advance together each step.
 
         A beam that emitted <end> is kept alive with its score frozen (it can only extend with <pad> at no cost),
-        so the K best hypotheses per image are always comparable. Never raises when no beam reaches <end>: the
-        best partial caption is returned (a known crash of a popular SAT implementation)."""
+        so the K best hypotheses per image are always comparable. An image whose K beams have all ended can no
+        longer change, so it leaves the batch (measured: docs/performance.md). Never raises when no beam reaches
+        <end>: the best partial caption is returned (a known crash of a popular SAT implementation)."""
         max_len = max_len or self.config.max_caption_len
-        b, p, c = features.shape
+        b, p, _ = features.shape
         k, v = beam_size, self.config.vocab_size
         dev = features.device
-        feats = features.unsqueeze(1).expand(b, k, p, c).reshape(b * k, p, c)
-        projected = self.decoder.attention.feature_proj(feats)
-        state = self.decoder.init_state(feats)
+        feats = features  # (n, P, C) for the n images still decoding; beams share them
+        projected = self.decoder.attention.feature_proj(features)  # once per image, not per beam or step
+        h, c = self.decoder.init_state(features)
+        state = (h.repeat_interleave(k, dim=0), c.repeat_interleave(k, dim=0))  # (n*K, D), image-major
         tokens = torch.full((b * k,), self.vocab.start_id, dtype=torch.long, device=dev)
         scores = torch.full((b, k), -math.inf, device=dev)
         scores[:, 0] = 0.0  # all beams start identical: expand only the first one at step 1
         finished = torch.zeros(b * k, dtype=torch.bool, device=dev)
         seqs = torch.empty((b * k, 0), dtype=torch.long, device=dev)
         alphas = torch.empty((b * k, 0, p), device=dev)
+        images = list(range(b))  # the input index of each image still decoding
+        results: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # image -> seqs, alphas, scores
         # When a beam is finished, its only continuation is <pad> with log-prob 0.
         frozen_row = torch.full((v,), -math.inf, device=dev)
         frozen_row[self.vocab.pad_id] = 0.0
         end_only = self._end_only_row(dev)
         for step in range(max_len + 1):
+            n = len(images)
             logits, alpha, state = self.decoder.step(tokens, feats, projected, state)
-            logp = logits.float().log_softmax(dim=1)  # (N, V)
+            logp = logits.float().log_softmax(dim=1)  # (n*K, V)
             if step == max_len:  # the length cap: every unfinished beam ends here, so beams stay distinct
                 logp = logp + end_only
             logp = torch.where(finished.unsqueeze(1), frozen_row, logp)
-            total = (scores.reshape(-1, 1) + logp).reshape(b, k * v)
-            scores, flat = total.topk(k, dim=1)  # (B, K), sorted best first
+            total = (scores.reshape(-1, 1) + logp).reshape(n, k * v)
+            scores, flat = total.topk(k, dim=1)  # (n, K), sorted best first
             parent = flat // v  # integer division: beam index within the image
             tokens = (flat % v).reshape(-1)
-            rows = (parent + torch.arange(b, device=dev).unsqueeze(1) * k).reshape(-1)
+            rows = (parent + torch.arange(n, device=dev).unsqueeze(1) * k).reshape(-1)
             state = (state[0][rows], state[1][rows])
             seqs = torch.cat([seqs[rows], tokens.unsqueeze(1)], dim=1)
             alphas = torch.cat([alphas[rows], alpha[rows].unsqueeze(1)], dim=1)
             finished = finished[rows] | (tokens == self.vocab.end_id) | (tokens == self.vocab.pad_id)
-            if finished.all():
+            image_done = finished.view(n, k).all(dim=1)
+            if not image_done.any():
+                continue
+            for j in image_done.nonzero().flatten().tolist():
+                results[images[j]] = (seqs.view(n, k, -1)[j], alphas.view(n, k, -1, p)[j], scores[j])
+            if image_done.all():
                 break
-        seqs, alphas = seqs.reshape(b, k, -1), alphas.reshape(b, k, -1, p)
+            keep = ~image_done
+            keep_rows = keep.repeat_interleave(k)
+            images = [i for i, kept in zip(images, keep.tolist()) if kept]
+            feats, projected, scores = feats[keep], projected[keep], scores[keep]
+            state = (state[0][keep_rows], state[1][keep_rows])
+            tokens, finished, seqs, alphas = tokens[keep_rows], finished[keep_rows], seqs[keep_rows], alphas[keep_rows]
         captions = []
         for i in range(b):
-            best = self._make_caption(seqs[i, 0], alphas[i, 0], float(scores[i, 0]), features[i], max_len)
+            seq, alpha, score = results[i]
+            best = self._make_caption(seq[0], alpha[0], float(score[0]), features[i], max_len)
             for j in range(1, k):
-                if scores[i, j] > -math.inf:
-                    other = self._make_caption(seqs[i, j], alphas[i, j], float(scores[i, j]), features[i], max_len)
-                    best.alternatives.append(other.words)
-                    best.alternative_embeddings.append(other.embeddings)
+                if score[j] > -math.inf:
+                    words, embeddings = self._words(seq[j], max_len)
+                    best.alternatives.append(words)
+                    best.alternative_embeddings.append(embeddings)
             captions.append(best)
         return captions
 
@@ -318,6 +344,14 @@ class CaptionModel(nn.Module):
         row[self.vocab.end_id] = 0.0
         return row
 
+    def _words(self, seq: torch.Tensor, max_len: int) -> tuple[list[str], torch.Tensor]:
+        """Generated token ids (no leading <start>) -> the words up to <end>, and their embeddings."""
+        ids = seq.tolist()
+        stops = [n for n, t in enumerate(ids) if t in (self.vocab.end_id, self.vocab.pad_id)]
+        n_words = min(stops[0] if stops else len(ids), max_len)
+        embeddings = self.decoder.embedding.weight[seq[:n_words]].detach().float().cpu()
+        return [self.vocab.words[t] for t in ids[:n_words]], embeddings
+
     def _make_caption(
         self,
         seq: torch.Tensor,
@@ -326,17 +360,14 @@ class CaptionModel(nn.Module):
         features: torch.Tensor,
         max_len: int,
     ) -> Caption:
-        ids = seq.tolist()  # generated tokens: no leading <start>
-        stops = [n for n, t in enumerate(ids) if t in (self.vocab.end_id, self.vocab.pad_id)]
-        n_words = min(stops[0] if stops else len(ids), max_len)
-        ids = ids[:n_words]
-        s = self.config.encoded_size
+        words, embeddings = self._words(seq, max_len)
+        n_words, s = len(words), self.config.encoded_size
         return Caption(
-            words=[self.vocab.words[t] for t in ids],
-            token_ids=ids,
+            words=words,
+            token_ids=seq[:n_words].tolist(),
             log_prob=log_prob,
             attention=alphas[:n_words].reshape(n_words, s, s).float().cpu(),
-            embeddings=self.decoder.embedding.weight[seq[:n_words]].detach().float().cpu(),
+            embeddings=embeddings,
             feature=features.mean(dim=0).float().cpu(),
             regions=features.float().cpu(),
         )

@@ -26,7 +26,7 @@ from vidcap.errors import VidcapError
 from vidcap.serving.backends import CaptionBackend, InProcessBackend, TorchServeBackend
 from vidcap.serving.grpc_service import ServiceLimits, VidcapServicer, build_server
 from vidcap.serving.http_api import create_app
-from vidcap.serving.torchserve import TorchServe, TorchServePorts, build_archive
+from vidcap.serving.torchserve import ArchiveSettings, TorchServe, TorchServePorts, build_archive
 
 log = logging.getLogger("vidcap.serve")
 
@@ -46,6 +46,7 @@ class StackConfig:
     torchserve_key_file: str | None = None  # its key_file.json
     ui_port: int | None = 7860  # None: no web UI
     ui_concurrency: int = 4
+    encoder: str = "auto"  # the encoder backend (vidcap/encoders.py), in-process or in the TorchServe worker
 
 
 def run_stack(config: StackConfig, limits: ServiceLimits = ServiceLimits(), stop: threading.Event | None = None) -> None:
@@ -67,7 +68,7 @@ def _start_backend(config: StackConfig, run_dir: Path) -> tuple[CaptionBackend, 
     if config.backend == "inprocess":
         from vidcap.captioner import Captioner
 
-        return InProcessBackend(Captioner.load(config.model, device=config.device)), None
+        return InProcessBackend(Captioner.load(config.model, device=config.device, encoder=config.encoder)), None
     media = Path(config.media_dir or run_dir / "media")
     media.mkdir(parents=True, exist_ok=True)
     if config.torchserve_url:
@@ -75,7 +76,7 @@ def _start_backend(config: StackConfig, run_dir: Path) -> tuple[CaptionBackend, 
             raise VidcapError("--torchserve-url needs --torchserve-key-file (TorchServe's key_file.json)")
         return TorchServeBackend(config.torchserve_url, config.torchserve_key_file, media), None
     print("building the model archive and starting TorchServe...", flush=True)
-    build_archive(config.model, run_dir / "model_store")
+    build_archive(config.model, run_dir / "model_store", ArchiveSettings(encoder=config.encoder))
     p = config.torchserve_port
     ports = TorchServePorts(inference=p, management=p + 1, metrics=p + 2, grpc_inference=p + 3,
                             grpc_management=p + 4, worker_base=p + 10)

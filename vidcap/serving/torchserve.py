@@ -31,6 +31,7 @@ class ArchiveSettings:
     max_batch_delay_ms: int = 20
     response_timeout_s: int = 3600  # a long video is one request
     workers: int = 1
+    encoder: str = "auto"  # the encoder backend the worker uses (vidcap/encoders.py)
 
 
 def build_archive(checkpoint: str | Path | None = None, export_dir: str | Path = REPO_ROOT / "model_store",
@@ -48,7 +49,8 @@ def build_archive(checkpoint: str | Path | None = None, export_dir: str | Path =
         config = Path(tmp) / "model-config.yaml"
         config.write_text(f"minWorkers: {settings.workers}\nmaxWorkers: {settings.workers}\n"
                           f"batchSize: {settings.batch_size}\nmaxBatchDelay: {settings.max_batch_delay_ms}\n"
-                          f"responseTimeout: {settings.response_timeout_s}\n")
+                          f"responseTimeout: {settings.response_timeout_s}\n"
+                          f"handler:\n  encoder: {settings.encoder}\n")
         result = subprocess.run([archiver, "--model-name", MODEL_NAME, "--version", "1.0", "--serialized-file",
                                  str(checkpoint), "--handler", str(HANDLER), "--config-file", str(config),
                                  "--export-path", str(export_dir), "--force"], capture_output=True, text=True)

@@ -1,0 +1,273 @@
+"""Encoder backends: where the ResNet trunk runs. One small ABC, one class per runtime, a registry of what is
+usable on this machine, and an `auto` choice backed by bench/throughput.py (docs/performance.md).
+
+Every backend runs the trunk only and hands its feature map to `Encoder.regions` (pooling to SxS and flattening),
+so the region features mean the same whichever runtime made them. The decoder always runs in PyTorch.
+
+| name          | runtime                                   | where | numbers                                  |
+| torch         | PyTorch eager, fp32, channels_last        | any   | exact reference                          |
+| torch-bf16    | PyTorch eager, bf16 autocast              | any   | bf16 activations                         |
+| openvino      | OpenVINO, its default precision           | CPU   | bf16 on CPUs with native bf16, else fp32 |
+| openvino-f32  | OpenVINO, fp32 forced                     | CPU   | fp32                                     |
+| onnxruntime   | ONNX Runtime, fp32                        | CPU   | fp32                                     |
+| tensorrt      | Torch-TensorRT, FP16, dynamic batch       | CUDA  | fp16                                     |
+
+The ONNX files and TensorRT engines are cached on disk (`$VIDCAP_CACHE`, default ~/.cache/vidcap) under a key
+made of the encoder's configuration and weights, so a changed model is rebuilt and an unchanged one is not.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import threading
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from vidcap.errors import BackendUnavailableError
+from vidcap.fileio import write_atomic
+from vidcap.model import Encoder, ModelConfig
+
+log = logging.getLogger(__name__)
+
+# `auto`, by device type: the first usable backend wins. Chosen by measurement (bench/throughput.py,
+# docs/performance.md): on the 2-core AVX-512-BF16 build machine OpenVINO ran the ResNet-152 trunk 2.5x faster
+# than eager fp32 with the same demo-model BLEU-4; TensorRT FP16 is the GPU's standard.
+AUTO_ORDER = {"cpu": ("openvino", "torch"), "cuda": ("tensorrt", "torch")}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VIDCAP_CACHE") or Path.home() / ".cache" / "vidcap") / "encoders"
+
+
+def encoder_key(encoder: Encoder, config: ModelConfig, extra: str = "") -> str:
+    """A digest of what the compiled artefact depends on: the architecture and every weight."""
+    digest = hashlib.sha256(json.dumps([config.backbone, config.stages, config.image_size, extra]).encode())
+    for name, tensor in sorted(encoder.trunk.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+class EncoderBackend(ABC):
+    """Runs an Encoder's trunk: (B, 3, H, W) normalised float32 images -> (B, S*S, C) float32 region features."""
+
+    NAME: ClassVar[str]
+    DEVICE_TYPES: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+
+    def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
+        self.encoder, self.config, self.device = encoder, config, device
+
+    @classmethod
+    def unavailable_reason(cls, device: torch.device) -> str | None:
+        """None when this backend can run on `device` here, otherwise why not (shown to the user)."""
+        if device.type not in cls.DEVICE_TYPES:
+            return f"{cls.NAME} runs on {' or '.join(cls.DEVICE_TYPES)}, not {device.type}"
+        return None
+
+    @abstractmethod
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> the trunk's (B, C, h, w) feature map, any float dtype, on self.device."""
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder.regions(self.trunk(images).float())
+
+    def describe(self) -> str:
+        return self.NAME
+
+
+class TorchEncoder(EncoderBackend):
+    NAME = "torch"
+
+    def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
+        super().__init__(encoder, config, device)
+        # channels_last: oneDNN's preferred layout on CPU (1.3x on ResNet-152 here), tensor cores' on GPU.
+        self._trunk = encoder.trunk.to(memory_format=torch.channels_last)
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        return self._trunk(images.contiguous(memory_format=torch.channels_last))
+
+
+class TorchBF16Encoder(TorchEncoder):
+    NAME = "torch-bf16"
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            return super().trunk(images)
+
+
+def _onnx_file(encoder: Encoder, config: ModelConfig) -> Path:
+    """The trunk exported to ONNX with a dynamic batch axis, cached by its key."""
+    path = cache_dir() / f"trunk-{config.backbone}-{encoder_key(encoder, config, 'onnx')}.onnx"
+    if path.is_file():
+        return path
+    import io
+
+    trunk = copy.deepcopy(encoder.trunk).float().cpu().eval()
+    example = torch.zeros(1, 3, config.image_size, config.image_size)
+    buffer = io.BytesIO()
+    # The TorchScript exporter: deprecated, but fast and complete for a ResNet trunk (10 s for ResNet-152 here).
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(trunk, (example,), buffer, input_names=["images"], output_names=["fmap"],
+                          dynamic_axes={"images": {0: "batch"}, "fmap": {0: "batch"}}, dynamo=False)
+    write_atomic(path, buffer.getvalue())
+    log.info("exported the encoder trunk to %s", path)
+    return path
+
+
+class OpenVINOEncoder(EncoderBackend):
+    NAME = "openvino"
+    DEVICE_TYPES = ("cpu",)
+    PRECISION: ClassVar[str | None] = None  # None: OpenVINO's default for this CPU (bf16 where it is native)
+
+    def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
+        super().__init__(encoder, config, device)
+        import openvino as ov
+
+        properties = {"PERFORMANCE_HINT": "LATENCY"}  # one stream on all cores: a sync request per batch
+        if self.PRECISION:
+            properties["INFERENCE_PRECISION_HINT"] = self.PRECISION
+        self._model = ov.Core().compile_model(str(_onnx_file(encoder, config)), "CPU", properties)
+        self._request = self._model.create_infer_request()
+        self._lock = threading.Lock()  # an infer request serves one call at a time
+        self.precision = self._model.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16", "f32"
+
+    @classmethod
+    def unavailable_reason(cls, device: torch.device) -> str | None:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "openvino is not installed (pip install 'vidcap[cpu-accel]')"
+        return super().unavailable_reason(device)
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        with self._lock:
+            out = self._request.infer({0: images.detach().cpu().float().numpy()})
+            return torch.from_numpy(np.array(out[0]))  # a copy: the request reuses its output buffer
+
+    def describe(self) -> str:
+        return f"{self.NAME} ({self.precision})"
+
+
+class OpenVINOF32Encoder(OpenVINOEncoder):
+    NAME = "openvino-f32"
+    PRECISION = "f32"
+
+
+class ONNXRuntimeEncoder(EncoderBackend):
+    NAME = "onnxruntime"
+    DEVICE_TYPES = ("cpu",)
+
+    def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
+        super().__init__(encoder, config, device)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self._session = ort.InferenceSession(str(_onnx_file(encoder, config)), options,
+                                             providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def unavailable_reason(cls, device: torch.device) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed (pip install 'vidcap[cpu-accel]')"
+        return super().unavailable_reason(device)
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._session.run(None, {"images": images.detach().cpu().float().numpy()})[0])
+
+
+class TensorRTEncoder(EncoderBackend):
+    """Torch-TensorRT (dynamo, ahead of time), FP16 weights and inputs, batch 1..MAX_BATCH in one engine, saved
+    as an ExportedProgram. In Torch-TensorRT 2.14 `enabled_precisions` is ignored on the dynamo path, hence half
+    weights and inputs (shared/notes/cpu-inference.md)."""
+
+    NAME = "tensorrt"
+    DEVICE_TYPES = ("cuda",)
+    MAX_BATCH = 32
+    OPT_BATCH = 8
+
+    def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
+        super().__init__(encoder, config, device)
+        import torch_tensorrt
+
+        gpu = torch.cuda.get_device_name(device).replace(" ", "_")
+        key = encoder_key(encoder, config, f"trt-fp16-{torch_tensorrt.__version__}-{gpu}-{self.MAX_BATCH}")
+        path = cache_dir() / f"trunk-{config.backbone}-{key}.ep"
+        if not path.is_file():
+            self._build(torch_tensorrt, path)
+        self._module = torch.export.load(str(path)).module()
+
+    def _build(self, torch_tensorrt, path: Path) -> None:
+        side = self.config.image_size
+        trunk = copy.deepcopy(self.encoder.trunk).eval().half().to(self.device)
+        inputs = [torch_tensorrt.Input(min_shape=(1, 3, side, side), opt_shape=(self.OPT_BATCH, 3, side, side),
+                                       max_shape=(self.MAX_BATCH, 3, side, side), dtype=torch.half)]
+        log.info("building a TensorRT FP16 engine for the encoder (once per model and GPU)...")
+        compiled = torch_tensorrt.compile(trunk, ir="dynamo", inputs=inputs)
+        example = torch.zeros(self.OPT_BATCH, 3, side, side, dtype=torch.half, device=self.device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(".partial-" + path.name)
+        torch_tensorrt.save(compiled, str(partial), output_format="exported_program", arg_inputs=[example])
+        partial.replace(path)
+
+    @classmethod
+    def unavailable_reason(cls, device: torch.device) -> str | None:
+        reason = super().unavailable_reason(device)
+        if reason:
+            return reason
+        if not torch.cuda.is_available():
+            return "no CUDA GPU"
+        try:
+            import torch_tensorrt  # noqa: F401
+        except ImportError:
+            return "torch-tensorrt is not installed (pip install 'vidcap[gpu]')"
+        return None
+
+    def trunk(self, images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for start in range(0, len(images), self.MAX_BATCH):  # the engine's profile ends at MAX_BATCH
+            out.append(self._module(images[start : start + self.MAX_BATCH].to(self.device).half()))
+        return torch.cat(out)
+
+
+ENCODER_BACKENDS: dict[str, type[EncoderBackend]] = {
+    cls.NAME: cls for cls in (TorchEncoder, TorchBF16Encoder, OpenVINOEncoder, OpenVINOF32Encoder,
+                              ONNXRuntimeEncoder, TensorRTEncoder)
+}
+
+
+def available_encoders(device: torch.device) -> dict[str, str | None]:
+    """Every backend -> None when usable on `device` here, else the reason it is not."""
+    return {name: cls.unavailable_reason(device) for name, cls in ENCODER_BACKENDS.items()}
+
+
+def make_encoder(name: str, encoder: Encoder, config: ModelConfig, device: torch.device) -> EncoderBackend:
+    """The named backend, or with "auto" the first usable one of AUTO_ORDER for the device."""
+    if name == "auto":
+        for candidate in AUTO_ORDER.get(device.type, ("torch",)):
+            if ENCODER_BACKENDS[candidate].unavailable_reason(device) is None:
+                try:
+                    return ENCODER_BACKENDS[candidate](encoder, config, device)
+                except Exception as exc:  # a runtime that cannot take this model: the next one will
+                    log.warning("encoder backend %s failed to start (%s); trying the next one", candidate, exc)
+        return TorchEncoder(encoder, config, device)
+    if name not in ENCODER_BACKENDS:
+        raise BackendUnavailableError(f"unknown encoder backend {name!r}; choose auto or one of "
+                                      f"{', '.join(ENCODER_BACKENDS)}")
+    reason = ENCODER_BACKENDS[name].unavailable_reason(device)
+    if reason:
+        raise BackendUnavailableError(f"encoder backend {name} is not usable here: {reason}")
+    return ENCODER_BACKENDS[name](encoder, config, device)
