@@ -24,7 +24,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "client"))
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -33,7 +32,7 @@ from vidcap.captioner import Captioner  # noqa: E402
 from vidcap.synthetic import random_scene, render_scene  # noqa: E402
 from vidcap.video.pipeline import AnalysisParams, analyze_frames  # noqa: E402
 from vidcap.video.synth import random_segments, write_video  # noqa: E402
-from vidcap_client import VidcapClient  # noqa: E402
+from vidcap.client import VidcapClient  # noqa: E402
 
 
 def free_port_block(size: int) -> int:
@@ -45,11 +44,13 @@ def free_port_block(size: int) -> int:
             return base
 
 
-def start_stack(backend: str, media: Path) -> tuple[subprocess.Popen, str]:
+def start_stack(backend: str, media: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`vidcap serve` on free ports (no web UI); -> (process, gRPC address). extra: more `vidcap serve` flags."""
     base = free_port_block(16)
     proc = subprocess.Popen([sys.executable, "-m", "vidcap.cli", "serve", "--backend", backend, "--grpc-port",
                              str(base), "--http-port", str(base + 1), "--torchserve-port", str(base + 2),
-                             "--media-dir", str(media)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+                             "--media-dir", str(media), "--no-ui", *extra], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO)
     for line in proc.stdout:
         if re.search(r"gRPC service\s+127\.0\.0\.1:(\d+)", line):
             break

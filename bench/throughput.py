@@ -1,0 +1,276 @@
+"""Throughput benchmark: the old project's path, the encoder's ceiling, vidcap in-process and through the server
+stack, and PySceneDetect, on the same video with the same ResNet-152 model, in one run.
+
+    python bench/throughput.py                     # 60 s 1280x720 H.264 at one frame per second, 3 repeats
+    python bench/throughput.py --quick             # 20 s of video, 1 repeat: a smoke run
+
+Rows (sampled frames per second and video seconds per wall second, medians of the repeats):
+  (a) the old project's path, re-created: OpenCV seeks to every sample, one frame at a time, PyTorch eager fp32,
+      greedy decoding;
+  (b) the encoder alone, at the best of every usable backend and batch size (the ceiling);
+  (c) vidcap in-process (`analyze`: PyAV keyframe-aware decoding, batches, the `auto` encoder, beam 3);
+  (d) vidcap through the server stack: gRPC + TorchServe (the worker decodes and captions);
+  (e) PySceneDetect's ContentDetector on the same file (no captions: the cost of looking at every frame).
+Ratios: c/a, c/b, d/c, c/e (realtime factors). Targets on a 2-core CPU: c/a >= 5, c/b >= 0.8, c/e >= 1.
+Then the demo model through `vidcap analyze`'s path: the realtime factor at 1 fps on 720p (target >= 20).
+
+The ResNet-152 model has the `coco` preset's shape (14x14 regions, 512-d decoder) with random weights: no
+pretrained weights or COCO can be downloaded here. Its batch-norm statistics are set from synthetic frames so the
+activations have a realistic scale, and its untrained decoder rarely emits <end>, so every caption runs to the
+30-word cap: the decoding cost is the worst case. On a GPU (CUDA) the table adds TensorRT FP16 against eager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from serving import start_stack, stop_stack  # noqa: E402
+from vidcap.captioner import DEMO_MODEL, Captioner  # noqa: E402
+from vidcap.client import VidcapClient  # noqa: E402
+from vidcap.encoders import available_encoders, make_encoder  # noqa: E402
+from vidcap.model import CaptionModel, ModelConfig  # noqa: E402
+from vidcap.preprocess import as_tensor, to_model_input  # noqa: E402
+from vidcap.synthetic import random_scene, render_scene  # noqa: E402
+from vidcap.video.novelty import CaptionedFrame, SeedScorer  # noqa: E402
+from vidcap.video.pipeline import AnalysisParams, analyze  # noqa: E402
+from vidcap.video.synth import random_segments, write_video  # noqa: E402
+from vidcap.vocab import Vocabulary  # noqa: E402
+
+CACHE = REPO / "bench" / ".cache"
+
+
+def resnet152_model(path: Path) -> Path:
+    """The coco-shaped model with random weights and batch-norm statistics taken from synthetic frames."""
+    if path.is_file():
+        return path
+    from vidcap.synthetic import describe_scene
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    scenes = [random_scene(rng) for _ in range(64)]
+    vocab = Vocabulary.build([describe_scene(s, rng, 5) for s in scenes])
+    model = CaptionModel(ModelConfig(), vocab)
+    frames = torch.cat([to_model_input(as_tensor(render_scene(s, 320, 180)), model.config.image_size)
+                        for s in scenes[:16]])
+    for module in model.encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # cumulative average over the calibration batch
+            module.reset_running_stats()
+    model.encoder.train()
+    with torch.no_grad():
+        model.encoder(frames)
+    model.eval().save(path)
+    return path
+
+
+def median_rate(run, repeats: int) -> tuple[float, list[float]]:
+    """run() -> (items, seconds); the median of items/second over the repeats."""
+    rates = []
+    for _ in range(repeats):
+        items, seconds = run()
+        rates.append(items / seconds)
+    return statistics.median(rates), rates
+
+
+# ---- (a) the old project's path ------------------------------------------------------------------------------
+
+
+def old_path(video: Path, model: CaptionModel, every: float) -> tuple[int, float]:
+    """Like the old Flask server: cv2 seeks to each sample time, one frame through the eager fp32 encoder and
+    greedy decoding, then the rolling mean-embedding distance."""
+    import cv2
+
+    start = time.perf_counter()
+    capture = cv2.VideoCapture(str(video))
+    duration = capture.get(cv2.CAP_PROP_FRAME_COUNT) / capture.get(cv2.CAP_PROP_FPS)
+    scorer, n, t = SeedScorer(window=5, metric="euclidean"), 0, 0.0
+    with torch.no_grad():
+        while t < duration:
+            capture.set(cv2.CAP_PROP_POS_MSEC, t * 1000)
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            image = to_model_input(as_tensor(np.ascontiguousarray(bgr[:, :, ::-1])), model.config.image_size)
+            caption = model.greedy(model.encoder(image))[0]
+            scorer.push(CaptionedFrame(t, caption.words, caption.embeddings.numpy()))
+            n, t = n + 1, t + every
+    capture.release()
+    return n, time.perf_counter() - start
+
+
+# ---- (b) the encoder's ceiling -------------------------------------------------------------------------------
+
+
+def encoder_ceiling(model: CaptionModel, device: torch.device, batches: list[int], repeats: int
+                    ) -> tuple[str, int, float, dict]:
+    """images/s of every usable backend at every batch size -> (best backend, best batch, its rate, all)."""
+    rng = np.random.default_rng(1)
+    pixels = [render_scene(random_scene(rng), 1280, 720) for _ in range(max(batches))]
+    images = torch.cat([to_model_input(as_tensor(p).to(device), model.config.image_size) for p in pixels])
+    table = {}
+    for name, reason in available_encoders(device).items():
+        if reason:
+            table[name] = reason
+            continue
+        backend = make_encoder(name, model.encoder, model.config, device)
+        for batch in batches:
+            x = images[:batch]
+            backend(x), backend(x)  # warm-up: first passes are 2.5-6 s outliers (shared/notes/cpu-inference.md)
+
+            def run() -> tuple[int, float]:
+                t = time.perf_counter()
+                backend(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                return batch, time.perf_counter() - t
+
+            table[f"{name} @{batch}"] = median_rate(run, max(3, repeats))[0]
+    rates = {k: v for k, v in table.items() if isinstance(v, float)}
+    best = max(rates, key=rates.get)
+    name, batch = best.split(" @")
+    return name, int(batch), rates[best], table
+
+
+# ---- (c), (d), (e) -------------------------------------------------------------------------------------------
+
+
+def in_process(video: Path, captioner: Captioner, every: float) -> tuple[int, float]:
+    t = time.perf_counter()
+    analysis = analyze(video, captioner, AnalysisParams(every_n_seconds=every))
+    return len(analysis.frames), time.perf_counter() - t
+
+
+def through_torchserve(address: str, name: str, every: float) -> tuple[int, float]:
+    with VidcapClient(address, timeout=3600) as client:
+        t = time.perf_counter()
+        frames = sum(r.WhichOneof("kind") == "frame" for r in client.analyze_path(name, every_n_seconds=every))
+        return frames, time.perf_counter() - t
+
+
+def scenedetect_rate(video: Path, duration: float) -> tuple[float, float]:
+    """PySceneDetect's ContentDetector (defaults) over every frame -> (video seconds, wall seconds)."""
+    from scenedetect import ContentDetector, detect
+
+    t = time.perf_counter()
+    detect(str(video), ContentDetector())
+    return duration, time.perf_counter() - t
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--size", default="1280x720")
+    p.add_argument("--every", type=float, default=1.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batches", default="1,4,8,16", help="batch sizes tried for the encoder ceiling")
+    p.add_argument("--skip", default="", help="rows to leave out, e.g. d,e")
+    p.add_argument("--quick", action="store_true", help="20 s of video, 1 repeat")
+    p.add_argument("--json", help="also write the figures here")
+    args = p.parse_args()
+    if args.quick:
+        args.seconds, args.repeats = 20, 1
+    torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", str(min(os.cpu_count() or 1, 16)))))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    media = CACHE / "throughput-media"
+    media.mkdir(parents=True, exist_ok=True)
+    width, height = (int(v) for v in args.size.split("x"))
+    video = media / f"bench-{args.seconds:g}s-{args.size}.mp4"
+    if not video.exists():
+        write_video(video, random_segments(max(2, int(args.seconds // 6)), seed=3, min_seconds=6, max_seconds=6),
+                    fps=30, size=(width, height))
+    duration = args.seconds
+    model_path = resnet152_model(CACHE / "resnet152-random.pt")
+    skip = set(args.skip.split(","))
+    fps: dict[str, float] = {}
+    print(f"machine: {machine()}", flush=True)
+
+    model = CaptionModel.from_checkpoint(model_path).eval().to(device)
+    if "a" not in skip:
+        fps["a"], _ = median_rate(lambda: old_path(video, model, args.every), args.repeats)
+        print(f"(a) done: {fps['a']:.2f} frames/s", flush=True)
+    best_name, best_batch, fps["b"], ceiling = encoder_ceiling(
+        model, device, [int(b) for b in args.batches.split(",")], args.repeats)
+    print(f"(b) done: {best_name} at batch {best_batch}: {fps['b']:.2f} images/s", flush=True)
+    captioner = Captioner(model, device=str(device))  # encoder "auto"
+    in_process(video, captioner, args.every)  # warm-up (and the ONNX export / engine build, cached)
+    fps["c"], _ = median_rate(lambda: in_process(video, captioner, args.every), args.repeats)
+    print(f"(c) done: {fps['c']:.2f} frames/s with {captioner.encoder.describe()}", flush=True)
+    if "d" not in skip:
+        del captioner
+        proc, address = start_stack("torchserve", media, "--model", str(model_path))
+        try:
+            through_torchserve(address, video.name, args.every)  # warm-up
+            fps["d"], _ = median_rate(lambda: through_torchserve(address, video.name, args.every), args.repeats)
+        finally:
+            stop_stack(proc)
+        print(f"(d) done: {fps['d']:.2f} frames/s", flush=True)
+    if "e" not in skip:
+        realtime_e = statistics.median(duration / w for w in
+                                       (scenedetect_rate(video, duration)[1] for _ in range(args.repeats)))
+    demo = Captioner.load(DEMO_MODEL, device=str(device))
+    in_process(video, demo, args.every)
+    demo_fps, _ = median_rate(lambda: in_process(video, demo, args.every), args.repeats)
+
+    frames_per_video_second = 1 / args.every
+    rows = {"a": "old path: OpenCV seek, batch 1, eager fp32, greedy",
+            "b": f"encoder alone: {best_name}, batch {best_batch} (ceiling)",
+            "c": "vidcap in-process (analyze, auto encoder, beam 3)",
+            "d": "vidcap gRPC + TorchServe",
+            "e": "PySceneDetect ContentDetector (no captions)"}
+    realtime = {k: v / frames_per_video_second for k, v in fps.items()}
+    if "e" not in skip:
+        realtime["e"] = realtime_e
+    print(f"\nThroughput: {duration:g} s {args.size} H.264 (30 fps, x264 defaults) at one frame every "
+          f"{args.every:g} s; ResNet-152 (coco shape, random weights); medians of {args.repeats}\n")
+    print("| row | path | sampled frames/s | video s per wall s |\n|---|---|---|---|")
+    for key, label in rows.items():
+        if key in realtime:
+            rate = f"{fps[key]:.2f}" if key in fps else "-"
+            print(f"| {key} | {label} | {rate} | {realtime[key]:.2f} |")
+    ratios = {}
+    for num, den, target in (("c", "a", 5.0), ("c", "b", 0.8), ("d", "c", None), ("c", "e", 1.0)):
+        if num in realtime and den in realtime:
+            ratios[f"{num}/{den}"] = realtime[num] / realtime[den]
+            goal = f" (target >= {target:g})" if target else ""
+            print(f"{num}/{den} = {ratios[f'{num}/{den}']:.2f}{goal}")
+    print(f"\ndemo model, in-process, 1 frame every {args.every:g} s of {args.size}: {demo_fps:.1f} frames/s = "
+          f"realtime x{demo_fps / frames_per_video_second:.1f} (target >= 20), encoder {demo.encoder.describe()}")
+    print("\nencoder images/s by backend and batch size:")
+    for key, value in ceiling.items():
+        print(f"  {key:22s} {value:.2f}" if isinstance(value, float) else f"  {key:22s} unavailable: {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "args": vars(args), "fps": fps,
+                                               "realtime": realtime, "ratios": ratios, "encoder": ceiling,
+                                               "demo_fps": demo_fps}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
