@@ -8,7 +8,8 @@ Rows (sampled frames per second and video seconds per wall second, medians of th
   (a) the old project's path, re-created: OpenCV seeks to every sample, one frame at a time, PyTorch eager fp32,
       greedy decoding;
   (b) the encoder alone, at the best of every usable backend and batch size (the ceiling);
-  (c) vidcap in-process (`analyze`: PyAV keyframe-aware decoding, batches, the `auto` encoder, beam 3);
+  (c) vidcap in-process (`analyze`: PyAV keyframe-aware decoding, batches, the `auto` encoder, beam 3), and
+      (c8) the same with the opt-in int8 encoder where OpenVINO + NNCF are installed;
   (d) vidcap through the server stack: gRPC + TorchServe (the worker decodes and captions);
   (e) PySceneDetect's ContentDetector on the same file (no captions: the cost of looking at every frame).
 Ratios: c/a, c/b, d/c, c/e (realtime factors). Targets on a 2-core CPU: c/a >= 5, c/b >= 0.8, c/e >= 1.
@@ -222,9 +223,16 @@ def main() -> None:
     captioner = Captioner(model, device=str(device))  # encoder "auto"
     in_process(video, captioner, args.every)  # warm-up (and the ONNX export / engine build, cached)
     fps["c"], _ = median_rate(lambda: in_process(video, captioner, args.every), args.repeats)
-    print(f"(c) done: {fps['c']:.2f} frames/s with {captioner.encoder.describe()}", flush=True)
+    auto_encoder = captioner.encoder.describe()
+    print(f"(c) done: {fps['c']:.2f} frames/s with {auto_encoder}", flush=True)
+    del captioner
+    if available_encoders(device).get("openvino-int8") is None:
+        int8 = Captioner(model, device=str(device), encoder="openvino-int8")
+        in_process(video, int8, args.every)
+        fps["c8"], _ = median_rate(lambda: in_process(video, int8, args.every), args.repeats)
+        del int8
+        print(f"(c8) done: {fps['c8']:.2f} frames/s", flush=True)
     if "d" not in skip:
-        del captioner
         proc, address = start_stack("torchserve", media, "--model", str(model_path))
         try:
             through_torchserve(address, video.name, args.every)  # warm-up
@@ -242,7 +250,8 @@ def main() -> None:
     frames_per_video_second = 1 / args.every
     rows = {"a": "old path: OpenCV seek, batch 1, eager fp32, greedy",
             "b": f"encoder alone: {best_name}, batch {best_batch} (ceiling)",
-            "c": "vidcap in-process (analyze, auto encoder, beam 3)",
+            "c": f"vidcap in-process (analyze, auto encoder = {auto_encoder}, beam 3)",
+            "c8": "vidcap in-process, encoder openvino-int8 (opt-in), beam 3",
             "d": "vidcap gRPC + TorchServe",
             "e": "PySceneDetect ContentDetector (no captions)"}
     realtime = {k: v / frames_per_video_second for k, v in fps.items()}
@@ -256,7 +265,8 @@ def main() -> None:
             rate = f"{fps[key]:.2f}" if key in fps else "-"
             print(f"| {key} | {label} | {rate} | {realtime[key]:.2f} |")
     ratios = {}
-    for num, den, target in (("c", "a", 5.0), ("c", "b", 0.8), ("d", "c", None), ("c", "e", 1.0)):
+    for num, den, target in (("c", "a", 5.0), ("c8", "a", 5.0), ("c", "b", 0.8), ("d", "c", None),
+                             ("c", "e", 1.0)):
         if num in realtime and den in realtime:
             ratios[f"{num}/{den}"] = realtime[num] / realtime[den]
             goal = f" (target >= {target:g})" if target else ""

@@ -9,6 +9,7 @@ import torch
 from vidcap.captioner import Captioner
 from vidcap.encoders import ENCODER_BACKENDS, available_encoders, make_encoder
 from vidcap.errors import BackendUnavailableError
+from vidcap.preprocess import as_tensor, to_model_input
 
 from conftest import DEMO_MODEL, synthetic_images, tiny_model
 
@@ -24,13 +25,14 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def _images(model, n: int = 3) -> torch.Tensor:
-    torch.manual_seed(1)
-    return torch.randn(n, 3, model.config.image_size, model.config.image_size)
+    """Rendered scenes, normalised: what the encoders see (and the int8 calibration's domain)."""
+    return torch.cat([to_model_input(as_tensor(pixels), model.config.image_size)
+                      for pixels, _ in synthetic_images(n, seed=9, size=(160, 96))])
 
 
 def test_the_cpu_runtimes_are_installed_here():
     # CI installs the cpu-accel extra: if these go missing, the rest of this file would test nothing.
-    assert {"torch", "torch-bf16", "openvino", "openvino-f32", "onnxruntime"} <= set(usable_here)
+    assert {"torch", "torch-bf16", "openvino", "openvino-f32", "openvino-int8", "onnxruntime"} <= set(usable_here)
 
 
 @pytest.mark.parametrize("name", usable_here)
@@ -43,9 +45,12 @@ def test_each_backend_gives_the_reference_region_features(name):
     for batch in (images, images[:1]):  # the batch axis is dynamic
         got = backend(batch)
         assert got.shape == reference[: len(batch)].shape and got.dtype == torch.float32
-        tolerance = 1e-4 if name in EXACT else 3e-2  # bf16 keeps 8 bits of mantissa
-        scale = reference.abs().max()
-        assert (got - reference[: len(batch)]).abs().max() <= tolerance * scale, name
+        error = (got - reference[: len(batch)]).abs()
+        if name == "openvino-int8":  # 256 levels for weights and activations: close on average, not everywhere
+            assert error.mean() <= 0.1 * reference.abs().mean(), (name, error.mean(), reference.abs().mean())
+        else:  # bf16 keeps 8 bits of mantissa
+            tolerance = 1e-4 if name in EXACT else 3e-2
+            assert error.max() <= tolerance * reference.abs().max(), name
 
 
 def test_compiled_artefacts_are_cached_by_model_and_rebuilt_when_it_changes(private_cache):

@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from vidcap.captioner import Captioner
 from vidcap.synthetic import Scene, SceneObject
@@ -313,3 +314,28 @@ def test_skipping_unreferenced_frames_far_from_a_target_changes_no_sampled_frame
         monkeypatch.undo()
         assert [t for t, _ in skipping] == [t for t, _ in decoding_all]
         assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(skipping, decoding_all))
+
+
+def test_a_core_is_left_to_decoding_only_while_decoding_is_what_limits():
+    from vidcap.video.pipeline import _Balance
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        balance = _Balance()  # before any evidence: decoding usually limits
+        assert torch.get_num_threads() == 1
+        balance.observe(queue_was_empty=False, backlog=8, batch_size=8)  # frames waiting: inference limits...
+        assert torch.get_num_threads() == 1  # ...but one sign is not enough
+        balance.observe(queue_was_empty=False, backlog=8, batch_size=8)
+        assert torch.get_num_threads() == 2
+        other = _Balance()  # a second analysis that is decode-bound takes the core again
+        assert torch.get_num_threads() == 1
+        other.close()
+        assert torch.get_num_threads() == 2
+        balance.observe(queue_was_empty=True, backlog=0, batch_size=8)
+        balance.observe(queue_was_empty=True, backlog=0, batch_size=8)
+        assert torch.get_num_threads() == 1
+        balance.close()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)

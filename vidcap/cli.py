@@ -19,7 +19,8 @@ from vidcap.fileio import write_atomic
 log = logging.getLogger("vidcap")
 
 
-ENCODER_NAMES = ("auto", "torch", "torch-bf16", "openvino", "openvino-f32", "onnxruntime", "tensorrt")
+ENCODER_NAMES = ("auto", "torch", "torch-bf16", "openvino", "openvino-f32", "openvino-int8", "onnxruntime",
+                 "tensorrt")
 
 
 def _add_encoder(p: argparse.ArgumentParser) -> None:

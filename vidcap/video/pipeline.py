@@ -144,31 +144,60 @@ class _Decoder(threading.Thread):
 
 
 class _LeaveACoreForDecoding:
-    """While videos are analysed, run inference on one thread fewer, so the decoder thread has a core.
+    """While videos are analysed and decoding is what limits them, run inference on one thread fewer, so the
+    decoder thread has a core.
 
-    Measured on 2 cores (docs/performance.md): 2 torch threads + the decoder thread gave 13 sampled frames/s on
-    720p, 1 torch thread 27: OpenMP's spinning workers starve the decoder. torch's thread count is process-wide,
-    so concurrent analyses share one reference count and the last one restores the setting."""
+    Measured on 2 cores (docs/performance.md): with the demo model, 2 torch threads + the decoder thread gave
+    13 sampled frames/s on 720p, 1 torch thread 27: OpenMP's spinning workers starve the decoder. With ResNet-152
+    inference is the bottleneck and all cores are 12% faster. So each analysis says which case it is in (`want`),
+    from its frame queue: empty when it asks for frames means decoding limits, a backlog means inference does.
+    torch's thread count is process-wide: concurrent analyses share one count of those that want the core, and
+    the last one to stop wanting it restores the setting."""
 
     def __init__(self) -> None:
-        self._lock, self._active, self._saved = threading.Lock(), 0, 0
+        self._lock, self._wanting, self._saved = threading.Lock(), 0, 0
 
-    def __enter__(self) -> None:
+    def want(self, wanted: bool) -> None:
         with self._lock:
-            if self._active == 0:
-                self._saved = torch.get_num_threads()
-                if self._saved > 1:
-                    torch.set_num_threads(self._saved - 1)
-            self._active += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._active -= 1
-            if self._active == 0 and self._saved > 1:
-                torch.set_num_threads(self._saved)
+            if wanted:
+                if self._wanting == 0:
+                    self._saved = torch.get_num_threads()
+                    if self._saved > 1:
+                        torch.set_num_threads(self._saved - 1)
+                self._wanting += 1
+            else:
+                self._wanting -= 1
+                if self._wanting == 0 and self._saved > 1:
+                    torch.set_num_threads(self._saved)
 
 
 _DECODING_CORE = _LeaveACoreForDecoding()
+
+
+class _Balance:
+    """One analysis's vote in _DECODING_CORE, moved by what its queue shows, with some hysteresis."""
+
+    def __init__(self) -> None:
+        self.score, self.wanting = 1, False  # start as before any evidence: decoding is usually the limit
+        self._vote()
+
+    def observe(self, queue_was_empty: bool, backlog: int, batch_size: int) -> None:
+        if queue_was_empty:
+            self.score = min(self.score + 1, 2)
+        elif backlog >= batch_size:
+            self.score = max(self.score - 1, -2)
+        self._vote()
+
+    def _vote(self) -> None:
+        wanted = self.score > 0 if self.score != 0 else self.wanting
+        if wanted != self.wanting:
+            _DECODING_CORE.want(wanted)
+            self.wanting = wanted
+
+    def close(self) -> None:
+        if self.wanting:
+            _DECODING_CORE.want(False)
+            self.wanting = False
 
 
 def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisParams,
@@ -180,19 +209,24 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
     size = (captioner.image_size, captioner.image_size)
     source = open_frames(video, params.every_n_seconds, params.decoder, size=None if keep_pixels else size)
     decoder = _Decoder(source, capacity=2 * params.batch_size)
+    balance = None
     try:
         if on_start is not None:
             on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits)
         decoder.start()
-        _DECODING_CORE.__enter__()
-        finished = False
+        balance = _Balance()
+        finished, first = False, True
         while not finished:
+            queue_was_empty = decoder.queue.empty()
             frames, finished = decoder.next_batch(params.batch_size)
+            if not first:  # the decoder has just started: an empty queue says nothing yet
+                balance.observe(queue_was_empty, decoder.queue.qsize(), params.batch_size)
+            first = False
             if frames:
                 yield from zip(frames, captioner.caption([f.pixels for f in frames], params.beam))
     finally:
-        if decoder.ident is not None:  # started: the thread setting was changed
-            _DECODING_CORE.__exit__()
+        if balance is not None:
+            balance.close()
         decoder.stop.set()
         if decoder.is_alive():
             decoder.join(timeout=5)
