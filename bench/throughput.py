@@ -225,12 +225,10 @@ def main() -> None:
     fps["c"], _ = median_rate(lambda: in_process(video, captioner, args.every), args.repeats)
     auto_encoder = captioner.encoder.describe()
     print(f"(c) done: {fps['c']:.2f} frames/s with {auto_encoder}", flush=True)
-    del captioner
     if available_encoders(device).get("openvino-int8") is None:
         int8 = Captioner(model, device=str(device), encoder="openvino-int8")
         in_process(video, int8, args.every)
         fps["c8"], _ = median_rate(lambda: in_process(video, int8, args.every), args.repeats)
-        del int8
         print(f"(c8) done: {fps['c8']:.2f} frames/s", flush=True)
     if "d" not in skip:
         proc, address = start_stack("torchserve", media, "--model", str(model_path))
