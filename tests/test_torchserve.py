@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from PIL import Image
 
 from vidcap.captioner import Captioner
@@ -48,13 +49,14 @@ def _free(port: int) -> bool:
 
 
 def test_archive_holds_the_checkpoint_handler_and_config(tmp_path):
-    result = subprocess.run([*VIDCAP, "archive", "--out", str(tmp_path), "--batch-size", "4"], capture_output=True,
-                            text=True, cwd=REPO, env=cli_env(), timeout=300)
+    result = subprocess.run([*VIDCAP, "archive", "--out", str(tmp_path), "--batch-size", "4", "--encoder",
+                             "openvino-f32"], capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=300)
     assert result.returncode == 0, result.stderr
     with zipfile.ZipFile(tmp_path / "vidcap.mar") as mar:
         names = set(mar.namelist())
         assert {"vidcap_handler.py", "vidcap-demo.pt", "model-config.yaml", "MAR-INF/MANIFEST.json"} <= names
-        assert "batchSize: 4" in mar.read("model-config.yaml").decode()
+        config = yaml.safe_load(mar.read("model-config.yaml"))
+        assert config["batchSize"] == 4 and config["handler"] == {"encoder": "openvino-f32"}
         manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))
         assert manifest["model"]["handler"] == "vidcap_handler.py"
 
@@ -68,7 +70,7 @@ def stack(tmp_path_factory):
     grpc_port, http_port, ts_port = ports, ports + 1, ports + 2
     proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "torchserve", "--grpc-port", str(grpc_port),
                              "--http-port", str(http_port), "--torchserve-port", str(ts_port), "--media-dir",
-                             str(media), "--no-ui"],
+                             str(media), "--no-ui", "--encoder", "torch"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             env=cli_env())
     out = []
@@ -100,7 +102,10 @@ def image(tmp_path_factory) -> Path:
 
 
 def test_grpc_through_torchserve_matches_in_process(stack, image):
-    captioner = Captioner.load()
+    # The worker runs the encoder backend `vidcap serve --encoder` put in the archive's model-config.yaml.
+    worker_log = (stack["run_dir"] / "torchserve" / "logs" / "model_log.log").read_text()
+    assert "encoder backend: torch on cpu" in worker_log
+    captioner = Captioner.load(encoder="torch")
     expected_image = captioner.caption_files([image])[0]
     expected_video = [r.caption for r in analyze_frames(stack["media"] / "clip.mp4", captioner,
                                                         AnalysisParams(every_n_seconds=1.0, window=3))]

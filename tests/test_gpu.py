@@ -1,0 +1,65 @@
+"""The GPU path: DALI decodes on the GPU, TensorRT encodes there, frames never visit the host. Runs where a CUDA
+GPU with nvidia-dali and torch-tensorrt is present (the device machine, when lent); skipped elsewhere with the
+reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vidcap.captioner import Captioner
+from vidcap.encoders import available_encoders
+from vidcap.video.frames import open_frames
+from vidcap.video.pipeline import AnalysisParams, analyze, captioned_frames
+from vidcap.video.synth import random_segments, write_video
+
+from conftest import DEMO_MODEL
+
+pytestmark = pytest.mark.gpu
+
+
+def _need(*parts: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    if "dali" in parts:
+        from vidcap.video.dali_source import dali_unavailable_reason
+
+        reason = dali_unavailable_reason()
+        if reason:
+            pytest.skip(f"DALI: {reason}")
+    if "tensorrt" in parts:
+        reason = available_encoders(torch.device("cuda"))["tensorrt"]
+        if reason:
+            pytest.skip(f"TensorRT: {reason}")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gpu") / "scenes.mp4"
+    write_video(path, random_segments(4, seed=2, min_seconds=3, max_seconds=3), fps=25, size=(320, 180))
+    return path
+
+
+def test_dali_samples_the_frames_pyav_samples(video):
+    _need("dali")
+    with open_frames(video, 1.0, "dali", size=(112, 112)) as dali, open_frames(video, 1.0, "pyav",
+                                                                               size=(112, 112)) as pyav:
+        gpu_frames, cpu_frames = list(dali.frames()), list(pyav.frames())
+    assert [round(f.t, 2) for f in gpu_frames] == [round(f.t, 2) for f in cpu_frames]
+    assert all(f.pixels.is_cuda for f in gpu_frames)
+    for g, c in zip(gpu_frames, cpu_frames):  # two decoders and two resizers: close, not identical
+        assert np.abs(g.pixels.cpu().numpy().astype(int) - c.pixels.astype(int)).mean() < 8
+
+
+def test_dali_and_tensorrt_keep_frames_on_the_gpu_and_caption_like_the_cpu(video):
+    _need("dali", "tensorrt")
+    gpu = Captioner.load(DEMO_MODEL, device="cuda", encoder="tensorrt")
+    params = AnalysisParams(every_n_seconds=1.0, decoder="dali")
+    frames = [frame for frame, _ in captioned_frames(video, gpu, params)]
+    assert frames and all(f.pixels.is_cuda for f in frames)
+    on_gpu = [f.caption for f in analyze(video, gpu, params).frames]
+    on_cpu = [f.caption for f in analyze(video, Captioner.load(DEMO_MODEL, encoder="torch"),
+                                         AnalysisParams(every_n_seconds=1.0, decoder="pyav")).frames]
+    assert len(on_gpu) == len(on_cpu)
+    assert sum(a == b for a, b in zip(on_gpu, on_cpu)) >= 0.8 * len(on_cpu)
