@@ -64,7 +64,9 @@ def looped_video(clip: Path, out: Path, times: int) -> Path:
         in_stream = src.streams.video[0]
         out_stream = dst.add_stream_from_template(in_stream)
         packets = [p for p in src.demux(in_stream) if p.dts is not None]
-        span = packets[-1].pts + (packets[-1].duration or 1) - min(p.pts for p in packets)
+        # Shift by the clip's decoding span, so decoding timestamps keep rising across the seams (with B-frames
+        # they run behind the presentation timestamps).
+        span = max(p.dts for p in packets) + (packets[-1].duration or 1) - min(p.dts for p in packets)
         for k in range(times):
             for packet in packets:
                 copy = av.Packet(bytes(packet))
