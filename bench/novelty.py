@@ -118,6 +118,7 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--size", default="640x360")
     p.add_argument("--model", help="checkpoint (default: the demo model)")
+    p.add_argument("--encoder", default="auto", help="encoder backend (default: auto; docs/performance.md)")
     p.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
     p.add_argument("--ablation", action="store_true", help="also score variants of the robust scorer")
     p.add_argument("--json", help="write the table as JSON")
@@ -125,7 +126,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", "2")))
     size = tuple(int(v) for v in args.size.split("x"))
     videos = make_videos(Path(args.cache), args.minutes, args.fps, size)
-    captioner = Captioner.load(args.model)
+    captioner = Captioner.load(args.model, encoder=args.encoder)
     params = AnalysisParams(every_n_seconds=args.every, window=args.window)
     methods = scorers(args.window, args.ablation)
     table: dict[str, dict[str, Score]] = {}
@@ -170,7 +171,7 @@ def main() -> None:
 def print_table(table: dict[str, dict[str, Score]], args: argparse.Namespace) -> None:
     kinds = list(KINDS)
     print(f"\nNovelty benchmark: {args.minutes:g} min of {args.size} video per kind, one sample every "
-          f"{args.every:g} s, window {args.window}; cell = F1 / false moments per 10 min")
+          f"{args.every:g} s, window {args.window}, encoder {args.encoder}; cell = F1 / false moments per 10 min")
     header = f"| {'method':28s} | " + " | ".join(f"{k:>13s}" for k in kinds) + " | overall F1 | wall s (median) |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
