@@ -246,6 +246,27 @@ def test_several_users_are_served_at_once(ui_url, files):
     assert first_output[later] < last_output[earlier] - 1.0, (first_output, last_output)
 
 
+def test_users_beyond_the_concurrency_limit_see_their_queue_position(browser, grpc_address, files, tmp_path):
+    url, proc = _ui(grpc_address, tmp_path / "ui.log", "--concurrency", "1")
+    try:
+        pages = [browser.new_page() for _ in range(2)]
+        for page in pages:
+            page.goto(url)
+            page.locator("#video-input input[type=file]").set_input_files(files["scenes.mp4"])
+            page.wait_for_selector("#video-input video")
+            page.locator("#every input").fill("0.25")
+            page.locator("#every input").press("Tab")
+        pages[0].click("#analyze")
+        pages[0].wait_for_selector("#video-status progress", timeout=60_000)  # the first one is running
+        pages[1].click("#analyze")
+        pages[1].get_by_text(re.compile(r"queue: 1/1")).first.wait_for(timeout=30_000)
+        for page in pages:  # and both finish
+            page.wait_for_selector("#video-status :text('Done')", timeout=240_000)
+            page.close()
+    finally:
+        _stop(proc)
+
+
 # ---- image ---------------------------------------------------------------------------------------------------
 
 
