@@ -195,7 +195,7 @@ class OpenVINOInt8Encoder(OpenVINOEncoder):
         network = ov.Core().read_model(super()._network(ov, encoder, config))
         quantised = nncf.quantize(network, nncf.Dataset(calibration), subset_size=self.CALIBRATION_IMAGES,
                                   preset=nncf.QuantizationPreset.PERFORMANCE)
-        partial = path.with_name(".partial-" + path.name)
+        partial = path.with_name(f".partial-{os.getpid()}-{path.name}")  # unique: workers may race
         ov.save_model(quantised, str(partial))
         partial.with_suffix(".bin").replace(path.with_suffix(".bin"))
         partial.replace(path)
@@ -268,7 +268,7 @@ class TensorRTEncoder(EncoderBackend):
         compiled = torch_tensorrt.compile(trunk, ir="dynamo", inputs=inputs)
         example = torch.zeros(self.OPT_BATCH, 3, side, side, dtype=torch.half, device=self.device)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(".partial-" + path.name)
+        partial = path.with_name(f".partial-{os.getpid()}-{path.name}")  # unique: workers may race
         torch_tensorrt.save(compiled, str(partial), output_format="exported_program", arg_inputs=[example])
         partial.replace(path)
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write via a temporary file in the same folder and rename, so no half-written output is left behind."""
+    """Write via a temporary file in the same folder and rename, so no half-written output is left behind. The
+    temporary name is unique, so two processes writing the same file (two TorchServe workers exporting the
+    same encoder) each rename a whole file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".partial-" + path.name)
+    tmp = path.with_name(f".partial-{os.getpid()}-{threading.get_ident()}-{path.name}")
     try:
         tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
         tmp.replace(path)

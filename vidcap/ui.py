@@ -33,7 +33,6 @@ import pandas as pd  # noqa: E402
 
 from vidcap.attention_maps import attention_overlay  # noqa: E402
 from vidcap.client import VidcapClient  # noqa: E402
-from vidcap.errors import InputError  # noqa: E402
 from vidcap.images import load_image  # noqa: E402
 from vidcap.video import report  # noqa: E402
 from vidcap.video.frames import VIDEO_SUFFIXES  # noqa: E402
@@ -167,7 +166,7 @@ class VidcapUI:
     def _thumbnails(self, video: str, moments: list[Moment]) -> list[tuple[np.ndarray, str]]:
         try:
             frames = frames_at(video, [m.t for m in moments], max_side=THUMBNAIL_SIDE)
-        except InputError as exc:  # the service read the file, so this is unexpected: keep the results anyway
+        except Exception as exc:  # the service read the file, so this is unexpected: keep the results anyway
             log.warning("no thumbnails for %s: %s", video, exc)
             return []
         return [(f.pixels, f"{m.t:.1f} s · {m.score:.2f} — {m.previous_caption or '(start)'} → {m.caption}")
