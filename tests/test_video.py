@@ -339,3 +339,26 @@ def test_a_core_is_left_to_decoding_only_while_decoding_is_what_limits():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(saved)
+
+
+def _write_repeatedly(target: str, version: int) -> None:
+    from vidcap.fileio import write_atomic
+
+    for _ in range(20):
+        write_atomic(target, bytes([version]) * 2_000_000)
+
+
+def test_concurrent_atomic_writes_of_one_file_leave_one_whole_version(tmp_path):
+    """Two TorchServe workers may export the same encoder at once: every writer must rename a whole file."""
+    import multiprocessing
+
+    target = tmp_path / "trunk.onnx"
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_write_repeatedly, args=(str(target), n)) for n in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=60)
+    assert [w.exitcode for w in writers] == [0, 0, 0, 0]
+    assert target.read_bytes() in [bytes([n]) * 2_000_000 for n in range(4)]
+    assert not list(tmp_path.glob(".partial-*"))
