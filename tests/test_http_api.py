@@ -122,7 +122,8 @@ def test_grpc_and_the_web_ui_are_served_by_the_same_stack_and_sigterm_stops_ever
         assert client.caption_image(files["image"].read_bytes()).caption
     config = httpx.get(f"{ui}/config", timeout=10).json()
     assert config["title"] == "vidcap" and config["analytics_enabled"] is False
-    assert {"/analyze", "/caption_image"} <= set(httpx.get(f"{ui}/gradio_api/info", timeout=10).json()["named_endpoints"])
+    endpoints = httpx.get(f"{ui}/gradio_api/info", timeout=10).json()["named_endpoints"]
+    assert {"/analyze", "/caption_image"} <= set(endpoints)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     for url in (base, ui):
