@@ -91,7 +91,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def grpc_address(tmp_path_factory):
+def grpc_server(tmp_path_factory):
+    """-> (address, log file) of a gRPC service with the demo model."""
     log = tmp_path_factory.mktemp("grpc") / "grpc.log"
     port = _free_port()
     proc = _start([sys.executable, "-m", "vidcap.serving.grpc_service", "--port", str(port)], log)
@@ -99,8 +100,13 @@ def grpc_address(tmp_path_factory):
     while "listening on" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
+    yield f"127.0.0.1:{port}", log
     _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def grpc_address(grpc_server):
+    return grpc_server[0]
 
 
 def _ui(grpc: str, log: Path, *extra: str):
@@ -265,6 +271,22 @@ def test_users_beyond_the_concurrency_limit_see_their_queue_position(browser, gr
             page.close()
     finally:
         _stop(proc)
+
+
+def test_closing_the_page_stops_the_analysis_on_the_service(browser, ui_url, grpc_server, files):
+    page = browser.new_page()
+    page.goto(ui_url)
+    page.locator("#video-input input[type=file]").set_input_files(files["scenes.mp4"])
+    page.wait_for_selector("#video-input video")
+    page.locator("#every input").fill("0.1")  # ~480 frames: far from done when the page goes
+    page.locator("#every input").press("Tab")
+    page.click("#analyze")
+    page.wait_for_selector("#video-status progress", timeout=60_000)
+    page.close()
+    log, deadline = grpc_server[1], time.monotonic() + 30
+    while "stopped the analysis of scenes.mp4" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.2)
 
 
 # ---- image ---------------------------------------------------------------------------------------------------
