@@ -59,6 +59,17 @@ def start_stack(backend: str, media: Path, *extra: str) -> tuple[subprocess.Pope
     return proc, f"127.0.0.1:{base}"
 
 
+def bench_video(folder: Path, seconds: float, size: str) -> Path:
+    """The benchmarks' test video (made once, cached): 6 s scenes at 30 fps, H.264 with x264's defaults."""
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = (int(v) for v in size.split("x"))
+    video = folder / f"bench-{seconds:g}s-{size}.mp4"
+    if not video.exists():
+        write_video(video, random_segments(max(2, int(seconds // 6)), seed=3, min_seconds=6, max_seconds=6),
+                    fps=30, size=(width, height))
+    return video
+
+
 def stop_stack(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
@@ -98,12 +109,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", "2")))
     media = REPO / "bench" / ".cache" / "serving-media"
-    media.mkdir(parents=True, exist_ok=True)
-    width, height = (int(v) for v in args.size.split("x"))
-    video = media / f"bench-{args.seconds:g}s-{args.size}.mp4"
-    if not video.exists():
-        write_video(video, random_segments(max(2, int(args.seconds // 6)), seed=3, min_seconds=6, max_seconds=6),
-                    fps=30, size=(width, height))
+    video = bench_video(media, args.seconds, args.size)
     import numpy as np
 
     rng = np.random.default_rng(0)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from serving import start_stack, stop_stack  # noqa: E402
+from serving import bench_video, start_stack, stop_stack  # noqa: E402
 from vidcap.captioner import DEMO_MODEL, Captioner  # noqa: E402
 from vidcap.client import VidcapClient  # noqa: E402
 from vidcap.encoders import available_encoders, make_encoder  # noqa: E402
@@ -48,7 +48,6 @@ from vidcap.preprocess import as_tensor, to_model_input  # noqa: E402
 from vidcap.synthetic import random_scene, render_scene  # noqa: E402
 from vidcap.video.novelty import CaptionedFrame, SeedScorer  # noqa: E402
 from vidcap.video.pipeline import AnalysisParams, analyze  # noqa: E402
-from vidcap.video.synth import random_segments, write_video  # noqa: E402
 from vidcap.vocab import Vocabulary  # noqa: E402
 
 CACHE = REPO / "bench" / ".cache"
@@ -201,12 +200,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", str(min(os.cpu_count() or 1, 16)))))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     media = CACHE / "throughput-media"
-    media.mkdir(parents=True, exist_ok=True)
-    width, height = (int(v) for v in args.size.split("x"))
-    video = media / f"bench-{args.seconds:g}s-{args.size}.mp4"
-    if not video.exists():
-        write_video(video, random_segments(max(2, int(args.seconds // 6)), seed=3, min_seconds=6, max_seconds=6),
-                    fps=30, size=(width, height))
+    video = bench_video(media, args.seconds, args.size)
     duration = args.seconds
     model_path = resnet152_model(CACHE / "resnet152-random.pt")
     skip = set(args.skip.split(","))

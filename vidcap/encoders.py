@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -63,6 +64,7 @@ class EncoderBackend(ABC):
 
     NAME: ClassVar[str]
     DEVICE_TYPES: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    REQUIRES: ClassVar[tuple[tuple[str, str], ...]] = ()  # (module, pip package or extra that provides it)
 
     def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
         self.encoder, self.config, self.device = encoder, config, device
@@ -72,6 +74,11 @@ class EncoderBackend(ABC):
         """None when this backend can run on `device` here, otherwise why not (shown to the user)."""
         if device.type not in cls.DEVICE_TYPES:
             return f"{cls.NAME} runs on {' or '.join(cls.DEVICE_TYPES)}, not {device.type}"
+        if device.type == "cuda" and not torch.cuda.is_available():
+            return "no CUDA GPU"
+        for module, package in cls.REQUIRES:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed (pip install {package!r})"
         return None
 
     @abstractmethod
@@ -129,6 +136,7 @@ def _onnx_file(encoder: Encoder, config: ModelConfig) -> Path:
 class OpenVINOEncoder(EncoderBackend):
     NAME = "openvino"
     DEVICE_TYPES = ("cpu",)
+    REQUIRES = (("openvino", "vidcap[cpu-accel]"),)
     PRECISION: ClassVar[str | None] = None  # None: OpenVINO's default for this CPU (bf16 where it is native)
 
     def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
@@ -146,14 +154,6 @@ class OpenVINOEncoder(EncoderBackend):
     def _network(self, ov, encoder: Encoder, config: ModelConfig) -> str:
         """The file OpenVINO compiles (it reads ONNX directly)."""
         return str(_onnx_file(encoder, config))
-
-    @classmethod
-    def unavailable_reason(cls, device: torch.device) -> str | None:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return "openvino is not installed (pip install 'vidcap[cpu-accel]')"
-        return super().unavailable_reason(device)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         with self._lock:
@@ -176,6 +176,7 @@ class OpenVINOInt8Encoder(OpenVINOEncoder):
     picks it. A model for another domain should be calibrated on its own frames."""
 
     NAME = "openvino-int8"
+    REQUIRES = (("openvino", "vidcap[cpu-accel]"), ("nncf", "vidcap[cpu-accel]"))
     CALIBRATION_IMAGES = 64
 
     def _network(self, ov, encoder: Encoder, config: ModelConfig) -> str:
@@ -201,14 +202,6 @@ class OpenVINOInt8Encoder(OpenVINOEncoder):
         partial.replace(path)
         return str(path)
 
-    @classmethod
-    def unavailable_reason(cls, device: torch.device) -> str | None:
-        try:
-            import nncf  # noqa: F401
-        except ImportError:
-            return "nncf is not installed (pip install 'vidcap[cpu-accel]')"
-        return super().unavailable_reason(device)
-
     def describe(self) -> str:
         return f"{self.NAME} (int8, {self.precision} elsewhere)"
 
@@ -216,6 +209,7 @@ class OpenVINOInt8Encoder(OpenVINOEncoder):
 class ONNXRuntimeEncoder(EncoderBackend):
     NAME = "onnxruntime"
     DEVICE_TYPES = ("cpu",)
+    REQUIRES = (("onnxruntime", "vidcap[cpu-accel]"),)
 
     def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
         super().__init__(encoder, config, device)
@@ -225,14 +219,6 @@ class ONNXRuntimeEncoder(EncoderBackend):
         options.intra_op_num_threads = torch.get_num_threads()
         self._session = ort.InferenceSession(str(_onnx_file(encoder, config)), options,
                                              providers=["CPUExecutionProvider"])
-
-    @classmethod
-    def unavailable_reason(cls, device: torch.device) -> str | None:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return "onnxruntime is not installed (pip install 'vidcap[cpu-accel]')"
-        return super().unavailable_reason(device)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._session.run(None, {"images": images.detach().cpu().float().numpy()})[0])
@@ -245,6 +231,7 @@ class TensorRTEncoder(EncoderBackend):
 
     NAME = "tensorrt"
     DEVICE_TYPES = ("cuda",)
+    REQUIRES = (("torch_tensorrt", "vidcap[gpu]"),)
     MAX_BATCH = 32
     OPT_BATCH = 8
 
@@ -271,19 +258,6 @@ class TensorRTEncoder(EncoderBackend):
         partial = path.with_name(f".partial-{os.getpid()}-{path.name}")  # unique: workers may race
         torch_tensorrt.save(compiled, str(partial), output_format="exported_program", arg_inputs=[example])
         partial.replace(path)
-
-    @classmethod
-    def unavailable_reason(cls, device: torch.device) -> str | None:
-        reason = super().unavailable_reason(device)
-        if reason:
-            return reason
-        if not torch.cuda.is_available():
-            return "no CUDA GPU"
-        try:
-            import torch_tensorrt  # noqa: F401
-        except ImportError:
-            return "torch-tensorrt is not installed (pip install 'vidcap[gpu]')"
-        return None
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         out = []

@@ -83,9 +83,7 @@ def decode_dataset(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_for_eval)
     references, hypotheses = [], []
     for images, refs in tqdm(loader, desc="decode", disable=not progress, leave=False):
-        images = images.to(device)
-        captions = (model.caption_features(encoder(images), beam_size) if encoder is not None
-                    else model.caption_images(images, beam_size))
+        captions = model.caption_features((encoder or model.encoder)(images.to(device)), beam_size)
         references.extend(refs)
         hypotheses.extend(c.words for c in captions)
     model.train(was_training)

@@ -9,7 +9,6 @@ RESOURCE_EXHAUSTED, a path outside the media folder is PERMISSION_DENIED; the se
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import logging
 import signal
@@ -18,7 +17,6 @@ from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -87,7 +85,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 return
             if not request.video:
                 raise InputError("no video: set `video` (bytes) or `path`")
-            with self._spooled(request.filename) as spool:
+            with spooled_upload(request.filename, self.spool_dir) as spool:
                 spool.write(request.video)
                 spool.close()
                 yield from self._analyze(Path(spool.name), params, context)
@@ -99,7 +97,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if first is None:
                 raise InputError("empty upload")
             params = _params(first.params)
-            with self._spooled(first.filename) as spool:
+            with spooled_upload(first.filename, self.spool_dir) as spool:
                 size = 0
                 for chunk in itertools.chain([first], request_iterator):
                     size += len(chunk.data)
@@ -152,9 +150,6 @@ class VidcapServicer(pb_grpc.VidcapServicer):
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")
-
-    def _spooled(self, filename: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        return spooled_upload(filename, self.spool_dir)
 
 
 def _params(message: pb.AnalysisParams) -> AnalysisParams:
