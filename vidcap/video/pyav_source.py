@@ -113,10 +113,7 @@ class PyAVFrameSource(FrameSource):
 
     def _decode_from_here(self) -> Iterator[av.VideoFrame]:
         for packet in self._container.demux(self._stream):
-            try:
-                yield from packet.decode()
-            except av.error.InvalidDataError:
-                continue  # one corrupt packet: skip it, like players do
+            yield from _decode_packet(packet)
 
     def _to_rgb(self, frame: av.VideoFrame):
         if self.size is None:
@@ -154,7 +151,7 @@ def _decode_packet(packet: av.Packet) -> list[av.VideoFrame]:
     try:
         return list(packet.decode())
     except av.error.InvalidDataError:
-        return []
+        return []  # one corrupt packet: skip it, like players do
 
 
 def _scaled_rgb(frame: av.VideoFrame, max_side: int | None):
