@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vidcap.evaluation import bleu_scores, coco_scores
+from vidcap.synthetic import Scene, SceneObject, shape_words_right
 
 
 def test_bleu_of_identical_captions_is_100():
@@ -29,3 +30,17 @@ def test_coco_scores_rank_a_good_caption_above_a_bad_one():
                               ["a", "yellow", "star", "at", "night"]])
     bad = coco_scores(refs, [["a", "green", "cross"], ["a", "red", "star"], ["sand"]])
     assert good["cider"] > bad["cider"] and good["rouge_l"] > bad["rouge_l"]
+
+
+
+def test_shape_words_are_checked_against_the_scene():
+    scene = Scene("grass", (SceneObject("star", "red", "small", 0, 0.2, 0.5),
+                            SceneObject("square", "blue", "large", 1, 0.5, 0.5),
+                            SceneObject("circle", "blue", "large", 2, 0.8, 0.5)))
+    # red is unique: checked; blue is on two objects: left out; synonyms and plurals count
+    assert shape_words_right(scene, "a little red star on grass".split()) == (1, 1)
+    assert shape_words_right(scene, "a red cross to the left of a blue block".split()) == (1, 0)
+    assert shape_words_right(scene, "three shapes on grass".split()) == (0, 0)
+    single = Scene("sand", (SceneObject("square", "purple", "large", 1, 0.5, 0.5),))
+    assert shape_words_right(single, "a big purple block in the desert".split()) == (1, 1)
+    assert shape_words_right(single, "two purple blocks in the desert".split()) == (1, 1)

@@ -114,6 +114,9 @@ class SyntheticDataset(CaptionDataset):
         aspect = float(rng.uniform(1.0, 1.8))  # video frames are wider than square: learn squashed shapes too
         return scene, refs, aspect
 
+    def scene(self, index: int) -> Scene:
+        return self._item(index)[0]
+
     def pixels(self, index: int) -> np.ndarray:
         scene, _, aspect = self._item(index)
         return render_scene(scene, round(self.image_size * aspect), self.image_size)

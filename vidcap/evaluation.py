@@ -16,8 +16,9 @@ from nltk.translate.bleu_score import corpus_bleu
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vidcap.data import CaptionDataset, collate_for_eval
+from vidcap.data import CaptionDataset, SyntheticDataset, collate_for_eval
 from vidcap.model import CaptionModel
+from vidcap.synthetic import shape_words_right
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,18 @@ def evaluate_model(
     references, hypotheses = decode_dataset(model, dataset, beam_size, batch_size, device, max_images, progress,
                                             encoder)
     scores = bleu_scores(references, hypotheses)
+    if isinstance(dataset, SyntheticDataset):
+        scores["shape_accuracy"] = shape_accuracy(dataset, hypotheses)
     if with_coco:
         scores.update(coco_scores(references, hypotheses))
     scores["images"] = float(len(hypotheses))
     return scores
+
+
+def shape_accuracy(dataset: SyntheticDataset, hypotheses: Sequence[Tokens]) -> float:
+    """Synthetic scenes only: of the objects the captions name, the percentage named with the right shape."""
+    named = right = 0
+    for index, words in enumerate(hypotheses):
+        n, r = shape_words_right(dataset.scene(index), list(words))
+        named, right = named + n, right + r
+    return 100.0 * right / max(named, 1)
