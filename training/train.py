@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from training.presets import PRESETS, TrainConfig
+from training.pretrain import PretrainResult, pretrain_encoder
 from vidcap.data import DATASET_NAMES, CaptionDataset, collate_for_training, open_dataset
 from vidcap.evaluation import evaluate_model
 from vidcap.model import CaptionModel, caption_loss, count_parameters, load_checkpoint
@@ -49,6 +50,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--val-images", type=int, help="validation images decoded for BLEU each epoch")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time, keeping the best model")
     p.add_argument("--encoder-weights", help="local torchvision ResNet state_dict (.pth) to start the encoder from")
+    p.add_argument("--encoder-pretrain-steps", type=int,
+                   help="synthetic only: steps of scene classification that train the encoder before captioning "
+                        "(demo preset: 500; 0 skips it)")
     p.add_argument("--resume", help="last.pt of an earlier run to continue")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -69,6 +73,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         "train_size": args.train_size,
         "val_images": args.val_images,
         "max_minutes": args.max_minutes,
+        "encoder_pretrain_steps": args.encoder_pretrain_steps,
     }
     return replace(cfg, model=replace(cfg.model), **{k: v for k, v in overrides.items() if v is not None})
 
@@ -218,6 +223,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         mc.backbone, count_parameters(model), len(model.vocab),
         "pretrained (local file)" if model.encoder.pretrained else "random init",
     )
+    pretrain = maybe_pretrain_encoder(model, cfg, resume is not None, device, args.seed)
     model.encoder.set_fine_tuning(cfg.fine_tune_from)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -286,7 +292,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             log.info("stopping: %s", "time budget reached" if out_of_time else "no improvement (early stopping)")
             break
     summary = {"preset": args.preset, "best_val_bleu4": best, "minutes": (time.monotonic() - started) / 60,
-               "steps": global_step, "history": history, "best_checkpoint": str(out / "best.pt")}
+               "steps": global_step, "history": history, "best_checkpoint": str(out / "best.pt"),
+               "encoder_pretraining": asdict(pretrain) if pretrain else None}
     if is_main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         if writer is not None:
@@ -294,6 +301,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if world > 1:
         dist.destroy_process_group()
     return summary
+
+
+def maybe_pretrain_encoder(model: CaptionModel, cfg: TrainConfig, resuming: bool, device: torch.device,
+                           seed: int) -> PretrainResult | None:
+    """Scene-classification pretraining of a random-init encoder, when the recipe asks for it (training/pretrain.py)."""
+    if cfg.encoder_pretrain_steps <= 0 or resuming or model.encoder.pretrained:
+        return None
+    if cfg.dataset != "synthetic":
+        log.warning("encoder pretraining needs the synthetic renderer's labels: skipped for %s", cfg.dataset)
+        return None
+    return pretrain_encoder(model.encoder, cfg.encoder_pretrain_steps, cfg.batch_size,
+                            cfg.encoder_pretrain_lr, cfg.model.image_size, device, seed)
 
 
 def wrap_ddp(model: CaptionModel, device: torch.device) -> torch.nn.Module:

@@ -87,6 +87,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from training.train import main
 
+    logging.getLogger("vidcap").setLevel(logging.INFO)  # epoch lines (validation BLEU) are what a trainer watches
     summary = main(args)
     print(f"best validation BLEU-4 {summary['best_val_bleu4']:.2f} after {summary['minutes']:.1f} min: "
           f"{summary['best_checkpoint']}")
@@ -125,7 +126,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     scores = evaluate_model(captioner.model, dataset, args.beam, args.batch_size, captioner.device,
                             progress=sys.stderr.isatty(), encoder=captioner.encoder)
     labels = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "cider": "CIDEr",
-              "rouge_l": "ROUGE-L", "meteor": "METEOR"}
+              "rouge_l": "ROUGE-L", "meteor": "METEOR", "shape_accuracy": "shape acc"}
     print(f"{args.dataset} {args.split}: {int(scores['images'])} images, beam {args.beam}, encoder "
           f"{captioner.encoder.describe()} (scores on a 0-100 scale)")
     for key, label in labels.items():
