@@ -137,6 +137,20 @@ def test_find_moments_threshold_gap_and_returning_captions():
     assert find_moments(times, [0.02] * 20, captions, 2.0, min_score=0.1) == []
 
 
+def test_moments_the_caption_misses_are_kept_but_a_scene_coming_back_is_not():
+    times = [float(t) for t in range(30)]
+    scores = [0.01] * 30
+    # The caption names two of three objects; the third changes at 5 and again at 9 (the scorer's region
+    # features saw it): both are moments, although no caption changed.
+    captions = ["three shapes a red star on the left and a blue cross on the right"] * 30
+    scores[5], scores[9] = 0.6, 0.5
+    # 15: a new caption; 18: the old one is back -> no lasting change, neither is a moment.
+    captions[15:18] = ["a green circle on grass"] * 3
+    scores[15], scores[18] = 0.9, 0.9
+    moments = find_moments(times, scores, captions, min_gap=2.0, min_score=0.1)
+    assert [m.t for m in moments] == [5.0, 9.0]
+
+
 @pytest.fixture(scope="module")
 def captioner() -> Captioner:
     return Captioner.load()

@@ -104,8 +104,9 @@ class RobustScorer(NoveltyScorer):
 
     A frame is described by the mean embedding of its caption's content words, averaged over the beam's n-best
     captions, together with its encoder region features (visual_weight; compared region by region, the mean of
-    the regions_top_k most changed ones, so a change to one small object counts; regions_top_k = 0 compares the
-    pooled feature instead). Its novelty is its distance
+    the regions_top_k most changed ones, so a change to one small object counts: a small object fills about one
+    of the 7x7 regions, so the default is the single most changed region; regions_top_k = 0 compares the pooled
+    feature instead). Its novelty is its distance
     to the *nearest* of the previous N frames ("unlike anything in the window", so a frame after a change has a
     neighbour from the new scene and scores low, and an outlier in the past hides nothing), taken as the smaller
     of the frame's own and the next frame's distance to that past: a real change persists, a flash does not."""
@@ -116,7 +117,7 @@ class RobustScorer(NoveltyScorer):
 
     def __init__(self, window: int = 5, metric: str | None = None, content_only: bool = True,
                  use_beams: bool = True, persistence: bool = True, visual_weight: float = 0.5,
-                 nearest: bool = True, regions_top_k: int = 3):
+                 nearest: bool = True, regions_top_k: int = 1):
         super().__init__(window, metric)
         self.regions_top_k = regions_top_k
         self.content_only, self.use_beams, self.visual_weight, self.nearest = content_only, use_beams, visual_weight, nearest
@@ -226,8 +227,9 @@ class Moment:
 def find_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
                  min_score: float = 0.0, sensitivity: float = 5.0) -> list[Moment]:
     """Peaks above an adaptive threshold (median + sensitivity * robust spread of the scores, and never below
-    min_score), at least min_gap seconds apart (the higher peak wins). A peak whose caption says the same as the
-    caption before it, or as the caption before the previous moment (the scene came back), is dropped."""
+    min_score), at least min_gap seconds apart (the higher peak wins). When the caption changed (A -> B) and changes
+    back (B -> A) within twice min_gap, the scene came back: both are dropped. A peak whose caption did not change stays: the
+    scorer's region features saw what the caption left out (one object of three changing its shape)."""
     if not scores:
         return []
     s = np.asarray(scores, dtype=np.float64)
@@ -243,13 +245,16 @@ def find_moments(times: list[float], scores: list[float], captions: list[str], m
     moments: list[Moment] = []
     for i in sorted(chosen):
         before = captions[i - 1] if i > 0 else ""
-        if _same(captions[i], before):
-            continue
-        if moments and _same(captions[i], moments[-1].previous_caption) and times[i] - moments[-1].t < 3 * min_gap:
+        if moments and _came_back(moments[-1], captions[i]) and times[i] - moments[-1].t < 2 * min_gap:
             moments.pop()  # A -> B -> A in a short time: no lasting change
             continue
         moments.append(Moment(times[i], float(s[i]), captions[i], before, i))
     return moments
+
+
+def _came_back(previous: Moment, caption: str) -> bool:
+    """previous was a caption change A -> B, and `caption` says A again."""
+    return not _same(previous.caption, previous.previous_caption) and _same(caption, previous.previous_caption)
 
 
 def _same(a: str, b: str) -> bool:
