@@ -42,9 +42,9 @@ def render(checkpoint: Path, summary: dict, test: dict) -> str:
     if pretrain:
         accuracy = ", ".join(f"{k} {v:.0f}%" for k, v in pretrain["val_accuracy"].items())
         encoder_init = "random init, pretrained on the renderer's labels"
-        pretrain_row = (f"| encoder pretraining | {pretrain['steps']} steps ({pretrain['minutes']:.1f} min) classifying "
-                        f"each column's shape, colour and size and the background (`training/pretrain.py`); held-out "
-                        f"accuracy: {accuracy} |\n")
+        pretrain_row = (f"| encoder pretraining | {pretrain['steps']} steps ({pretrain['minutes']:.1f} min) "
+                        f"classifying each column's shape, colour and size and the background "
+                        f"(`training/pretrain.py`); held-out accuracy: {accuracy} |\n")
     else:
         encoder_init, pretrain_row = "random init", ""
     scores = " / ".join(f"{test[k]:.2f}" for k in ("bleu1", "bleu2", "bleu3", "bleu4"))

@@ -1,12 +1,13 @@
 """Encoder pretraining on the synthetic renderer's labels: the demo's stand-in for an ImageNet-pretrained encoder.
 
 Show, Attend and Tell starts from an ImageNet-trained CNN; here no weights can be downloaded and the demo encoder
-starts from random ones. Caption loss alone teaches it colours and backgrounds within the demo's 15 minutes, but
-not shapes: the few shape words in each caption are a weak signal through attention and the LSTM, and the first
-demo model named 80% of shapes wrong (chance is 83%). The renderer knows what it drew, so the encoder is first
-trained to classify, for each of the three columns, the object's shape, colour and size (or that there is none),
-and the scene's background. Measured on this 2-core machine: shapes of objects in held-out video-sized frames go
-from chance to over 90% in about 300 steps. The classifier heads are thrown away; captioning training follows.
+starts from random ones. Caption loss alone taught it colours and backgrounds in the first demo's 14 minutes, but
+not shapes: the few shape words in each caption are a weak signal through attention and the LSTM, and that model
+named 17.1% of shapes right (chance: 16.7%). The renderer knows what it drew, so the encoder is first trained to
+classify, for each of the three columns, the object's shape, colour and size (or that there is none), and the
+scene's background. Measured on the 2-core build machine (docs/training.md): a shape head alone reached 94% on
+held-out video-sized frames after 300 steps; the demo recipe's 800 steps (all heads together) reach 91% on shapes,
+and the captioner trained after it names 96% of shapes right. The classifier heads are thrown away.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def accuracy(classifier: SceneClassifier, images: torch.Tensor, labels: dict[str
     present = labels["shape"] != len(SHAPES)
     scores = {name: 100.0 * (outputs[name].argmax(-1) == labels[name])[present].float().mean().item()
               for name, _ in ATTRIBUTES}
-    scores["background"] = 100.0 * (outputs["background"].argmax(-1) == labels["background"][:, 0]).float().mean().item()
+    background_right = outputs["background"].argmax(-1) == labels["background"][:, 0]
+    scores["background"] = 100.0 * background_right.float().mean().item()
     return scores
 
 

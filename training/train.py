@@ -52,7 +52,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--encoder-weights", help="local torchvision ResNet state_dict (.pth) to start the encoder from")
     p.add_argument("--encoder-pretrain-steps", type=int,
                    help="synthetic only: steps of scene classification that train the encoder before captioning "
-                        "(demo preset: 500; 0 skips it)")
+                        "(demo preset: 800; 0 skips it)")
     p.add_argument("--resume", help="last.pt of an earlier run to continue")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -227,9 +227,10 @@ class Moment:
 def find_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
                  min_score: float = 0.0, sensitivity: float = 5.0) -> list[Moment]:
     """Peaks above an adaptive threshold (median + sensitivity * robust spread of the scores, and never below
-    min_score), at least min_gap seconds apart (the higher peak wins). When the caption changed (A -> B) and changes
-    back (B -> A) within twice min_gap, the scene came back: both are dropped. A peak whose caption did not change stays: the
-    scorer's region features saw what the caption left out (one object of three changing its shape)."""
+    min_score), at least min_gap seconds apart (the higher peak wins). When the caption changed (A -> B) and
+    changes back (B -> A) within twice min_gap, the scene came back: both are dropped. A peak whose caption did not
+    change stays: the scorer's region features saw what the caption left out (one object of three changing its
+    shape)."""
     if not scores:
         return []
     s = np.asarray(scores, dtype=np.float64)
