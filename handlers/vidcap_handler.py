@@ -68,17 +68,20 @@ class VidcapHandler(BaseHandler):
         params = AnalysisParams(every_n_seconds=float(request.get("every_n_seconds") or 1.0),
                                 window=int(request.get("window") or 5), metric=request.get("metric") or None,
                                 scorer=request.get("scorer") or "robust", beam=int(request.get("beam") or 3))
-        reply = {0: context.request_ids[index]}
+        # Keyed by the request's row in the batch: TorchServe marks that row's headers "more to come". Keyed by 0,
+        # a second video in one batch marked the first row instead, and its own stream never ended.
+        reply = {index: context.request_ids[index]}
+
+        def send(line: str, message: str) -> None:
+            send_intermediate_predict_response({index: line}, reply, message, 200, context)
 
         def started(duration: float, expected: int) -> None:
-            line = json.dumps({"started": {"duration": duration, "expected_frames": expected}}) + "\n"
-            send_intermediate_predict_response([line], reply, "started", 200, context)
+            send(json.dumps({"started": {"duration": duration, "expected_frames": expected}}) + "\n", "started")
 
         count = 0
         for result in analyze_frames(path, self.captioner, params, on_start=started):
-            line = json.dumps({"frame": {"index": result.index, "t": result.t, "caption": result.caption,
-                                         "score": result.score, "alternatives": result.alternatives}}) + "\n"
-            send_intermediate_predict_response([line], reply, "frame", 200, context)
+            send(json.dumps({"frame": {"index": result.index, "t": result.t, "caption": result.caption,
+                                       "score": result.score, "alternatives": result.alternatives}}) + "\n", "frame")
             count += 1
         return json.dumps({"done": True, "frames": count}) + "\n"
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -177,3 +178,27 @@ def test_sigterm_stops_torchserve_and_its_workers_and_cleans_up(stack):
     assert not run_dir.exists()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{stack['inference']}/ping", timeout=5)
+
+
+def test_concurrent_videos_all_end_over_grpc_and_http(stack):
+    """Several videos at once reach the worker in one TorchServe batch; each stream must still end (a streamed
+    reply once marked the wrong batch row as "more to come", so all but one hung after their last frame)."""
+    clip = stack["media"] / "clip.mp4"
+
+    def over_grpc(_: int) -> list:
+        with VidcapClient(stack["grpc"], timeout=120) as client:
+            return [r.WhichOneof("kind") for r in client.analyze_path("clip.mp4", every_n_seconds=0.5, window=3)]
+
+    def over_http(_: int) -> httpx.Response:
+        with clip.open("rb") as f:
+            return httpx.post(f"{stack['http']}/get_video_captions", files={"video": ("clip.mp4", f)},
+                              params={"every_n_second": 0.5}, timeout=120)
+
+    with ThreadPoolExecutor(7) as pool:
+        streams = list(pool.map(over_grpc, range(4)))
+        replies = list(pool.map(over_http, range(3)))
+    for kinds in streams:
+        assert kinds[0] == "started" and kinds[-1] == "summary" and kinds.count("frame") == 24
+    for reply in replies:
+        assert reply.status_code == 200, reply.text
+        assert len(reply.json()["frames"]) == 24
