@@ -2,10 +2,13 @@
 
 - Image requests (the body is an encoded image; `?beam=K` optional) go through TorchServe's dynamic batching
   and are captioned together in one batched beam search.
-- Video requests (a JSON body `{"video_path": ..., "every_n_seconds": ..., "window": ..., "metric": ...,
-  "scorer": ..., "beam": ...}`, the path inside the media folder shared with the worker, `$VIDCAP_MEDIA_DIR`)
+- Video requests (a JSON body `{"video_path": ..., "job": ..., "every_n_seconds": ..., "window": ..., "metric":
+  ..., "scorer": ..., "beam": ...}`, the path inside the media folder shared with the worker, `$VIDCAP_MEDIA_DIR`)
   are decoded inside the worker and answered with one streamed JSON line per sampled frame, so a GPU worker keeps
-  frames on the GPU from decode to caption; the last line is `{"done": true, ...}`.
+  frames on the GPU from decode to caption; the last line is `{"done": true, ...}`. A file named after the job in
+  the media folder's `.cancel/` stops it (the client went away).
+- Parameters and sizes are checked against the limits in the archive's model-config.yaml (`handler: limits:`),
+  the same `vidcap.limits.Limits` the gRPC service and the HTTP API check, since TorchServe can be called directly.
 
 Needs the `vidcap` package importable in the worker's Python (TorchServe started from vidcap's environment).
 """
@@ -13,6 +16,7 @@ Needs the `vidcap` package importable in the worker's Python (TorchServe started
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -21,10 +25,15 @@ from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.torch_handler.base_handler import BaseHandler
 
 from vidcap.captioner import Captioner
-from vidcap.errors import InputError, InputTooLargeError, VidcapError
+from vidcap.errors import InputError, VidcapError, status_of
 from vidcap.fileio import media_path
 from vidcap.images import load_image
-from vidcap.video.pipeline import AnalysisParams, analyze_frames
+from vidcap.limits import Limits
+from vidcap.serving.backends import CANCEL_FOLDER
+from vidcap.video.pipeline import analyze_frames
+from vidcap.wire import analysis_params, frame_to_json
+
+log = logging.getLogger("vidcap.handler")
 
 
 class VidcapHandler(BaseHandler):
@@ -35,6 +44,7 @@ class VidcapHandler(BaseHandler):
         checkpoint = Path(properties["model_dir"]) / context.manifest["model"]["serializedFile"]
         handler_config = (getattr(context, "model_yaml_config", None) or {}).get("handler") or {}
         self.captioner = Captioner.load(checkpoint, device=device, encoder=handler_config.get("encoder", "auto"))
+        self.limits = Limits.from_dict(handler_config.get("limits"))
         self.media_dir = Path(os.environ.get("VIDCAP_MEDIA_DIR", "")).resolve() if os.environ.get(
             "VIDCAP_MEDIA_DIR") else None
         self.initialized = True
@@ -49,7 +59,8 @@ class VidcapHandler(BaseHandler):
                 if request is not None:
                     outputs[i] = self._video(request, i, context)
                 else:
-                    images[i] = (load_image(bytes(body)), _beam(row))
+                    self.limits.check_image_bytes(len(body or b""))
+                    images[i] = (load_image(bytes(body or b""), self.limits.max_image_pixels), self._beam(row))
             except VidcapError as exc:
                 outputs[i] = self._error(exc, i, context)
         for beam in {b for _, b in images.values()}:  # one batched beam search per beam size in the batch
@@ -65,9 +76,9 @@ class VidcapHandler(BaseHandler):
 
     def _video(self, request: dict, index: int, context) -> str:
         path = self._media_path(str(request.get("video_path", "")))
-        params = AnalysisParams(every_n_seconds=float(request.get("every_n_seconds") or 1.0),
-                                window=int(request.get("window") or 5), metric=request.get("metric") or None,
-                                scorer=request.get("scorer") or "robust", beam=int(request.get("beam") or 3))
+        params = analysis_params(request.get("every_n_seconds"), request.get("window"), request.get("metric"),
+                                 request.get("scorer"), request.get("beam"), self.limits)
+        cancel = self._cancel_marker(request.get("job"))
         # Keyed by the request's row in the batch: TorchServe marks that row's headers "more to come". Keyed by 0,
         # a second video in one batch marked the first row instead, and its own stream never ended.
         reply = {index: context.request_ids[index]}
@@ -79,20 +90,38 @@ class VidcapHandler(BaseHandler):
             send(json.dumps({"started": {"duration": duration, "expected_frames": expected}}) + "\n", "started")
 
         count = 0
-        for result in analyze_frames(path, self.captioner, params, on_start=started):
-            send(json.dumps({"frame": {"index": result.index, "t": result.t, "caption": result.caption,
-                                       "score": result.score, "alternatives": result.alternatives}}) + "\n", "frame")
-            count += 1
+        results = analyze_frames(path, self.captioner, params, on_start=started, limits=self.limits)
+        try:
+            for result in results:
+                if cancel is not None and cancel.exists():  # the client went away: free the worker
+                    cancel.unlink(missing_ok=True)
+                    log.info("job %s cancelled by its client after %d frames", request.get("job"), count)
+                    return json.dumps({"error": "cancelled by the client"}) + "\n"
+                send(json.dumps({"frame": frame_to_json(result)}) + "\n", "frame")
+                count += 1
+        finally:
+            results.close()
         return json.dumps({"done": True, "frames": count}) + "\n"
+
+    def _cancel_marker(self, job) -> Path | None:
+        if self.media_dir is None or not job:
+            return None
+        if not str(job).isalnum():
+            raise InputError("job must be letters and digits")
+        return self.media_dir / CANCEL_FOLDER / str(job)
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, InputError, "set VIDCAP_MEDIA_DIR")
 
     @staticmethod
     def _error(exc: VidcapError, index: int, context) -> str:
-        status = 413 if isinstance(exc, InputTooLargeError) else 400
-        context.set_response_status(status, str(exc), index)
+        context.set_response_status(status_of(exc)[1], str(exc), index)
         return json.dumps({"error": str(exc)})
+
+    def _beam(self, row: dict) -> int:
+        value = row.get("beam")
+        text = value.decode(errors="replace") if isinstance(value, (bytes, bytearray)) else value
+        return analysis_params(beam=text, limits=self.limits).beam
 
 
 def _json_request(body) -> dict | None:
@@ -105,10 +134,3 @@ def _json_request(body) -> dict | None:
             raise InputError("malformed JSON request") from None
     return None
 
-
-def _beam(row: dict) -> int:
-    value = row.get("beam")
-    try:
-        return max(1, int(value.decode() if isinstance(value, (bytes, bytearray)) else value)) if value else 3
-    except ValueError:
-        raise InputError("beam must be a whole number") from None

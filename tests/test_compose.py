@@ -76,8 +76,16 @@ def test_shared_volumes_connect_the_services():
     assert ts["environment"]["VIDCAP_MEDIA_DIR"] == "/media"  # the worker reads uploads from the same folder
     config = ts_command[ts_command.index("--ts-config") + 1]
     assert any(v.endswith(f":{config}:ro") for v in ts["volumes"])
-    assert "vidcap=vidcap.mar" in ts_command
+    assert "vidcap=vidcap.mar" in ts_command and "vidcap-video=vidcap-video.mar" in ts_command
     assert "vidcap archive --out /model_store" in (REPO / "docker" / "Dockerfile").read_text()
+
+
+def test_services_beyond_loopback_have_a_key_and_run_unprivileged():
+    for name in ("api", "ui"):  # they listen on 0.0.0.0 inside their containers
+        assert "VIDCAP_API_KEY" in COMPOSE["services"][name]["environment"]
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^USER vidcap$", dockerfile, re.M) and "cpu-accel" in dockerfile
+    assert " -e " not in dockerfile  # an installed package, not the source tree
 
 
 def test_gpu_override_reserves_a_gpu_for_torchserve_only():

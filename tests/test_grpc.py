@@ -40,7 +40,7 @@ def server(media, tmp_path_factory):
     with log.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vidcap.serving.grpc_service", "--port", "0", "--media-dir", str(media),
-             "--max-image-pixels", "1000000", "--max-upload-mb", "5"],
+             "--max-image-pixels", "1000000", "--max-upload-mb", "5", "--max-sampled-frames", "500"],
             stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=cli_env())
         line = proc.stdout.readline()
         match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
@@ -185,7 +185,18 @@ def test_bad_videos_and_parameters(client, media, image_bytes):
         (lambda: client.analyze_bytes(b"garbage" * 100, "x.mp4"), grpc.StatusCode.INVALID_ARGUMENT, "cannot open"),
         (lambda: client.analyze_bytes(video[:2000], "x.mp4"), grpc.StatusCode.INVALID_ARGUMENT, "cannot"),
         (lambda: client.analyze_bytes(b""), grpc.StatusCode.INVALID_ARGUMENT, "no video"),
-        (lambda: client.analyze_bytes(video, every_n_seconds=-1), grpc.StatusCode.INVALID_ARGUMENT, "positive"),
+        (lambda: client.analyze_bytes(video, every_n_seconds=-1), grpc.StatusCode.INVALID_ARGUMENT, "at least 0.04"),
+        # Bounds checked before any work: each of these once made the server allocate without limit.
+        (lambda: client.analyze_bytes(video, every_n_seconds=1e-9), grpc.StatusCode.INVALID_ARGUMENT,
+         "every_n_seconds must be at least 0.04"),
+        (lambda: client.analyze_bytes(video, beam=1000000), grpc.StatusCode.INVALID_ARGUMENT,
+         "beam must be between 1 and 20"),
+        (lambda: client.analyze_bytes(video, window=4000000000), grpc.StatusCode.INVALID_ARGUMENT,
+         "window must be between 1 and 1000"),
+        (lambda: client.analyze_path("long.mp4", every_n_seconds=0.1), grpc.StatusCode.RESOURCE_EXHAUSTED,
+         "800 frames would be sampled, above the limit of 500 per request (max_sampled_frames)"),
+        (lambda: [client.caption_image(image_bytes, beam=21)], grpc.StatusCode.INVALID_ARGUMENT,
+         "beam must be between 1 and 20"),
         (lambda: client.analyze_bytes(video, every_n_seconds=99), grpc.StatusCode.INVALID_ARGUMENT, "longer"),
         (lambda: client.analyze_bytes(video, scorer="magic"), grpc.StatusCode.INVALID_ARGUMENT, "unknown scorer"),
         (lambda: client.analyze_bytes(video, metric="l1"), grpc.StatusCode.INVALID_ARGUMENT, "unknown metric"),

@@ -14,12 +14,12 @@ from vidcap.encoders import make_encoder
 from vidcap.errors import CheckpointError
 from vidcap.images import DEFAULT_MAX_PIXELS, load_image
 from vidcap.model import Caption, CaptionModel
+from vidcap.paths import demo_model
 from vidcap.preprocess import as_tensor, to_model_input
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_MODEL = REPO_ROOT / "model_store" / "vidcap-demo.pt"
+DEMO_MODEL = demo_model()
 
 
 def default_model_path() -> Path:

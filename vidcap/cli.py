@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vidcap.errors import VidcapError
+from vidcap.errors import VidcapError, status_of
 from vidcap.fileio import write_atomic
+from vidcap.limits import Limits, add_limit_arguments, limits_from_args
 
 log = logging.getLogger("vidcap")
 
@@ -182,8 +183,15 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from vidcap.video import report
     from vidcap.video.pipeline import AnalysisParams, analyze
 
-    params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
-                            args.decoder).validate()
+    from vidcap.errors import InputError
+    from vidcap.wire import CLI_NAMES, renamed
+
+    limits = Limits.for_local_files()
+    try:
+        params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
+                                args.decoder).validate(limits)
+    except InputError as exc:
+        raise renamed(exc, CLI_NAMES) from None
     captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
     bar = tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, leave=False)
 
@@ -191,7 +199,8 @@ def _run_analyze(args: argparse.Namespace) -> int:
         bar.reset(total=n)
 
     try:
-        analysis = analyze(args.video, captioner, params, on_frame=lambda _: bar.update(), on_start=started)
+        analysis = analyze(args.video, captioner, params, on_frame=lambda _: bar.update(), on_start=started,
+                           limits=limits)
     finally:
         bar.close()
     outputs = {args.json: report.to_json, args.csv: report.to_csv, args.plot: report.to_png}
@@ -269,29 +278,52 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos gRPC clients may analyse by path")
-    p.add_argument("--max-upload-mb", type=float, default=2048,
-                   help="largest video upload, for every API and the web UI (default: 2048)")
-    p.add_argument("--max-video-seconds", type=float, default=4 * 3600)
-    p.add_argument("--max-image-pixels", type=int, default=50_000_000)
+    p.add_argument("--work-dir", help="run folder and upload spools, on disk (default: ~/.cache/vidcap)")
     p.add_argument("--ui-port", type=int, default=7860, help="web UI port (default: 7860)")
     p.add_argument("--no-ui", action="store_true", help="do not start the web UI")
     p.add_argument("--ui-concurrency", type=int, default=4,
                    help="analyses the web UI runs at once; more users wait in its queue (default: 4)")
     _add_encoder(p)
+    load = p.add_argument_group("load")
+    load.add_argument("--max-analyses", type=int, default=2,
+                      help="videos analysed at once, by every door together (default: 2)")
+    load.add_argument("--max-queued", type=int, default=16,
+                      help="videos waiting for a slot (they see their place); more are refused (default: 16)")
+    load.add_argument("--video-workers", type=int, default=1,
+                      help="TorchServe workers for videos; images have their own (default: 1)")
+    load.add_argument("--torchserve-token-minutes", type=float, default=None,
+                      help="lifetime of TorchServe's keys (default: its own, 60); vidcap renews them")
+    _add_security(p)
+    add_limit_arguments(p)
     p.set_defaults(run=_run_serve)
 
 
+def _add_security(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("security (needed when --host is not a loopback address)")
+    group.add_argument("--api-key-file", help="file holding the API key (or $VIDCAP_API_KEY); clients send "
+                                              "'authorization: Bearer KEY'")
+    group.add_argument("--tls-cert", help="PEM certificate chain: serve over TLS")
+    group.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    group.add_argument("--insecure", action="store_true",
+                       help="allow binding beyond loopback without an API key (anyone who reaches the port may "
+                            "use the service)")
+
+
 def _run_serve(args: argparse.Namespace) -> int:
-    from vidcap.serving.grpc_service import ServiceLimits
+    from vidcap.serving.auth import Security
+
+    security = Security.load(args.host, args.api_key_file, args.tls_cert, args.tls_key, args.insecure)
+    if args.max_analyses < 1 or args.max_queued < 0 or args.video_workers < 1:
+        raise VidcapError("--max-analyses and --video-workers must be at least 1, --max-queued at least 0")
     from vidcap.serving.stack import StackConfig, run_stack
 
     logging.getLogger("vidcap").setLevel(logging.INFO)
-    limits = ServiceLimits(int(args.max_upload_mb * 1024**2), args.max_video_seconds, args.max_image_pixels)
-    run_stack(StackConfig(args.backend, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
-                          args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
-                          args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency,
-                          args.encoder),
-              limits)
+    config = StackConfig(args.backend, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
+                         args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
+                         args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency,
+                         args.encoder, args.max_analyses, args.max_queued, args.video_workers, args.work_dir,
+                         args.torchserve_token_minutes, security)
+    run_stack(config, limits_from_args(args))
     return 0
 
 
@@ -306,13 +338,18 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=4,
                    help="analyses run at once; more users wait in the queue (default: 4)")
     p.add_argument("--queue-size", type=int, default=64, help="users waiting beyond this are turned away")
+    _add_security(p)
     p.set_defaults(run=_run_ui)
 
 
 def _run_ui(args: argparse.Namespace) -> int:
+    from vidcap.serving.auth import Security
+
+    security = Security.load(args.host, args.api_key_file, args.tls_cert, args.tls_key, args.insecure)
     from vidcap.ui import UIConfig, launch
 
-    config = UIConfig(args.grpc, args.host, args.port, args.max_upload_mb, args.concurrency, args.queue_size)
+    config = UIConfig(args.grpc, args.host, args.port, args.max_upload_mb, args.concurrency, args.queue_size,
+                      api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -324,23 +361,28 @@ def _run_ui(args: argparse.Namespace) -> int:
 
 
 def _add_archive(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("archive", help="build the TorchServe model archive model_store/vidcap.mar",
+    p = sub.add_parser("archive", help="build the TorchServe model archives model_store/vidcap{,-video}.mar",
                        description="Package a checkpoint with handlers/vidcap_handler.py and a model-config.yaml "
-                                   "(dynamic batching of image requests, timeouts) as model_store/vidcap.mar.")
+                                   "as two TorchServe models: model_store/vidcap.mar for images (dynamic "
+                                   "batching) and model_store/vidcap-video.mar for videos (their own workers, so "
+                                   "an image never waits behind a video).")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
-    p.add_argument("--out", default=None, help="export folder (default: model_store/)")
+    p.add_argument("--out", default=None, help="export folder (default: model_store/ of the checkout, or "
+                                                "./model_store for an installed vidcap)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-batch-delay", type=int, default=20, help="milliseconds (default: 20)")
+    p.add_argument("--video-workers", type=int, default=1, help="workers of the video model (default: 1)")
     _add_encoder(p)
     p.set_defaults(run=_run_archive)
 
 
 def _run_archive(args: argparse.Namespace) -> int:
-    from vidcap.serving.torchserve import REPO_ROOT, ArchiveSettings, build_archive
+    from vidcap.serving.torchserve import ArchiveSettings, build_archives
 
     settings = ArchiveSettings(batch_size=args.batch_size, max_batch_delay_ms=args.max_batch_delay,
                                encoder=args.encoder)
-    print(build_archive(args.model, args.out or REPO_ROOT / "model_store", settings))
+    for path in build_archives(args.model, args.out, settings, args.video_workers):
+        print(path)
     return 0
 
 
@@ -371,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except VidcapError as exc:
         print(f"vidcap {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return status_of(exc)[2]
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

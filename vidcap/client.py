@@ -24,10 +24,20 @@ CHUNK_BYTES = 1024 * 1024
 class VidcapClient:
     """`with VidcapClient("127.0.0.1:50051") as client: client.caption_image(data)`"""
 
-    def __init__(self, address: str = "127.0.0.1:50051", timeout: float | None = None):
-        self.channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 * 1024**2)])
+    def __init__(self, address: str = "127.0.0.1:50051", timeout: float | None = None, api_key: str | None = None,
+                 tls_ca: str | Path | bytes | None = None):
+        """api_key: sent as `authorization: Bearer KEY` metadata (a server bound beyond loopback wants one).
+        tls_ca: connect over TLS, trusting this CA certificate (a PEM file or its bytes; b"" trusts the system's
+        CAs)."""
+        options = [("grpc.max_send_message_length", 64 * 1024**2)]
+        if tls_ca is None:
+            self.channel = grpc.insecure_channel(address, options=options)
+        else:
+            root = Path(tls_ca).read_bytes() if isinstance(tls_ca, (str, Path)) else (tls_ca or None)
+            self.channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root), options=options)
         self.stub = pb_grpc.VidcapStub(self.channel)
         self.timeout = timeout
+        self.metadata = [("authorization", f"Bearer {api_key}")] if api_key else None
 
     def __enter__(self) -> "VidcapClient":
         return self
@@ -42,7 +52,7 @@ class VidcapClient:
                       attention: bool = False) -> pb.CaptionImageResponse:
         request = pb.CaptionImageRequest(image=image, beam=beam, with_embeddings=embeddings, with_feature=feature,
                                          with_attention=attention)
-        return self.stub.CaptionImage(request, timeout=self.timeout)
+        return self.stub.CaptionImage(request, timeout=self.timeout, metadata=self.metadata)
 
     def analyze_file(self, path: str | Path, **params) -> Iterator[pb.AnalyzeVideoResponse]:
         """Upload a local video in chunks and stream the analysis back."""
@@ -54,13 +64,13 @@ class VidcapClient:
                 while data := f.read(CHUNK_BYTES):
                     yield pb.VideoChunk(data=data)
 
-        return self.stub.AnalyzeVideoUpload(chunks(), timeout=self.timeout)
+        return self.stub.AnalyzeVideoUpload(chunks(), timeout=self.timeout, metadata=self.metadata)
 
     def analyze_bytes(self, video: bytes, filename: str = "", **params) -> Iterator[pb.AnalyzeVideoResponse]:
         request = pb.AnalyzeVideoRequest(video=video, filename=filename, params=pb.AnalysisParams(**params))
-        return self.stub.AnalyzeVideo(request, timeout=self.timeout)
+        return self.stub.AnalyzeVideo(request, timeout=self.timeout, metadata=self.metadata)
 
     def analyze_path(self, path: str, **params) -> Iterator[pb.AnalyzeVideoResponse]:
         """A video already in the server's media folder: nothing is uploaded."""
         return self.stub.AnalyzeVideo(pb.AnalyzeVideoRequest(path=path, params=pb.AnalysisParams(**params)),
-                                      timeout=self.timeout)
+                                      timeout=self.timeout, metadata=self.metadata)

@@ -1,5 +1,7 @@
 """The errors vidcap reports to people: each carries a one-line message fit for a CLI, a gRPC status or JSON."""
 
+import re
+
 
 class VidcapError(Exception):
     """Base class: anything raised as a VidcapError is a user-facing, expected failure (no traceback)."""
@@ -23,3 +25,46 @@ class DatasetError(VidcapError):
 
 class BackendUnavailableError(VidcapError):
     """The captioning backend (e.g. TorchServe) is down or failing: not the caller's fault."""
+
+
+class PermissionDeniedError(VidcapError):
+    """A path outside the media folder, or a source this server does not open for this caller."""
+
+
+class UnauthenticatedError(VidcapError):
+    """No API key, or a wrong one."""
+
+
+class BusyError(VidcapError):
+    """Every analysis slot is taken and the queue is full: try again later."""
+
+
+# One table for every door: (error, gRPC status name, HTTP status, CLI exit status). The first match wins, so
+# subclasses come before their bases. The server's own failures are never reported as the client's fault.
+STATUSES: list[tuple[type[BaseException], str, int, int]] = [
+    (InputTooLargeError, "RESOURCE_EXHAUSTED", 413, 2),
+    (BusyError, "RESOURCE_EXHAUSTED", 429, 3),
+    (PermissionDeniedError, "PERMISSION_DENIED", 403, 2),
+    (UnauthenticatedError, "UNAUTHENTICATED", 401, 2),
+    (BackendUnavailableError, "UNAVAILABLE", 503, 3),
+    (VidcapError, "INVALID_ARGUMENT", 400, 2),
+]
+
+
+def status_of(exc: BaseException) -> tuple[str, int, int]:
+    """(gRPC status name, HTTP status, exit status); anything unexpected is INTERNAL / 500 / 1."""
+    for kind, grpc_name, http, exit_status in STATUSES:
+        if isinstance(exc, kind):
+            return grpc_name, http, exit_status
+    return "INTERNAL", 500, 1
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/(?:[^\s'\"/]+/)+([^\s'\"/]*)")
+
+
+def public_message(exc: BaseException) -> str:
+    """The one-line message a client sees: absolute paths cut to their file names (a server's folders are
+    nobody's business), and nothing at all of an unexpected error (its details go to the server's log)."""
+    if status_of(exc)[0] == "INTERNAL":
+        return "internal error (logged on the server)"
+    return _ABSOLUTE_PATH.sub(r"\1", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

@@ -39,6 +39,7 @@ from vidcap.video.frames import VIDEO_SUFFIXES  # noqa: E402
 from vidcap.video.novelty import METRICS, SCORERS, Moment  # noqa: E402
 from vidcap.video.pipeline import Analysis, FrameResult  # noqa: E402
 from vidcap.video.pyav_source import frames_at  # noqa: E402
+from vidcap.wire import frame_from_proto, moment_from_proto  # noqa: E402
 
 log = logging.getLogger("vidcap.ui")
 
@@ -58,6 +59,15 @@ class UIConfig:
     concurrency: int = 4  # analyses (and, separately, image captions) run at once; more users wait in the queue
     queue_size: int = 64  # users waiting beyond this are turned away with a message
     work_dir: str | None = None  # where results for download are written (default: a temporary folder)
+    api_key: str | None = None  # the gRPC service's key; also the password of the login page (user "vidcap")
+    tls_cert: Path | None = None  # serve the page over HTTPS; the gRPC service uses the same certificate
+    tls_key: Path | None = None
+
+    grpc_tls: bool = True  # with tls_cert: call the gRPC service over TLS too, trusting that certificate
+
+    def client(self, timeout: float | None = None) -> VidcapClient:
+        tls_ca = self.tls_cert.read_bytes() if self.tls_cert and self.grpc_tls else None
+        return VidcapClient(self.grpc_address, timeout=timeout, api_key=self.api_key, tls_ca=tls_ca)
 
 
 # ---- talking to the service --------------------------------------------------------------------------------
@@ -65,9 +75,14 @@ class UIConfig:
 
 def _service_error(exc: grpc.RpcError, address: str) -> gr.Error:
     code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE and "TorchServe" in (exc.details() or ""):
+        return gr.Error(f"The vidcap service's captioning runtime failed ({exc.details()}). Try again in a "
+                        f"moment.", title="Service unavailable")
     if code == grpc.StatusCode.UNAVAILABLE:
         return gr.Error(f"The vidcap service at {address} is not reachable. Is `vidcap serve` running? "
                         f"({exc.details()})", title="Service unavailable")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in (exc.details() or ""):
+        return gr.Error(exc.details(), title="The service is busy")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
                 grpc.StatusCode.PERMISSION_DENIED):
         return gr.Error(exc.details(), title="Cannot analyse this file")
@@ -85,18 +100,21 @@ class _Run:
     frames: list[FrameResult] = field(default_factory=list)
     moments: list[Moment] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    queued: int = 0  # the place in the service's queue while every analysis slot is taken
 
     def add(self, response) -> None:
         kind = response.WhichOneof("kind")
         if kind == "started":
             self.duration, self.expected = response.started.duration, response.started.expected_frames
+        elif kind == "queued":
+            self.queued = response.queued.position
         elif kind == "frame":
-            f = response.frame
-            self.frames.append(FrameResult(f.index, f.t, f.caption, f.score, f.caption.split(), list(f.alternatives)))
+            self.queued = 0
+            self.frames.append(frame_from_proto(response.frame))
         else:
             s = response.summary
             self.params.update(metric=s.metric, scorer=s.scorer)
-            self.moments = [Moment(m.t, m.score, m.caption, m.previous_caption, m.index) for m in s.moments]
+            self.moments = [moment_from_proto(m) for m in s.moments]
 
     def analysis(self) -> Analysis:
         return Analysis(self.name, self.params, self.duration, self.frames, self.moments,
@@ -119,6 +137,9 @@ class _Run:
         if done:
             return (f"<p><b>Done:</b> {n} frames over {self.duration:.1f} s of video in {seconds:.1f} s; "
                     f"{len(self.moments)} moments ({self.params['scorer']}, {self.params['metric']}).</p>")
+        if self.queued:
+            return (f"<p>Waiting for the service: every analysis slot is taken; place {self.queued} in its queue, "
+                    f"{seconds:.0f} s</p>")
         return (f"<p><progress value='{n}' max='{total}'></progress> frame {n} of {total} "
                 f"({100 * n / total:.0f}%), {seconds:.0f} s</p>")
 
@@ -149,12 +170,13 @@ class VidcapUI:
         run = _Run(Path(video).name, dict(params))
         last_update = 0.0
         try:
-            with VidcapClient(self.config.grpc_address) as client:
+            with self.config.client() as client:
                 for response in client.analyze_file(video, **params):
                     run.add(response)
                     if response.WhichOneof("kind") == "summary":
                         break
-                    if time.perf_counter() - last_update >= LIVE_UPDATE_SECONDS:
+                    if (time.perf_counter() - last_update >= LIVE_UPDATE_SECONDS
+                            or response.WhichOneof("kind") == "queued"):
                         last_update = time.perf_counter()
                         yield (run.plot_data(), run.table(LIVE_TABLE_ROWS), run.status(), gr.skip(), gr.skip(),
                                gr.skip())
@@ -193,7 +215,7 @@ class VidcapUI:
             raise gr.Error("Upload an image first.", title="No image")
         data = Path(image).read_bytes()
         try:
-            with VidcapClient(self.config.grpc_address, timeout=120) as client:
+            with self.config.client(timeout=120) as client:
                 response = client.caption_image(data, beam=int(beam), attention=True)
         except grpc.RpcError as exc:
             raise _service_error(exc, self.config.grpc_address) from None
@@ -275,7 +297,10 @@ def launch(config: UIConfig, block: bool = True) -> gr.Blocks:
     """Start the UI on config.host:config.port; with block=False it runs in threads (call .close() to stop)."""
     app = VidcapUI(config).build()
     app.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
+    # Beyond loopback with a key, browsers log in with it (user "vidcap"): the page can start analyses.
+    auth = ("vidcap", config.api_key) if config.api_key else None
+    tls = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)} if config.tls_cert else {}
     app.launch(server_name=config.host, server_port=config.port, share=False, show_error=True, quiet=True,
                max_file_size=int(config.max_upload_mb * 1024**2), prevent_thread_lock=not block, inbrowser=False,
-               footer_links=[], ssr_mode=False)
+               footer_links=[], ssr_mode=False, auth=auth, **tls)
     return app

@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import threading
+import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,7 +28,11 @@ from vidcap.captioner import Captioner
 from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError
 from vidcap.images import load_image
 from vidcap.model import Caption
+from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
+from vidcap.wire import frame_from_json, params_to_json
+
+log = logging.getLogger("vidcap.backend")
 
 OnStart = Callable[[float, int], None]
 
@@ -48,9 +55,12 @@ class InProcessBackend(CaptionBackend):
 
     NAME = "inprocess"
 
-    def __init__(self, captioner: Captioner):
+    def __init__(self, captioner: Captioner, spool_dir: str | Path | None = None):
         self.captioner = captioner
         self._lock = threading.Lock()
+        if spool_dir is not None:
+            self.spool_dir = Path(spool_dir)
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def image_size(self) -> int:  # with `caption`, what the video pipeline needs of a captioner
@@ -68,28 +78,66 @@ class InProcessBackend(CaptionBackend):
 
 
 class TorchServeBackend(CaptionBackend):
+    """Images go to the image model (dynamic batching), videos to the video model (its own worker, so images
+    never wait behind a video). Expired TorchServe keys are renewed and the request retried once."""
+
     NAME = "torchserve"
 
-    def __init__(self, inference_url: str, key_file: str | Path, media_dir: str | Path, model: str = "vidcap",
-                 timeout: float = 3600.0):
+    def __init__(self, inference_url: str, key_file: str | Path, media_dir: str | Path,
+                 management_url: str | None = None, timeout: float = 3600.0):
         import httpx
 
-        self.url = f"{inference_url.rstrip('/')}/predictions/{model}"
+        self.inference_url = inference_url.rstrip("/")
+        self.management_url = (management_url or _next_port(self.inference_url)).rstrip("/")
         self.key_file, self.media_dir = Path(key_file), Path(media_dir).resolve()
         self.spool_dir = self.media_dir / ".uploads"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.http = httpx.Client(timeout=timeout)
+        self.cancel_dir = self.media_dir / CANCEL_FOLDER
+        self.cancel_dir.mkdir(parents=True, exist_ok=True)
+        self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
+        self._renewing = threading.Lock()
 
-    def _headers(self) -> dict[str, str]:
-        # Read on every call: TorchServe may rewrite the key file (tokens expire).
-        key = json.loads(self.key_file.read_text())["inference"]["key"]
-        return {"Authorization": f"Bearer {key}"}
+    def _key(self) -> str:
+        # Read on every call: TorchServe rewrites the key file when a key is renewed or it restarts.
+        try:
+            return json.loads(self.key_file.read_text())["inference"]["key"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise BackendUnavailableError("TorchServe's keys are not readable (is it starting?)") from exc
+
+    def _renew(self, used_key: str) -> None:
+        """Renew the inference key once, however many requests found it expired at the same moment."""
+        import httpx
+
+        with self._renewing:
+            if self._key() != used_key:
+                return  # another request renewed it meanwhile
+            try:
+                renew_key(self.management_url, self.key_file, "inference")
+            except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+                raise BackendUnavailableError(f"TorchServe's key expired and could not be renewed: {exc}") from exc
+            log.info("renewed TorchServe's expired inference key")
+
+    @contextlib.contextmanager
+    def _post(self, model: str, **kwargs) -> Iterator:
+        """A streamed POST to /predictions/MODEL; an expired key is renewed and the request sent once more."""
+        for attempt in range(2):
+            key = self._key()
+            with _unavailable_on_connection_errors(), self.http.stream(
+                    "POST", f"{self.inference_url}/predictions/{model}",
+                    headers={"Authorization": f"Bearer {key}"}, **kwargs) as response:
+                if response.status_code in (400, 401) and attempt == 0:
+                    response.read()
+                    if _token_refused(response):
+                        self._renew(key)
+                        continue
+                yield response
+                return
 
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption:
         _check_pixels(data, max_pixels)
-        with _unavailable_on_connection_errors():
-            response = self.http.post(self.url, content=data, params={"beam": beam}, headers=self._headers())
-        body = _json_or_error(response)
+        with self._post(IMAGE_MODEL, content=data, params={"beam": beam}) as response:
+            response.read()
+            body = _json_or_error(response)
         n, s = len(body["words"]), body["attention_size"]
         return Caption(words=body["words"], token_ids=[], log_prob=body["log_prob"],
                        attention=torch.tensor(body["attention"]).reshape(n, s, s),
@@ -100,25 +148,71 @@ class TorchServeBackend(CaptionBackend):
         path = Path(path).resolve()
         if not path.is_relative_to(self.media_dir):
             raise InputError("the TorchServe backend reads videos from its media folder only")
-        request = {"video_path": str(path.relative_to(self.media_dir)), "every_n_seconds": params.every_n_seconds,
-                   "window": params.window, "metric": params.metric, "scorer": params.scorer, "beam": params.beam}
-        with _unavailable_on_connection_errors(), \
-                self.http.stream("POST", self.url, json=request, headers=self._headers()) as response:
-            if response.status_code != 200:
-                response.read()
-                _json_or_error(response)
-            for line in response.iter_lines():
-                if not line.strip():
-                    continue
-                message = json.loads(line)
-                if "error" in message:
-                    raise InputError(message["error"])
-                if "started" in message and on_start is not None:
-                    on_start(message["started"]["duration"], message["started"]["expected_frames"])
-                elif "frame" in message:
-                    f = message["frame"]
-                    yield FrameResult(f["index"], f["t"], f["caption"], f["score"], f["caption"].split(),
-                                      f.get("alternatives", []))
+        job = uuid.uuid4().hex
+        request = {"video_path": str(path.relative_to(self.media_dir)), "job": job, **params_to_json(params)}
+        done = False
+        try:
+            with self._post(VIDEO_MODEL, json=request) as response:
+                if response.status_code != 200:
+                    response.read()
+                    _json_or_error(response)
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    message = _json_line(line)
+                    if "frame" in message:
+                        yield frame_from_json(message["frame"])
+                    elif "started" in message:
+                        if on_start is not None:
+                            on_start(message["started"]["duration"], message["started"]["expected_frames"])
+                    elif "done" in message:
+                        done = True
+                    elif "error" in message:
+                        raise InputError(message["error"])
+                    else:  # TorchServe's own error body, e.g. its worker died
+                        raise BackendUnavailableError(_torchserve_failure(message))
+            if not done:
+                raise BackendUnavailableError("the TorchServe worker stopped in the middle of the video (it may "
+                                              "have crashed); try again")
+        finally:
+            if not done:  # cancelled or failed: tell the worker to stop (it reads the media folder)
+                self._cancel(job)
+
+    def _cancel(self, job: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.cancel_dir / job).touch()
+            now = time.time()
+            for marker in self.cancel_dir.iterdir():  # markers of jobs that had ended anyway
+                if now - marker.stat().st_mtime > CANCEL_MARKER_SECONDS:
+                    marker.unlink(missing_ok=True)
+
+
+CANCEL_FOLDER = ".cancel"  # in the media folder: a file named after a job asks the worker to stop it
+CANCEL_MARKER_SECONDS = 120.0
+
+
+def _next_port(url: str) -> str:
+    """TorchServe's management API listens one port above its inference API (our layout and its default)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{(parts.port or 80) + 1}"
+
+
+def _token_refused(response) -> bool:
+    return "Token Authorization failed" in response.text
+
+
+def _torchserve_failure(body: dict) -> str:
+    return f"TorchServe failed: {body.get('message') or body.get('type') or body}"
+
+
+def _json_line(line: str) -> dict:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        raise BackendUnavailableError(f"TorchServe sent an unreadable line: {line[:100]!r}") from None
+    return message if isinstance(message, dict) else {"message": str(message)[:100]}
 
 
 @contextlib.contextmanager
@@ -147,11 +241,13 @@ def _json_or_error(response) -> dict:
     try:
         body = response.json()
     except ValueError:
-        body = {"error": response.text[:200]}
+        body = {"message": response.text[:200]}
+    if _token_refused(response):  # even after renewal: the server's fault, not the client's
+        raise BackendUnavailableError("TorchServe refused vidcap's key; try again")
     if response.status_code == 413:
         raise InputTooLargeError(body.get("error") or "request too large")
-    if 400 <= response.status_code < 500:
-        raise InputError(body.get("error") or body.get("message") or f"TorchServe answered {response.status_code}")
+    if 400 <= response.status_code < 500 and "error" in body:  # our handler's verdict on the input
+        raise InputError(body["error"])
     if response.status_code != 200:
         raise BackendUnavailableError(f"TorchServe answered {response.status_code}: {body.get('message') or body}")
     return body

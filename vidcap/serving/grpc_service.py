@@ -13,7 +13,7 @@ import itertools
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,47 +22,39 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
+from vidcap.errors import InputError, PermissionDeniedError, UnauthenticatedError, public_message, status_of
 from vidcap.fileio import media_path, spooled_upload
-from vidcap.images import DEFAULT_MAX_PIXELS
+from vidcap.limits import DEFAULT_LIMITS, MIB, Limits, add_limit_arguments, limits_from_args
 from vidcap.serving import metrics
+from vidcap.serving.admission import Admission
 from vidcap.serving.backends import CaptionBackend, InProcessBackend
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.video.pipeline import AnalysisParams, pick_moments
+from vidcap.wire import analysis_params, frame_to_proto, moment_to_proto
 
 log = logging.getLogger("vidcap.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Vidcap"].full_name
-
-
-@dataclass
-class ServiceLimits:
-    max_upload_bytes: int = 2 * 1024**3  # a video sent as bytes or chunks
-    max_video_seconds: float = 4 * 3600.0
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
-    max_image_bytes: int = 32 * 1024**2
-
-
-class PermissionDeniedError(VidcapError):
-    """A path outside the media folder."""
+QUEUE_REPORT_SECONDS = 1.0  # how often a queued call checks that its client is still there
 
 
 class VidcapServicer(pb_grpc.VidcapServicer):
     def __init__(self, backend: CaptionBackend, media_dir: str | Path | None = None,
-                 limits: ServiceLimits = ServiceLimits(), spool_dir: str | Path | None = None):
+                 limits: Limits = DEFAULT_LIMITS, spool_dir: str | Path | None = None,
+                 admission: Admission | None = None):
         self.backend, self.limits = backend, limits
         self.media_dir = Path(media_dir).resolve() if media_dir else None
         self.spool_dir = spool_dir or backend.spool_dir
+        self.admission = admission or Admission()
 
     # ---- images --------------------------------------------------------------------------------------------
 
     def CaptionImage(self, request: pb.CaptionImageRequest, context: grpc.ServicerContext) -> pb.CaptionImageResponse:
         with _errors_to_status(context):
-            if len(request.image) > self.limits.max_image_bytes:
-                raise InputTooLargeError(f"image is {len(request.image)} bytes, above the limit of "
-                                         f"{self.limits.max_image_bytes}")
-            caption = self.backend.caption_image(request.image, request.beam or 3, self.limits.max_image_pixels)
+            self.limits.check_image_bytes(len(request.image))
+            beam = analysis_params(beam=request.beam, limits=self.limits).beam
+            caption = self.backend.caption_image(request.image, beam, self.limits.max_image_pixels)
             metrics.IMAGES.labels("grpc").inc()
             response = pb.CaptionImageResponse(caption=caption.text, words=caption.words, log_prob=caption.log_prob,
                                                attention_size=caption.attention.shape[-1])
@@ -79,16 +71,22 @@ class VidcapServicer(pb_grpc.VidcapServicer):
     def AnalyzeVideo(self, request: pb.AnalyzeVideoRequest, context: grpc.ServicerContext
                      ) -> Iterator[pb.AnalyzeVideoResponse]:
         with _errors_to_status(context):
-            params = _params(request.params)
+            params = _params(request.params, self.limits)
             if request.WhichOneof("source") == "path":
-                yield from self._analyze(self._media_path(request.path), params, context)
+                path = self._media_path(request.path)
+                with self.admission.enter() as ticket:
+                    yield from _queued(ticket, context)
+                    yield from self._analyze(path, params, context)
                 return
             if not request.video:
                 raise InputError("no video: set `video` (bytes) or `path`")
-            with spooled_upload(request.filename, self.spool_dir) as spool:
-                spool.write(request.video)
-                spool.close()
-                yield from self._analyze(Path(spool.name), params, context)
+            self.limits.check_upload_bytes(len(request.video))
+            with self.admission.enter() as ticket:
+                yield from _queued(ticket, context)
+                with spooled_upload(request.filename, self.spool_dir) as spool:
+                    spool.write(request.video)
+                    spool.close()
+                    yield from self._analyze(Path(spool.name), params, context)
 
     def AnalyzeVideoUpload(self, request_iterator: Iterator[pb.VideoChunk], context: grpc.ServicerContext
                            ) -> Iterator[pb.AnalyzeVideoResponse]:
@@ -96,25 +94,26 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             first = next(request_iterator, None)
             if first is None:
                 raise InputError("empty upload")
-            params = _params(first.params)
-            with spooled_upload(first.filename, self.spool_dir) as spool:
-                size = 0
-                for chunk in itertools.chain([first], request_iterator):
-                    size += len(chunk.data)
-                    if size > self.limits.max_upload_bytes:
-                        raise InputTooLargeError(f"upload above the limit of {self.limits.max_upload_bytes} bytes")
-                    spool.write(chunk.data)
-                spool.close()
-                yield from self._analyze(Path(spool.name), params, context)
+            params = _params(first.params, self.limits)
+            # A place first, then the upload: a busy server refuses before anything is sent.
+            with self.admission.enter() as ticket:
+                yield from _queued(ticket, context)
+                with spooled_upload(first.filename, self.spool_dir) as spool:
+                    size = 0
+                    for chunk in itertools.chain([first], request_iterator):
+                        self.limits.check_chunk_bytes(len(chunk.data))
+                        size += len(chunk.data)
+                        self.limits.check_upload_bytes(size)
+                        spool.write(chunk.data)
+                    spool.close()
+                    yield from self._analyze(Path(spool.name), params, context)
 
     def _analyze(self, path: Path, params: AnalysisParams, context: grpc.ServicerContext
                  ) -> Iterator[pb.AnalyzeVideoResponse]:
         info: list[pb.VideoInfo] = []
 
         def started(duration: float, expected: int) -> None:
-            if duration > self.limits.max_video_seconds:
-                raise InputTooLargeError(f"video is {duration:.0f} s long, above the limit of "
-                                         f"{self.limits.max_video_seconds:.0f} s")
+            self.limits.check_video(duration, expected)
             info.append(pb.VideoInfo(duration=duration, expected_frames=expected))
 
         results = self.backend.analyze(path, params, on_start=started)
@@ -129,13 +128,11 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                     return
                 frames.append(result)
                 metrics.FRAMES.labels("grpc").inc()
-                yield pb.AnalyzeVideoResponse(frame=pb.FrameResult(
-                    index=result.index, t=result.t, caption=result.caption, score=result.score,
-                    alternatives=result.alternatives))
+                yield pb.AnalyzeVideoResponse(frame=frame_to_proto(result))
             completed = True
         finally:
             # Reached on cancellation too: gRPC closes this generator (GeneratorExit at the yield) or we return
-            # above. Closing `results` stops the decoder thread and the captioning.
+            # above. Closing `results` stops the decoder thread and the captioning (in the TorchServe worker too).
             results.close()
             metrics.VIDEOS_IN_FLIGHT.labels("grpc").dec()
             if not completed:
@@ -145,25 +142,32 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         metrics.MOMENTS.labels("grpc").inc(len(moments))
         yield pb.AnalyzeVideoResponse(summary=pb.Summary(
             duration=info[0].duration if info else 0.0, frames=len(frames), metric=metric, scorer=params.scorer,
-            moments=[pb.Moment(t=m.t, score=m.score, caption=m.caption, previous_caption=m.previous_caption,
-                               index=m.index) for m in moments]))
+            moments=[moment_to_proto(m) for m in moments]))
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")
 
 
-def _params(message: pb.AnalysisParams) -> AnalysisParams:
-    return AnalysisParams(
-        every_n_seconds=message.every_n_seconds or 1.0,
-        window=message.window or 5,
-        metric=message.metric or None,
-        scorer=message.scorer or "robust",
-        beam=message.beam or 3,
-    ).validate()
+def _queued(ticket, context: grpc.ServicerContext) -> Iterator[pb.AnalyzeVideoResponse]:
+    """Queued messages while the call waits for a slot (each time its place changes); a client that leaves
+    meanwhile gives its place up (the ticket is released by the caller's `with`)."""
+    reported = None
+    while (position := ticket.wait(QUEUE_REPORT_SECONDS)) is not None:
+        if not context.is_active():
+            return
+        if position != reported:
+            reported = position
+            yield pb.AnalyzeVideoResponse(queued=pb.Queued(position=position))
+
+
+def _params(message: pb.AnalysisParams, limits: Limits) -> AnalysisParams:
+    return analysis_params(message.every_n_seconds, message.window, message.metric, message.scorer, message.beam,
+                           limits)
 
 
 class _errors_to_status:
-    """Map vidcap's errors to gRPC status codes with their one-line messages; log anything unexpected."""
+    """Map vidcap's errors to gRPC status codes (vidcap.errors.STATUSES) with their one-line messages; log
+    anything unexpected."""
 
     def __init__(self, context: grpc.ServicerContext):
         self.context = context
@@ -172,55 +176,44 @@ class _errors_to_status:
         return None
 
     def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or isinstance(exc, GeneratorExit):
-            return False
-        code = _status_for(exc)
-        if code is None:
+        if exc is None or isinstance(exc, GeneratorExit) or isinstance(exc, grpc.RpcError):
             return False  # grpc's own abort exception: let it through
-        metrics.ERRORS.labels("grpc", code.name.lower()).inc()
-        if code == grpc.StatusCode.INTERNAL:
-            log.exception("internal error", exc_info=exc)
-        self.context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc}")
+        name = status_of(exc)[0]
+        metrics.ERRORS.labels("grpc", name.lower()).inc()
+        if name == "INTERNAL":
+            log.error("internal error", exc_info=exc)
+        self.context.abort(grpc.StatusCode[name], public_message(exc))
         return False
-
-
-def _status_for(exc: BaseException) -> grpc.StatusCode | None:
-    if isinstance(exc, InputTooLargeError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(exc, PermissionDeniedError):
-        return grpc.StatusCode.PERMISSION_DENIED
-    if isinstance(exc, BackendUnavailableError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(exc, VidcapError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, grpc.RpcError):
-        return None
-    return grpc.StatusCode.INTERNAL
 
 
 # ---- the server ------------------------------------------------------------------------------------------
 
 
-def build_server(servicer: VidcapServicer, address: str, workers: int = 8) -> tuple[grpc.Server, health.HealthServicer, int]:
+def build_server(servicer: VidcapServicer, address: str, interceptors: Sequence[grpc.ServerInterceptor] = (),
+                 credentials: grpc.ServerCredentials | None = None
+                 ) -> tuple[grpc.Server, health.HealthServicer, int]:
     """A started-ready server with the service, health checking and reflection. Returns the bound port."""
-    limit = servicer.limits.max_upload_bytes + 1024**2
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+    limit = max(servicer.limits.max_upload_bytes, servicer.limits.max_image_bytes) + MIB
+    # A thread per running or queued analysis, and spare ones, so images and health checks never wait for one.
+    workers = servicer.admission.slots + servicer.admission.queue_size + 16
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), interceptors=list(interceptors),
+                         maximum_concurrent_rpcs=workers,
                          options=[("grpc.max_receive_message_length", min(limit, 2**31 - 1)),
-                                  ("grpc.max_send_message_length", 64 * 1024**2)])
+                                  ("grpc.max_send_message_length", 64 * MIB)])
     pb_grpc.add_VidcapServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(address)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind the gRPC server to {address}")
     return server, health_servicer, port
 
 
 def serve(backend: CaptionBackend, host: str = "127.0.0.1", port: int = 50051, media_dir: str | None = None,
-          limits: ServiceLimits = ServiceLimits(), ready: threading.Event | None = None,
+          limits: Limits = DEFAULT_LIMITS, ready: threading.Event | None = None,
           stop: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set): then report NOT_SERVING, finish calls in flight, exit."""
     server, health_servicer, bound = build_server(VidcapServicer(backend, media_dir, limits), f"{host}:{port}")
@@ -245,15 +238,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos may be analysed by path")
-    p.add_argument("--max-upload-mb", type=float, default=2048)
-    p.add_argument("--max-video-seconds", type=float, default=4 * 3600)
-    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    add_limit_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from vidcap.captioner import Captioner
 
     backend = InProcessBackend(Captioner.load(args.model, device=args.device))
-    limits = ServiceLimits(int(args.max_upload_mb * 1024**2), args.max_video_seconds, args.max_image_pixels)
+    limits = limits_from_args(args)
     serve(backend, args.host, args.port, args.media_dir, limits)
 
 

@@ -6,7 +6,13 @@
                               `rolling_window_size` as query or form fields, optional `scorer` (default: seed,
                               the old metric) -> {"frames": [{"t", "caption", "dissimilarity"}], "moments": [...]}
 
-Errors are JSON `{"error": "..."}`: 400 for bad input, 413 above the upload limit.
+    GET  /healthz             {"status": "serving"} (200), or 503 while the captioning runtime is down
+    GET  /metrics             Prometheus metrics
+
+Errors are JSON `{"error": "..."}` with the status of `vidcap.errors.STATUSES`: 400 bad input, 401 no or a wrong API
+key, 413 above a limit, 429 busy (every analysis slot taken and the queue full), 503 the captioning runtime is
+down (not the client's fault). Uploads are written to disk as they arrive; a client that hangs up stops its
+analysis within a second.
 """
 
 from __future__ import annotations
@@ -14,17 +20,35 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from fastapi import FastAPI, Request, UploadFile
+import asyncio
+import contextlib
+import hmac
+import json
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError, VidcapError
-from vidcap.fileio import spooled_upload
+from vidcap.errors import InputError, VidcapError, public_message, status_of
+from vidcap.fileio import upload_name
+from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
+from vidcap.serving.admission import Admission
 from vidcap.serving.backends import CaptionBackend
-from vidcap.serving.grpc_service import ServiceLimits
-from vidcap.video.pipeline import AnalysisParams, pick_moments
+from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
+from vidcap.wire import analysis_params, old_api_params
+
+DISCONNECT_POLL_SECONDS = 0.5
+MAX_FIELD_BYTES = 64 * 1024  # a text field of a form (parameters); files go to disk
 
 
 class _TooLarge(Exception):
@@ -41,7 +65,7 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and int(length) > self.limit:
+        if length is not None and length.isdigit() and int(length) > self.limit:
             return await _send_json(send, 413, {"error": f"upload above the limit of {self.limit} bytes"})
         received = 0
         started = False
@@ -66,77 +90,207 @@ class BodyLimit:
                 await _send_json(send, 413, {"error": f"upload above the limit of {self.limit} bytes"})
 
 
-async def _send_json(send, status: int, body: dict) -> None:
-    import json
+class BearerKey:
+    """Every request but the health check needs `Authorization: Bearer KEY` (when the server has a key)."""
 
+    OPEN_PATHS = ("/healthz",)
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path") not in self.OPEN_PATHS:
+            given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.key}".encode()):
+                return await _send_json(send, 401, {"error": "missing or wrong API key (Authorization: Bearer KEY)"},
+                                        [(b"www-authenticate", b"Bearer")])
+        return await self.app(scope, receive, send)
+
+
+async def _send_json(send, status: int, body: dict, headers: list | None = None) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": data})
 
 
-def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits()) -> "BodyLimit":
-    """The FastAPI app, wrapped so that oversized bodies are refused before they are read."""
+# ---- uploads straight to disk --------------------------------------------------------------------------------
+
+
+@dataclass
+class Form:
+    files: dict[str, tuple[str, Path]] = field(default_factory=dict)  # field -> (client's file name, local path)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def file(self, name: str) -> tuple[str, Path]:
+        """The file in field `name`, or the only file sent."""
+        found = self.files.get(name) or (next(iter(self.files.values())) if len(self.files) == 1 else None)
+        if found is None:
+            raise InputError(f"no file in the form field {name!r}")
+        return found
+
+
+@contextlib.asynccontextmanager
+async def received_form(request: Request, folder: Path | None) -> AsyncIterator[Form]:
+    """A multipart form whose files are written to a private folder as they arrive (never whole in memory);
+    the folder is removed afterwards, also when the client disconnects mid-upload."""
+    kind, options = parse_options_header(request.headers.get("content-type", ""))
+    if kind != b"multipart/form-data" or b"boundary" not in options:
+        raise InputError("expected a multipart form upload (Content-Type: multipart/form-data)")
+    private = Path(tempfile.mkdtemp(prefix="vidcap-upload-", dir=folder))
+    try:
+        form = Form()
+        part = _PartWriter(form, private)
+        parser = MultipartParser(options[b"boundary"], part.callbacks())
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+        except ClientDisconnect:
+            raise InputError("the client disconnected during the upload") from None
+        except InputError:
+            raise
+        except Exception as exc:  # the parser's own errors for malformed bodies
+            raise InputError(f"malformed multipart form: {exc}") from None
+        finally:
+            part.close()
+        yield form
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+class _PartWriter:
+    """MultipartParser callbacks: file parts to disk under their sanitised names, text fields to the form."""
+
+    def __init__(self, form: Form, folder: Path):
+        self.form, self.folder = form, folder
+        self.header_name, self.header_value, self.headers = b"", b"", {}
+        self.out = None
+        self.text = bytearray()
+
+    def callbacks(self) -> dict[str, Callable]:
+        return {"on_part_begin": self.begin, "on_header_field": self.header_field,
+                "on_header_value": self.header_value_data, "on_header_end": self.header_end,
+                "on_headers_finished": self.headers_finished, "on_part_data": self.data, "on_part_end": self.end}
+
+    def begin(self) -> None:
+        self.headers, self.text, self.name = {}, bytearray(), ""
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def header_end(self) -> None:
+        self.headers[self.header_name.lower()] = self.header_value
+        self.header_name, self.header_value = b"", b""
+
+    def headers_finished(self) -> None:
+        _, disposition = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = disposition.get(b"name", b"").decode(errors="replace")
+        if b"filename" in disposition:
+            filename = disposition[b"filename"].decode(errors="replace")
+            path = self.folder / f"{len(self.form.files)}-{upload_name(filename)}"
+            self.out = path.open("wb")
+            self.form.files.setdefault(self.name, (filename, path))
+
+    def data(self, data: bytes, start: int, end: int) -> None:
+        if self.out is not None:
+            self.out.write(data[start:end])
+        else:
+            self.text += data[start:end]
+            if len(self.text) > MAX_FIELD_BYTES:
+                raise InputError(f"form field {self.name!r} is above {MAX_FIELD_BYTES} bytes")
+
+    def end(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+        else:
+            self.form.fields[self.name] = self.text.decode(errors="replace")
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+
+
+# ---- the app ---------------------------------------------------------------------------------------------------
+
+
+def create_app(backend: CaptionBackend, limits: Limits = DEFAULT_LIMITS, admission: Admission | None = None,
+               api_key: str | None = None, healthy: Callable[[], bool] = lambda: True):
+    """The FastAPI app, wrapped so that oversized bodies are refused before they are read (and, with an API
+    key, requests without it)."""
     app = FastAPI(title="vidcap (old HTTP API)", description=__doc__)
+    admission = admission or Admission()
+    spool_dir = backend.spool_dir
 
     @app.exception_handler(VidcapError)
     async def vidcap_error(_: Request, exc: VidcapError) -> JSONResponse:
-        status = 413 if isinstance(exc, InputTooLargeError) else 503 if isinstance(exc, BackendUnavailableError) else 400
+        status = status_of(exc)[1]
         metrics.ERRORS.labels("http", str(status)).inc()
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        return JSONResponse({"error": public_message(exc)}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        metrics.ERRORS.labels("http", "500").inc()
+        import logging
+
+        logging.getLogger("vidcap.http").error("internal error", exc_info=exc)
+        return JSONResponse({"error": public_message(exc)}, status_code=500)
 
     app.mount("/metrics", make_asgi_app())
 
-    async def upload(request: Request, field: str) -> tuple[UploadFile, dict[str, str]]:
-        """The file in `field` (or the only file sent), and the other fields merged with the query string."""
-        try:
-            form = await request.form()
-        except Exception as exc:  # malformed multipart bodies raise parser-specific errors
-            raise InputError(f"expected a multipart form upload: {exc}") from None
-        files = {k: v for k, v in form.multi_items() if hasattr(v, "read")}
-        file = files.get(field) or (next(iter(files.values())) if len(files) == 1 else None)
-        if file is None:
-            raise InputError(f"no file in the form field {field!r}")
-        fields = {**dict(request.query_params), **{k: v for k, v in form.multi_items() if isinstance(v, str)}}
-        return file, fields
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        ok = healthy()
+        return JSONResponse({"status": "serving" if ok else "not serving"}, status_code=200 if ok else 503)
 
-    def caption_of(file: UploadFile, beam: int = 3):
-        return backend.caption_image(file.file.read(), beam, limits.max_image_pixels)
+    def caption_of(path: Path, beam: int):
+        limits.check_image_bytes(path.stat().st_size)
+        return backend.caption_image(path.read_bytes(), beam, limits.max_image_pixels)
+
+    async def image_request(request: Request):
+        async with received_form(request, spool_dir) as form:
+            fields = {**dict(request.query_params), **form.fields}
+            beam = analysis_params(beam=fields.get("beam"), limits=limits).beam
+            caption = await run_in_threadpool(caption_of, form.file("image")[1], beam)
+        metrics.IMAGES.labels("http").inc()
+        return caption
 
     @app.post("/get_captions")
     async def get_captions(request: Request) -> dict:
-        file, _ = await upload(request, "image")
-        caption = await run_in_threadpool(caption_of, file)
-        metrics.IMAGES.labels("http").inc()
+        caption = await image_request(request)
         return {"caption": caption.text}
 
     @app.post("/get_image_caption")
     async def get_image_caption(request: Request) -> dict:
-        file, fields = await upload(request, "image")
-        caption = await run_in_threadpool(caption_of, file, _int(fields, "beam", 3))
-        metrics.IMAGES.labels("http").inc()
+        caption = await image_request(request)
         return {"caption": caption.text, "words": caption.words, "word_embeddings": caption.embeddings.tolist(),
                 "cnn_output": caption.feature.tolist()}
 
     @app.post("/get_video_captions")
-    async def get_video_captions(request: Request) -> dict:
-        file, fields = await upload(request, "video")
-        params = AnalysisParams(
-            every_n_seconds=_float(fields, "every_n_second", 1.0),
-            window=_int(fields, "rolling_window_size", 5),
-            metric=fields.get("metric") or "euclidean",
-            scorer=fields.get("scorer") or "seed",
-        ).validate()
-        metrics.VIDEOS_IN_FLIGHT.labels("http").inc()
-        try:
-            frames = await run_in_threadpool(_analyze_upload, file, backend, params)
-        finally:
-            metrics.VIDEOS_IN_FLIGHT.labels("http").dec()
+    async def get_video_captions(request: Request):
+        params = old_api_params(dict(request.query_params), limits)  # refuse bad parameters before the upload
+        with admission.enter() as ticket:
+            async with received_form(request, spool_dir) as form:
+                params = old_api_params({**dict(request.query_params), **form.fields}, limits)
+                filename, path = form.file("video")
+                limits.check_upload_bytes(path.stat().st_size)
+                metrics.VIDEOS_IN_FLIGHT.labels("http").inc()
+                try:
+                    frames = await _until_disconnected(request, _AnalysisRun(backend, path, params, limits, ticket))
+                finally:
+                    metrics.VIDEOS_IN_FLIGHT.labels("http").dec()
+        if frames is None:
+            return JSONResponse({"error": "the client disconnected"}, status_code=499)
         metrics.FRAMES.labels("http").inc(len(frames))
         moments, metric = pick_moments(frames, params)
         metrics.MOMENTS.labels("http").inc(len(moments))
         return {
-            "video": file.filename,
+            "video": filename,
             "params": {"every_n_second": params.every_n_seconds, "metric": metric,
                        "rolling_window_size": params.window, "scorer": params.scorer},
             "frames": [{"t": f.t, "caption": f.caption, "dissimilarity": f.score} for f in frames],
@@ -144,25 +298,39 @@ def create_app(backend: CaptionBackend, limits: ServiceLimits = ServiceLimits())
                         for m in moments],
         }
 
-    return BodyLimit(app, limits.max_upload_bytes)
+    wrapped = BodyLimit(app, max(limits.max_upload_bytes, limits.max_image_bytes) + MIB)
+    return BearerKey(wrapped, api_key) if api_key else wrapped
 
 
-def _analyze_upload(file: UploadFile, backend: CaptionBackend, params: AnalysisParams) -> list:
-    with spooled_upload(file.filename or "", backend.spool_dir) as spool:
-        shutil.copyfileobj(file.file, spool)
-        spool.close()
-        return list(backend.analyze(Path(spool.name), params))
+class _AnalysisRun:
+    """One video's analysis in a worker thread, stopped (queue wait included) when `stop` is set."""
+
+    def __init__(self, backend: CaptionBackend, path: Path, params: AnalysisParams, limits: Limits, ticket):
+        self.backend, self.path, self.params, self.limits, self.ticket = backend, path, params, limits, ticket
+        self.stop = threading.Event()
+
+    def __call__(self) -> list[FrameResult] | None:
+        while self.ticket.wait(DISCONNECT_POLL_SECONDS) is not None:
+            if self.stop.is_set():
+                return None
+        results = self.backend.analyze(self.path, self.params, on_start=self.limits.check_video)
+        frames = []
+        try:
+            for result in results:
+                if self.stop.is_set():
+                    return None
+                frames.append(result)
+        finally:
+            results.close()  # stops the decoder, and the TorchServe worker
+        return frames
 
 
-def _float(fields: dict[str, str], name: str, default: float) -> float:
-    try:
-        return float(fields[name]) if fields.get(name) not in (None, "") else default
-    except ValueError:
-        raise InputError(f"{name} must be a number, got {fields[name]!r}") from None
-
-
-def _int(fields: dict[str, str], name: str, default: int) -> int:
-    try:
-        return int(fields[name]) if fields.get(name) not in (None, "") else default
-    except ValueError:
-        raise InputError(f"{name} must be a whole number, got {fields[name]!r}") from None
+async def _until_disconnected(request: Request, run: _AnalysisRun) -> list[FrameResult] | None:
+    """Run it; a client that hangs up stops it within a poll or a frame. None when it did."""
+    task = asyncio.ensure_future(run_in_threadpool(run))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            run.stop.set()

@@ -7,12 +7,14 @@
 The web UI (vidcap.ui, a gRPC client) runs in this process too, on port 7860, unless `ui_port` is None.
 
 Ctrl-C or SIGTERM stops everything: health turns NOT_SERVING, calls in flight get a grace period, the HTTP
-server drains, TorchServe and its workers are stopped, the run folder is removed.
+server drains, TorchServe and its workers are stopped, the run folder is removed. TorchServe is watched: when
+its process dies, health turns NOT_SERVING until it has been restarted.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -23,12 +25,22 @@ from pathlib import Path
 import uvicorn
 
 from vidcap.errors import VidcapError
+from vidcap.limits import DEFAULT_LIMITS, Limits
+from vidcap.serving.admission import Admission
+from vidcap.serving.auth import Security
 from vidcap.serving.backends import CaptionBackend, InProcessBackend, TorchServeBackend
-from vidcap.serving.grpc_service import ServiceLimits, VidcapServicer, build_server
+from vidcap.serving.grpc_service import SERVICE_NAME, VidcapServicer, build_server
 from vidcap.serving.http_api import create_app
-from vidcap.serving.torchserve import ArchiveSettings, TorchServe, TorchServePorts, build_archive
+from vidcap.serving.torchserve import ArchiveSettings, TorchServe, TorchServePorts, build_archives
 
 log = logging.getLogger("vidcap.serve")
+
+SUPERVISE_SECONDS = 2.0  # how often TorchServe's process is checked
+
+
+def default_work_dir() -> Path:
+    """On disk, not in a RAM-backed /tmp: uploads of several GB are spooled here."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidcap"
 
 
 @dataclass
@@ -47,16 +59,24 @@ class StackConfig:
     ui_port: int | None = 7860  # None: no web UI
     ui_concurrency: int = 4
     encoder: str = "auto"  # the encoder backend (vidcap/encoders.py), in-process or in the TorchServe worker
+    max_analyses: int = 2  # videos analysed at once, whatever door they came in by
+    max_queued: int = 16  # videos waiting for a slot; beyond, RESOURCE_EXHAUSTED / 429 at once
+    video_workers: int = 1  # TorchServe workers for videos (images have their own)
+    work_dir: str | None = None  # the run folder and upload spools live below it (default: default_work_dir())
+    torchserve_token_minutes: float | None = None  # TorchServe's key lifetime (its default: 60)
+    security: Security = Security()
 
 
-def run_stack(config: StackConfig, limits: ServiceLimits = ServiceLimits(), stop: threading.Event | None = None) -> None:
+def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_dir = Path(tempfile.mkdtemp(prefix="vidcap-serve-"))
+    work_dir = Path(config.work_dir) if config.work_dir else default_work_dir()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="serve-", dir=work_dir))
     torchserve = None
     try:
-        backend, torchserve = _start_backend(config, run_dir)
+        backend, torchserve = _start_backend(config, run_dir, limits)
         _serve(config, backend, limits, stop, torchserve)
     finally:
         if torchserve is not None:
@@ -64,35 +84,86 @@ def run_stack(config: StackConfig, limits: ServiceLimits = ServiceLimits(), stop
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _start_backend(config: StackConfig, run_dir: Path) -> tuple[CaptionBackend, TorchServe | None]:
+def _start_backend(config: StackConfig, run_dir: Path, limits: Limits) -> tuple[CaptionBackend, TorchServe | None]:
     if config.backend == "inprocess":
         from vidcap.captioner import Captioner
 
-        return InProcessBackend(Captioner.load(config.model, device=config.device, encoder=config.encoder)), None
+        backend = InProcessBackend(Captioner.load(config.model, device=config.device, encoder=config.encoder),
+                                   spool_dir=run_dir / "uploads")
+        return backend, None
     media = Path(config.media_dir or run_dir / "media")
     media.mkdir(parents=True, exist_ok=True)
     if config.torchserve_url:
         if not config.torchserve_key_file:
             raise VidcapError("--torchserve-url needs --torchserve-key-file (TorchServe's key_file.json)")
         return TorchServeBackend(config.torchserve_url, config.torchserve_key_file, media), None
-    print("building the model archive and starting TorchServe...", flush=True)
-    build_archive(config.model, run_dir / "model_store", ArchiveSettings(encoder=config.encoder))
+    print("building the model archives and starting TorchServe...", flush=True)
+    build_archives(config.model, run_dir / "model_store", ArchiveSettings(encoder=config.encoder, limits=limits),
+                   video_workers=config.video_workers)
     p = config.torchserve_port
     ports = TorchServePorts(inference=p, management=p + 1, metrics=p + 2, grpc_inference=p + 3,
                             grpc_management=p + 4, worker_base=p + 10)
-    torchserve = TorchServe(run_dir / "torchserve", ports, run_dir / "model_store", media, config.enable_model_api)
+    torchserve = TorchServe(run_dir / "torchserve", ports, run_dir / "model_store", media, config.enable_model_api,
+                            token_minutes=config.torchserve_token_minutes)
     torchserve.start()
-    backend = TorchServeBackend(torchserve.inference_url, torchserve.run_dir / "key_file.json", media)
+    backend = TorchServeBackend(torchserve.inference_url, torchserve.key_file, media, torchserve.management_url)
     return backend, torchserve
 
 
-def _serve(config: StackConfig, backend: CaptionBackend, limits: ServiceLimits, stop: threading.Event,
+class Health:
+    """SERVING or NOT_SERVING, for the gRPC health service and the HTTP API's /healthz alike."""
+
+    def __init__(self, grpc_health):
+        self._grpc, self.serving = grpc_health, True
+
+    def set(self, serving: bool) -> None:
+        from grpc_health.v1 import health_pb2
+
+        self.serving = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self._grpc.set(name, status)
+
+
+def _supervise(torchserve: TorchServe, health: Health, stop: threading.Event) -> None:
+    """Restart TorchServe when its process dies (its workers it restarts itself), NOT_SERVING meanwhile."""
+    while not stop.wait(SUPERVISE_SECONDS):
+        if torchserve.alive():
+            continue
+        log.error("TorchServe exited (status %s); restarting it", torchserve.process.returncode)
+        health.set(False)
+        while not stop.is_set():
+            try:
+                torchserve.stop()  # its workers, if any outlived it
+                torchserve.start()
+                break
+            except VidcapError as exc:
+                log.error("TorchServe did not restart: %s; trying again", exc)
+                stop.wait(5.0)
+        if not stop.is_set():
+            log.info("TorchServe is back")
+            health.set(True)
+
+
+def _serve(config: StackConfig, backend: CaptionBackend, limits: Limits, stop: threading.Event,
            torchserve: TorchServe | None) -> None:
+    security = config.security
     media_dir = config.media_dir or (str(backend.spool_dir.parent) if backend.spool_dir else None)
-    grpc_server, health, bound = build_server(VidcapServicer(backend, media_dir, limits),
-                                              f"{config.host}:{config.grpc_port}")
-    http = uvicorn.Server(uvicorn.Config(create_app(backend, limits), host=config.host, port=config.http_port,
-                                         log_level="warning", lifespan="off"))
+    if media_dir and not security.allows_media_paths(config.host):
+        log.warning("media folder access by path is off: this server is reachable beyond loopback without a key")
+        media_dir = None
+    admission = Admission(config.max_analyses, config.max_queued)
+    servicer = VidcapServicer(backend, media_dir, limits, admission=admission)
+    grpc_server, grpc_health, bound = build_server(servicer, f"{config.host}:{config.grpc_port}",
+                                                   security.grpc_interceptors(), security.grpc_credentials())
+    ui_grpc = f"{_loopback(config.host)}:{bound}"
+    if security.tls:  # the web UI in this process calls over loopback: no certificate name to match there
+        ui_grpc = f"127.0.0.1:{grpc_server.add_insecure_port('127.0.0.1:0')}"
+    health = Health(grpc_health)
+    app = create_app(backend, limits, admission, security.api_key, healthy=lambda: health.serving)
+    tls = {"ssl_certfile": str(security.tls_cert), "ssl_keyfile": str(security.tls_key)} if security.tls else {}
+    http = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.http_port, log_level="warning",
+                                         lifespan="off", timeout_graceful_shutdown=5, **tls))
     http.install_signal_handlers = lambda: None  # the stack handles the signals for every server
     grpc_server.start()
     http_thread = threading.Thread(target=http.run, name="vidcap-http", daemon=True)
@@ -103,30 +174,43 @@ def _serve(config: StackConfig, backend: CaptionBackend, limits: ServiceLimits, 
         grpc_server.stop(0)
         raise OSError(f"cannot start the HTTP API on {config.host}:{config.http_port}")
     try:
-        ui = _start_ui(config, bound, limits)
+        ui = _start_ui(config, ui_grpc, limits)
     except OSError:  # e.g. the port is taken: stop what started, say why
         http.should_exit = True
         grpc_server.stop(0)
         raise
-    print(f"vidcap gRPC service  {config.host}:{bound}  (backend: {backend.NAME})", flush=True)
-    print(f"vidcap HTTP API      http://{config.host}:{config.http_port}  (POST /get_captions, /get_image_caption, "
-          f"/get_video_captions)", flush=True)
+    supervisor = None
+    if torchserve is not None:
+        supervisor = threading.Thread(target=_supervise, args=(torchserve, health, stop), name="vidcap-supervisor",
+                                      daemon=True)
+        supervisor.start()
+    scheme = "https" if security.tls else "http"
+    print(f"vidcap gRPC service  {config.host}:{bound}  (backend: {backend.NAME}"
+          f"{', TLS' if security.tls else ''}{', API key' if security.api_key else ''})", flush=True)
+    print(f"vidcap HTTP API      {scheme}://{config.host}:{config.http_port}  (POST /get_captions, "
+          f"/get_image_caption, /get_video_captions)", flush=True)
     if ui is not None:
-        print(f"vidcap web UI        http://{config.host}:{config.ui_port}", flush=True)
+        print(f"vidcap web UI        {scheme}://{config.host}:{config.ui_port}", flush=True)
     if torchserve is not None:
         print(f"TorchServe           inference {torchserve.inference_url}, management {torchserve.management_url}, "
-              f"keys in {torchserve.run_dir / 'key_file.json'}", flush=True)
+              f"keys in {torchserve.key_file}", flush=True)
     stop.wait()
     print("stopping...", flush=True)
-    health.enter_graceful_shutdown()
+    grpc_health.enter_graceful_shutdown()
     if ui is not None:
         ui.close()
     http.should_exit = True
     grpc_server.stop(grace=5).wait()
     http_thread.join(timeout=10)
+    if supervisor is not None:
+        supervisor.join(timeout=SUPERVISE_SECONDS + 1)
 
 
-def _start_ui(config: StackConfig, grpc_port: int, limits: ServiceLimits):
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _start_ui(config: StackConfig, grpc_address: str, limits: Limits):
     if config.ui_port is None:
         return None
     try:
@@ -134,7 +218,9 @@ def _start_ui(config: StackConfig, grpc_port: int, limits: ServiceLimits):
     except ImportError as exc:  # the ui extra is not installed: the rest of the stack still serves
         print(f"web UI off ({exc.name} is not installed: pip install 'vidcap[ui]')", flush=True)
         return None
-    grpc_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-    ui_config = UIConfig(f"{grpc_host}:{grpc_port}", config.host, config.ui_port,
-                         max_upload_mb=limits.max_upload_bytes / 1024**2, concurrency=config.ui_concurrency)
+    security = config.security
+    ui_config = UIConfig(grpc_address, config.host, config.ui_port,
+                         max_upload_mb=limits.max_upload_bytes / 1024**2, concurrency=config.ui_concurrency,
+                         api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key,
+                         grpc_tls=False)
     return launch(ui_config, block=False)

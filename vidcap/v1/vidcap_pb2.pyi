@@ -80,6 +80,12 @@ class VideoChunk(_message.Message):
     data: bytes
     def __init__(self, params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class Queued(_message.Message):
+    __slots__ = ("position",)
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    def __init__(self, position: _Optional[int] = ...) -> None: ...
+
 class VideoInfo(_message.Message):
     __slots__ = ("duration", "expected_frames")
     DURATION_FIELD_NUMBER: _ClassVar[int]
@@ -133,11 +139,13 @@ class Summary(_message.Message):
     def __init__(self, duration: _Optional[float] = ..., frames: _Optional[int] = ..., moments: _Optional[_Iterable[_Union[Moment, _Mapping]]] = ..., wall_seconds: _Optional[float] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ...) -> None: ...
 
 class AnalyzeVideoResponse(_message.Message):
-    __slots__ = ("started", "frame", "summary")
+    __slots__ = ("started", "frame", "summary", "queued")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     started: VideoInfo
     frame: FrameResult
     summary: Summary
-    def __init__(self, started: _Optional[_Union[VideoInfo, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+    queued: Queued
+    def __init__(self, started: _Optional[_Union[VideoInfo, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ...) -> None: ...

@@ -63,9 +63,12 @@ class VidcapServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AnalyzeVideo(self, request, context):
-        """Analyze a video given as bytes or as a path inside the server's media folder. The stream starts with a
-        VideoInfo, then carries one FrameResult per sampled frame, in time order, as soon as its score is final,
-        and ends with a Summary holding the moments. Cancelling the call stops the work on the server.
+        """Analyze a video given as bytes or as a path inside the server's media folder. While every analysis slot
+        is taken the stream carries Queued (the call's place in the queue); beyond the queue the call ends at once
+        with RESOURCE_EXHAUSTED. Then a VideoInfo, one FrameResult per sampled frame, in time order, as soon as
+        its score is final, and a Summary holding the moments. Cancelling the call stops the work on the server.
+        Errors: INVALID_ARGUMENT (a bad parameter or file), RESOURCE_EXHAUSTED (above a limit, or busy),
+        UNAVAILABLE (the captioning runtime failed: not the caller's fault, try again), UNAUTHENTICATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

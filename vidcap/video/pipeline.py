@@ -20,6 +20,7 @@ import torch
 
 from vidcap.captioner import Captioner
 from vidcap.errors import InputError
+from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
 from vidcap.video.frames import Frame, open_frames
 from vidcap.video.novelty import (
@@ -43,15 +44,11 @@ class AnalysisParams:
     decoder: str = "auto"  # frame decoder: auto | pyav | dali
     min_gap: float | None = None  # seconds between moments; default: max(2 samples, 2 s)
 
-    def validate(self) -> "AnalysisParams":
-        if not self.every_n_seconds > 0:
-            raise InputError(f"every_n_seconds must be positive, got {self.every_n_seconds}")
-        if self.window < 1:
-            raise InputError(f"window must be at least 1, got {self.window}")
-        if self.beam < 1:
-            raise InputError(f"beam must be at least 1, got {self.beam}")
-        if self.batch_size < 1:
-            raise InputError("batch_size must be at least 1")
+    def validate(self, limits: Limits = DEFAULT_LIMITS) -> "AnalysisParams":
+        limits.check_sampling(self.every_n_seconds)
+        limits.check_window(self.window)
+        limits.check_beam(self.beam)
+        limits.check_batch_size(self.batch_size)
         if self.scorer not in SCORERS:
             raise InputError(f"unknown scorer {self.scorer!r}; choose one of {', '.join(SCORERS)}")
         if self.metric is not None:
@@ -84,15 +81,15 @@ class Analysis:
     seconds: float  # wall time
 
     def to_json(self) -> dict[str, Any]:
+        from vidcap.wire import frame_to_json, moment_to_json
+
         return {
             "video": self.video,
             "params": self.params,
             "duration": self.duration,
             "wall_seconds": round(self.seconds, 3),
-            "frames": [{"t": round(f.t, 4), "caption": f.caption, "score": f.score, "index": f.index,
-                        "alternatives": f.alternatives} for f in self.frames],
-            "moments": [{"t": round(m.t, 4), "score": m.score, "caption": m.caption,
-                         "previous_caption": m.previous_caption, "index": m.index} for m in self.moments],
+            "frames": [frame_to_json(f) for f in self.frames],
+            "moments": [moment_to_json(m) for m in self.moments],
         }
 
 
@@ -201,16 +198,19 @@ class _Balance:
 
 
 def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisParams,
-                     keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None
-                     ) -> Iterator[tuple[Frame, Caption]]:
+                     keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
+                     limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[Frame, Caption]]:
     """Each sampled frame with its caption, in time order, as soon as its batch is captioned. Closing the
-    iterator stops decoding. on_start(duration, expected frame count) is called once the video is open."""
-    params.validate()
+    iterator stops decoding. on_start(duration, expected frame count) is called once the video is open; the
+    video's length and sample count are checked against `limits` before that."""
+    params.validate(limits)
     size = (captioner.image_size, captioner.image_size)
     source = open_frames(video, params.every_n_seconds, params.decoder, size=None if keep_pixels else size)
     decoder = _Decoder(source, capacity=2 * params.batch_size)
     balance = None
     try:
+        # From the header alone: a bogus duration must not make us build a list of billions of times.
+        limits.check_video(source.duration, int(source.duration // params.every_n_seconds) + 1)
         if on_start is not None:
             on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits)
         decoder.start()
@@ -234,13 +234,13 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
 
 
 def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
-                   keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None
-                   ) -> Iterator[FrameResult]:
+                   keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
+                   limits: Limits = DEFAULT_LIMITS) -> Iterator[FrameResult]:
     """Yield one FrameResult per sampled frame, in time order, as soon as its score is final (a scorer with
     lookahead holds each frame until the next one is captioned). Closing the iterator stops decoding."""
-    scorer = make_scorer(params.validate().scorer, params.window, params.metric)
+    scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric)
     waiting: dict[int, FrameResult] = {}
-    for frame, caption in captioned_frames(video, captioner, params, keep_pixels, on_start):
+    for frame, caption in captioned_frames(video, captioner, params, keep_pixels, on_start, limits):
         waiting[frame.index] = _result(frame, caption, keep_pixels)
         yield from _emit(scorer.push(to_captioned_frame(frame, caption)), waiting)
     yield from _emit(scorer.finish(), waiting)
@@ -248,7 +248,7 @@ def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisPara
 
 def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
             on_frame: Callable[[FrameResult], None] | None = None,
-            on_start: Callable[[float, int], None] | None = None) -> Analysis:
+            on_start: Callable[[float, int], None] | None = None, limits: Limits = DEFAULT_LIMITS) -> Analysis:
     """The whole analysis: every frame, then the moments."""
     started = time.perf_counter()
     duration = [0.0]
@@ -259,7 +259,7 @@ def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = An
             on_start(d, n)
 
     frames = []
-    for result in analyze_frames(video, captioner, params, on_start=start):
+    for result in analyze_frames(video, captioner, params, on_start=start, limits=limits):
         frames.append(result)
         if on_frame is not None:
             on_frame(result)

@@ -1,0 +1,36 @@
+"""Where vidcap's own files are: the TorchServe handler and the demo model.
+
+In a source checkout they are `handlers/` and `model_store/` at the top of the repository; `pip install .` installs
+the same files as package data (`vidcap.handlers`, `vidcap.model_store`), so an installed vidcap runs from any
+folder.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shipped(folder: str, name: str) -> Path:
+    checkout = REPO_ROOT / folder / name
+    if checkout.exists():
+        return checkout
+    try:
+        return Path(str(resources.files(f"vidcap.{folder}") / name))
+    except ModuleNotFoundError:
+        return checkout  # neither: the caller's error names the checkout path
+
+
+def handler_file() -> Path:
+    return _shipped("handlers", "vidcap_handler.py")
+
+
+def demo_model() -> Path:
+    return _shipped("model_store", "vidcap-demo.pt")
+
+
+def default_archive_dir() -> Path:
+    """model_store/ of a checkout; ./model_store for an installed vidcap."""
+    return REPO_ROOT / "model_store" if (REPO_ROOT / "pyproject.toml").is_file() else Path.cwd() / "model_store"

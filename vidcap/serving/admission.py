@@ -1,0 +1,85 @@
+"""A bounded number of analyses at once, a bounded queue behind them, first come first served.
+
+Shared by every door of one stack (gRPC, the old HTTP API; the web UI goes through gRPC), so the limit holds
+whatever way the videos come in. A caller beyond the queue is refused at once (BusyError: RESOURCE_EXHAUSTED /
+429) instead of waiting without end.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from vidcap.errors import BusyError
+
+
+class Admission:
+    def __init__(self, slots: int = 2, queue_size: int = 16):
+        if slots < 1 or queue_size < 0:
+            raise ValueError("slots must be at least 1 and queue_size at least 0")
+        self.slots, self.queue_size = slots, queue_size
+        self._running = 0
+        self._waiting: deque[Ticket] = deque()
+        self._changed = threading.Condition()
+
+    def enter(self) -> "Ticket":
+        """A place in the queue (admitted at once when a slot is free); BusyError when the queue is full."""
+        with self._changed:
+            if self._running >= self.slots and len(self._waiting) >= self.queue_size:
+                raise BusyError(f"the server is busy: {self._running} analyses running and {len(self._waiting)} "
+                                f"waiting (the limit); try again later")
+            ticket = Ticket(self)
+            self._waiting.append(ticket)
+            self._admit()
+            return ticket
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def _admit(self) -> None:  # with the lock held
+        while self._waiting and self._running < self.slots:
+            ticket = self._waiting.popleft()
+            ticket.admitted = True
+            self._running += 1
+        self._changed.notify_all()
+
+    def _position(self, ticket: "Ticket") -> int:
+        return self._waiting.index(ticket) + 1
+
+    def _leave(self, ticket: "Ticket") -> None:
+        with self._changed:
+            if ticket.admitted:
+                self._running -= 1
+            elif ticket in self._waiting:
+                self._waiting.remove(ticket)
+            ticket.admitted, ticket.left = False, True
+            self._admit()
+
+
+class Ticket:
+    """`with admission.enter() as ticket:` then `ticket.wait(s)` until it returns None (admitted)."""
+
+    def __init__(self, admission: Admission):
+        self._admission, self.admitted, self.left = admission, False, False
+
+    def wait(self, timeout: float) -> int | None:
+        """None once admitted; otherwise wait up to `timeout` and return the place in the queue (1 = next)."""
+        with self._admission._changed:
+            if not self.admitted:
+                self._admission._changed.wait(timeout)
+            return None if self.admitted else self._admission._position(self)
+
+    def release(self) -> None:
+        if not self.left:
+            self._admission._leave(self)
+
+    def __enter__(self) -> "Ticket":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

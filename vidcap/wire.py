@@ -1,0 +1,115 @@
+"""What crosses a door, in one place: request parameters off the wire, and results onto it.
+
+Every door (the gRPC service, the old HTTP API, the TorchServe handler and its client, the CLI's JSON) turns
+wire fields into `AnalysisParams` and a frame result or a moment into JSON or protobuf here, so defaults, bounds,
+spellings and field names cannot drift apart. Errors map to statuses in `vidcap.errors`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from vidcap.errors import InputError
+from vidcap.limits import DEFAULT_LIMITS, Limits
+from vidcap.video.novelty import Moment
+from vidcap.video.pipeline import AnalysisParams, FrameResult
+
+DEFAULTS = AnalysisParams()
+
+
+def analysis_params(every_n_seconds: Any = None, window: Any = None, metric: Any = None, scorer: Any = None,
+                    beam: Any = None, limits: Limits = DEFAULT_LIMITS, default_scorer: str = DEFAULTS.scorer
+                    ) -> AnalysisParams:
+    """AnalysisParams from wire values: None, 0 and "" mean the default (proto3 cannot tell them apart); text is
+    parsed with a message naming the field; every bound is checked before any work starts."""
+    return AnalysisParams(
+        every_n_seconds=_number(every_n_seconds, "every_n_seconds", float, DEFAULTS.every_n_seconds),
+        window=_number(window, "window", int, DEFAULTS.window),
+        metric=str(metric) if metric else None,
+        scorer=str(scorer) if scorer else default_scorer,
+        beam=_number(beam, "beam", int, DEFAULTS.beam),
+    ).validate(limits)
+
+
+def old_api_params(fields: Mapping[str, str], limits: Limits = DEFAULT_LIMITS) -> AnalysisParams:
+    """The old project's spellings (`every_n_second`, `rolling_window_size`, metric `euclidian`) and defaults
+    (its own metric: scorer `seed`, euclidean). Messages name the fields as the old API spells them."""
+    try:
+        return analysis_params(fields.get("every_n_second"), fields.get("rolling_window_size"),
+                               fields.get("metric") or "euclidean", fields.get("scorer") or "seed",
+                               fields.get("beam"), limits)
+    except InputError as exc:
+        raise renamed(exc, OLD_API_NAMES) from None
+
+
+OLD_API_NAMES = {"every_n_seconds": "every_n_second", "window": "rolling_window_size"}
+CLI_NAMES = {"every_n_seconds": "--every", "window": "--window", "beam": "--beam", "batch_size": "--batch-size"}
+
+
+def renamed(exc: InputError, names: Mapping[str, str]) -> InputError:
+    """The same error, naming each parameter as this door spells it."""
+    message = str(exc)
+    for name, spelling in names.items():
+        message = re.sub(rf"\b{name}\b", spelling, message)
+    return type(exc)(message)
+
+
+def params_to_json(params: AnalysisParams) -> dict[str, Any]:
+    """What the TorchServe backend sends its handler (read back by `analysis_params(**...)`)."""
+    return {"every_n_seconds": params.every_n_seconds, "window": params.window, "metric": params.metric,
+            "scorer": params.scorer, "beam": params.beam}
+
+
+def _number(value: Any, name: str, kind: type, default: float | int) -> Any:
+    if value is None or value == "" or value == 0:
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name} must be {'a number' if kind is float else 'a whole number'}, got {value!r}") from None
+    if kind is int and isinstance(value, float) and value != number:
+        raise InputError(f"{name} must be a whole number, got {value!r}")
+    return number
+
+
+# ---- results -------------------------------------------------------------------------------------------------
+
+
+def frame_to_json(frame: FrameResult) -> dict[str, Any]:
+    return {"index": frame.index, "t": round(frame.t, 4), "caption": frame.caption, "score": frame.score,
+            "alternatives": frame.alternatives}
+
+
+def frame_from_json(data: Mapping[str, Any]) -> FrameResult:
+    return FrameResult(int(data["index"]), float(data["t"]), data["caption"], float(data["score"]),
+                       data["caption"].split(), list(data.get("alternatives", [])))
+
+
+def moment_to_json(moment: Moment) -> dict[str, Any]:
+    return {"t": round(moment.t, 4), "score": moment.score, "caption": moment.caption,
+            "previous_caption": moment.previous_caption, "index": moment.index}
+
+
+def frame_to_proto(frame: FrameResult):
+    from vidcap.v1 import vidcap_pb2 as pb
+
+    return pb.FrameResult(index=frame.index, t=frame.t, caption=frame.caption, score=frame.score,
+                          alternatives=frame.alternatives)
+
+
+def frame_from_proto(message) -> FrameResult:
+    return FrameResult(message.index, message.t, message.caption, message.score, message.caption.split(),
+                       list(message.alternatives))
+
+
+def moment_to_proto(moment: Moment):
+    from vidcap.v1 import vidcap_pb2 as pb
+
+    return pb.Moment(t=moment.t, score=moment.score, caption=moment.caption,
+                     previous_caption=moment.previous_caption, index=moment.index)
+
+
+def moment_from_proto(message) -> Moment:
+    return Moment(message.t, message.score, message.caption, message.previous_caption, message.index)
