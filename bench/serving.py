@@ -51,8 +51,11 @@ def start_stack(backend: str, media: Path, *extra: str) -> tuple[subprocess.Pope
                              str(base), "--http-port", str(base + 1), "--torchserve-port", str(base + 2),
                              "--media-dir", str(media), "--no-ui", *extra], stdout=subprocess.PIPE, text=True,
                             cwd=REPO)
+    proc.banner = []  # the lines `vidcap serve` printed: its URLs, TorchServe's management URL and key file
+    last = "TorchServe" if backend == "torchserve" else "vidcap HTTP API"
     for line in proc.stdout:
-        if re.search(r"gRPC service\s+127\.0\.0\.1:(\d+)", line):
+        proc.banner.append(line)
+        if line.startswith(last):
             break
     else:
         raise RuntimeError(f"vidcap serve --backend {backend} did not start")

@@ -129,7 +129,7 @@ def encoder_ceiling(model: CaptionModel, device: torch.device, batches: list[int
         backend = make_encoder(name, model.encoder, model.config, device)
         for batch in batches:
             x = images[:batch]
-            backend(x), backend(x)  # warm-up: first passes are 2.5-6 s outliers (shared/notes/cpu-inference.md)
+            backend(x), backend(x)  # warm-up: the first passes are 2.5-6 s outliers
 
             def run() -> tuple[int, float]:
                 t = time.perf_counter()

@@ -196,7 +196,7 @@ def test_a_killed_torchserve_is_restarted_and_health_says_so(stack):
         assert len(frames_of(client.analyze_path("clip.mp4", every_n_seconds=1.0))) == 12
 
 
-def test_sigterm_while_videos_stream_ends_calls_cleanly_and_leaves_nothing(stack):
+def test_sigterm_while_videos_stream_ends_calls_cleanly_and_leaves_nothing(stack, media):
     results: list = []
 
     def watch() -> None:
@@ -216,4 +216,5 @@ def test_sigterm_while_videos_stream_ends_calls_cleanly_and_leaves_nothing(stack
         thread.join(timeout=30)
     assert len(results) == 2  # each call ended (with an error status or complete), none hangs
     assert subprocess.run(["pgrep", "-f", str(stack["run_dir"])], capture_output=True).stdout == b""
-    assert list(stack["work"].iterdir()) == []  # run folder, spools, cancel markers: all gone
+    assert list(stack["work"].iterdir()) == []  # run folder, spools: all gone
+    assert sorted(p.name for p in media.iterdir()) == ["clip.mp4", "clip.truth.json", "long.mp4", "long.truth.json"]

@@ -227,7 +227,7 @@ class ONNXRuntimeEncoder(EncoderBackend):
 class TensorRTEncoder(EncoderBackend):
     """Torch-TensorRT (dynamo, ahead of time), FP16 weights and inputs, batch 1..MAX_BATCH in one engine, saved
     as an ExportedProgram. In Torch-TensorRT 2.14 `enabled_precisions` is ignored on the dynamo path, hence half
-    weights and inputs (shared/notes/cpu-inference.md)."""
+    weights and inputs."""
 
     NAME = "tensorrt"
     DEVICE_TYPES = ("cuda",)

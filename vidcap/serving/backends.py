@@ -44,6 +44,9 @@ class CaptionBackend(ABC):
     @abstractmethod
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption: ...
 
+    def close(self) -> None:
+        """Release what the backend made on disk (called once the servers have stopped)."""
+
     @abstractmethod
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None) -> Iterator[FrameResult]:
         """FrameResults in time order; closing the iterator stops the work."""
@@ -177,6 +180,14 @@ class TorchServeBackend(CaptionBackend):
         finally:
             if not done:  # cancelled or failed: tell the worker to stop (it reads the media folder)
                 self._cancel(job)
+
+    def close(self) -> None:
+        """At shutdown: no cancel markers left (no worker is running any more), no empty folders of ours."""
+        for marker in self.cancel_dir.glob("*"):
+            marker.unlink(missing_ok=True)
+        for folder in (self.cancel_dir, self.spool_dir):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: a spool still in use stays
 
     def _cancel(self, job: str) -> None:
         with contextlib.suppress(OSError):

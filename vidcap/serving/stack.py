@@ -74,13 +74,15 @@ def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: thread
     work_dir = Path(config.work_dir) if config.work_dir else default_work_dir()
     work_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="serve-", dir=work_dir))
-    torchserve = None
+    torchserve = backend = None
     try:
         backend, torchserve = _start_backend(config, run_dir, limits)
         _serve(config, backend, limits, stop, torchserve)
     finally:
         if torchserve is not None:
             torchserve.stop()
+        if backend is not None:
+            backend.close()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

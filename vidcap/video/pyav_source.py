@@ -18,7 +18,7 @@ _SKIP_MARGIN_SECONDS = 0.5
 class PyAVFrameSource(FrameSource):
     """Keyframe-aware sampling: for each target time, seek only when the keyframe before it lies past the
     current decoding position; otherwise decode forward. Seeking to every sample is 3-4x slower than decoding
-    through when keyframes are further apart than the sampling step (shared/notes/video-decoding.md).
+    through when keyframes are further apart than the sampling step (measured with PyAV).
 
     Keyframe positions come from a second, demux-only reader (no decoding: cheap) that runs just ahead of the
     decoder, so nothing is read up front and the first frame comes out at once, even on a 2-hour file."""
