@@ -5,7 +5,7 @@
 
 Video: a 2-hour H.264 file (a 60 s generated clip stream-copied 120 times, timestamps shifted, so it takes
 seconds to make) analysed at one frame per second with the demo model, results kept as the gRPC service keeps
-them. The process's resident memory is sampled every 200 frames: it must stay flat (the decoder queue is
+them. The process's resident memory is sampled every 200 frames: it must stay flat (the frame queue is
 bounded and frames are dropped once captioned), i.e. the growth from the 10% point to the end stays small.
 
 TorchServe: `vidcap serve` with the TorchServe backend, 1,000 image requests through gRPC at concurrency 8; the

@@ -120,7 +120,7 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--size", default="640x360")
     p.add_argument("--model", help="checkpoint (default: the demo model)")
-    p.add_argument("--encoder", default="auto", help="encoder backend (default: auto; docs/performance.md)")
+    p.add_argument("--encoder", default="auto", help="encoder runtime (default: auto; docs/performance.md)")
     p.add_argument("--seed", type=int, default=100,
                    help="first scene seed (default: 100, the published table); another seed gives a fresh set of "
                         "videos, to check that settings chosen on one set hold on another")

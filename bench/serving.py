@@ -47,7 +47,7 @@ def free_port_block(size: int) -> int:
 def start_stack(backend: str, media: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """`vidcap serve` on free ports (no web UI); -> (process, gRPC address). extra: more `vidcap serve` flags."""
     base = free_port_block(16)
-    proc = subprocess.Popen([sys.executable, "-m", "vidcap.cli", "serve", "--backend", backend, "--grpc-port",
+    proc = subprocess.Popen([sys.executable, "-m", "vidcap.cli", "serve", "--model-host", backend, "--grpc-port",
                              str(base), "--http-port", str(base + 1), "--torchserve-port", str(base + 2),
                              "--media-dir", str(media), "--no-ui", *extra], stdout=subprocess.PIPE, text=True,
                             cwd=REPO)
@@ -58,7 +58,7 @@ def start_stack(backend: str, media: Path, *extra: str) -> tuple[subprocess.Pope
         if line.startswith(last):
             break
     else:
-        raise RuntimeError(f"vidcap serve --backend {backend} did not start")
+        raise RuntimeError(f"vidcap serve --model-host {backend} did not start")
     return proc, f"127.0.0.1:{base}"
 
 

@@ -29,7 +29,7 @@ from vidcap.errors import InputError, VidcapError, status_of
 from vidcap.fileio import media_path
 from vidcap.images import load_image
 from vidcap.limits import Limits
-from vidcap.serving.backends import CANCEL_FOLDER
+from vidcap.serving.hosts import CANCEL_FOLDER
 from vidcap.video.pipeline import analyze_frames
 from vidcap.wire import analysis_params, frame_to_json
 

@@ -47,7 +47,7 @@ def test_services_dockerfiles_and_copied_paths_exist():
 def test_ports_are_loopback_only_and_agree_with_vidcap_serve():
     api = COMPOSE["services"]["api"]
     args = build_parser().parse_args(api["command"][1:])
-    assert args.command == "serve" and args.backend == "torchserve"
+    assert args.command == "serve" and args.model_host == "torchserve"
     assert (args.grpc_port, args.http_port) == (SERVE_DEFAULTS.grpc_port, SERVE_DEFAULTS.http_port) == (50051, 8888)
     assert published("api") == {50051: "127.0.0.1", 8888: "127.0.0.1"}
     properties = (REPO / "docker" / "torchserve.properties").read_text()

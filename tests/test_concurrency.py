@@ -18,7 +18,7 @@ import torch
 from vidcap.captioner import Captioner
 from vidcap.client import VidcapClient
 from vidcap.serving.admission import Admission
-from vidcap.serving.backends import InProcessBackend
+from vidcap.serving.hosts import InProcessHost
 from vidcap.errors import BusyError
 from vidcap.video.pipeline import AnalysisParams
 from vidcap.video.synth import random_segments, write_video
@@ -39,7 +39,7 @@ def media(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("at_once", [2, 4])
 def test_concurrent_analyses_match_one_at_a_time_and_restore_the_thread_count(media, at_once):
-    backend = InProcessBackend(Captioner.load(encoder="torch"))
+    backend = InProcessHost(Captioner.load(encoder="torch"))
     params = AnalysisParams(every_n_seconds=0.5, window=3)
     alone = [(f.t, f.caption, f.score) for f in backend.analyze(media / "clip.mp4", params)]
     threads_before = torch.get_num_threads()
@@ -78,7 +78,7 @@ def test_admission_is_first_come_first_served_and_bounded():
 def one_slot_stack(media, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     grpc_port, http_port = free_port(), free_port()
-    proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "inprocess", "--grpc-port", str(grpc_port),
+    proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(grpc_port),
                              "--http-port", str(http_port), "--no-ui", "--media-dir", str(media), "--work-dir",
                              str(work), "--max-analyses", "1", "--max-queued", "0", "--encoder", "torch"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=cli_env())

@@ -1,4 +1,4 @@
-"""Encoder backends: every runtime usable here gives the PyTorch reference's region features, artefacts are cached
+"""Encoder runtimes: every runtime usable here gives the PyTorch reference's region features, artefacts are cached
 by model, and the ones that cannot run here say why."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_compiled_artefacts_are_cached_by_model_and_rebuilt_when_it_changes(priv
 
 def test_unusable_and_unknown_backends_say_why():
     model = tiny_model()
-    with pytest.raises(BackendUnavailableError, match="unknown encoder backend 'magic'"):
+    with pytest.raises(BackendUnavailableError, match="unknown encoder runtime 'magic'"):
         make_encoder("magic", model.encoder, model.config, CPU)
     reasons = available_encoders(CPU)
     assert "cuda" in reasons["tensorrt"]  # a GPU runtime, on a CPU device

@@ -55,11 +55,11 @@ def test_dali_samples_the_frames_pyav_samples(video):
 def test_dali_and_tensorrt_keep_frames_on_the_gpu_and_caption_like_the_cpu(video):
     _need("dali", "tensorrt")
     gpu = Captioner.load(DEMO_MODEL, device="cuda", encoder="tensorrt")
-    params = AnalysisParams(every_n_seconds=1.0, decoder="dali")
+    params = AnalysisParams(every_n_seconds=1.0, frame_source="dali")
     frames = [frame for frame, _ in captioned_frames(video, gpu, params)]
     assert frames and all(f.pixels.is_cuda for f in frames)
     on_gpu = [f.caption for f in analyze(video, gpu, params).frames]
     on_cpu = [f.caption for f in analyze(video, Captioner.load(DEMO_MODEL, encoder="torch"),
-                                         AnalysisParams(every_n_seconds=1.0, decoder="pyav")).frames]
+                                         AnalysisParams(every_n_seconds=1.0, frame_source="pyav")).frames]
     assert len(on_gpu) == len(on_cpu)
     assert sum(a == b for a, b in zip(on_gpu, on_cpu)) >= 0.8 * len(on_cpu)

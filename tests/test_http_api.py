@@ -30,7 +30,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def stack():
     grpc_port, http_port, ui_port = free_port(), free_port(), free_port()
-    proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "inprocess", "--grpc-port", str(grpc_port),
+    proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(grpc_port),
                              "--http-port", str(http_port), "--ui-port", str(ui_port),
                              "--max-upload-mb", "4", "--max-image-pixels", "1000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=cli_env())

@@ -85,7 +85,7 @@ def test_installed_serve_answers_over_grpc(installed):
 def test_the_project_names_no_file_outside_the_repository():
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     outside = re.compile(r"\.\./shared|/work/|shared/notes")
-    offenders = [name for name in tracked.split() if name != "tests/test_install.py" and Path(REPO / name).suffix in (".py", ".md", ".sh", ".yml",
-                                                                                    ".toml", ".txt", "")
-                 and (REPO / name).is_file() and outside.search((REPO / name).read_text(errors="replace"))]
+    texts = [name for name in tracked.split() if name != "tests/test_install.py" and (REPO / name).is_file()
+             and Path(name).suffix in (".py", ".md", ".sh", ".yml", ".toml", ".txt", ".proto", "")]
+    offenders = [name for name in texts if outside.search((REPO / name).read_text(errors="replace"))]
     assert offenders == [], offenders

@@ -22,7 +22,7 @@ KEY = "k3y-for-the-tests-0123456789"
 
 
 def test_binding_beyond_loopback_needs_a_key_or_insecure_said_out_loud(tmp_path):
-    refused = subprocess.run([*VIDCAP, "serve", "--host", "0.0.0.0", "--backend", "inprocess", "--no-ui"],
+    refused = subprocess.run([*VIDCAP, "serve", "--host", "0.0.0.0", "--model-host", "inprocess", "--no-ui"],
                              capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=60)
     assert refused.returncode == 2
     assert "--api-key-file" in refused.stderr and "--insecure" in refused.stderr
@@ -50,7 +50,7 @@ def secured(tmp_path_factory):
                     "-out", str(folder / "cert.pem")], check=True, capture_output=True)
     key_file = _write(folder / "api-key", KEY + "\n")
     grpc_port, http_port = free_port(), free_port()
-    proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "inprocess", "--grpc-port", str(grpc_port),
+    proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(grpc_port),
                              "--http-port", str(http_port), "--no-ui", "--api-key-file", key_file,
                              "--tls-cert", str(folder / "cert.pem"), "--tls-key", str(folder / "key.pem"),
                              "--work-dir", str(folder / "work")],

@@ -74,7 +74,7 @@ def stack(tmp_path_factory):
                 size=(160, 96))
     ports = free_port_block(16)
     grpc_port, http_port, ts_port = ports, ports + 1, ports + 2
-    proc = subprocess.Popen([*VIDCAP, "serve", "--backend", "torchserve", "--grpc-port", str(grpc_port),
+    proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "torchserve", "--grpc-port", str(grpc_port),
                              "--http-port", str(http_port), "--torchserve-port", str(ts_port), "--media-dir",
                              str(media), "--no-ui", "--encoder", "torch"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
@@ -108,9 +108,9 @@ def image(tmp_path_factory) -> Path:
 
 
 def test_grpc_through_torchserve_matches_in_process(stack, image):
-    # The worker runs the encoder backend `vidcap serve --encoder` put in the archive's model-config.yaml.
+    # The worker runs the encoder runtime `vidcap serve --encoder` put in the archive's model-config.yaml.
     worker_log = (stack["run_dir"] / "torchserve" / "logs" / "model_log.log").read_text()
-    assert "encoder backend: torch on cpu" in worker_log
+    assert "encoder runtime: torch on cpu" in worker_log
     captioner = Captioner.load(encoder="torch")
     expected_image = captioner.caption_files([image])[0]
     expected_video = [r.caption for r in analyze_frames(stack["media"] / "clip.mp4", captioner,

@@ -183,7 +183,7 @@ def test_pipeline_yields_the_first_frame_before_the_video_is_decoded(tmp_path, c
         first = next(results)
         decoded_at_first = len(decoded)
         results.close()  # stops decoding
-        assert not [t for t in threading.enumerate() if t.name == "vidcap-decoder"]
+        assert not [t for t in threading.enumerate() if t.name == "vidcap-frames"]
     finally:
         pyav_source.PyAVFrameSource._to_rgb = original
     assert first.index == 0 and first.t == 0.0

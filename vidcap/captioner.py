@@ -45,7 +45,7 @@ class Captioner:
         self.model = model.to(self.device).eval()
         self.beam_size, self.batch_size, self.max_pixels = beam_size, batch_size, max_pixels
         self.encoder = make_encoder(encoder, self.model.encoder, self.model.config, self.device)
-        log.info("encoder backend: %s on %s", self.encoder.describe(), self.device)
+        log.info("encoder runtime: %s on %s", self.encoder.describe(), self.device)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> "Captioner":

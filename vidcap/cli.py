@@ -25,7 +25,7 @@ ENCODER_NAMES = ("auto", "torch", "torch-bf16", "openvino", "openvino-f32", "ope
 
 
 def _add_encoder(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--encoder", choices=ENCODER_NAMES, default="auto", metavar="BACKEND",
+    p.add_argument("--encoder", choices=ENCODER_NAMES, default="auto", metavar="RUNTIME",
                    help=f"where the CNN runs: {', '.join(ENCODER_NAMES)} (default: auto, the fastest usable one; "
                         "see docs/performance.md)")
 
@@ -165,7 +165,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help=f"novelty scorer (default: {DEFAULT_SCORER}; seed = the old project's metric)")
     p.add_argument("--beam", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--decoder", default="auto", help="frame decoder: auto, pyav, dali (default: auto)")
+    p.add_argument("--frame-source", "--decoder", dest="frame_source", default="auto",
+                   help="what decodes the video: auto, pyav, dali (default: auto; --decoder is its old name)")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", metavar="OUT", help="write frames and moments as JSON")
@@ -189,7 +190,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     limits = Limits.for_local_files()
     try:
         params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
-                                args.decoder).validate(limits)
+                                args.frame_source).validate(limits)
     except InputError as exc:
         raise renamed(exc, CLI_NAMES) from None
     captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
@@ -226,7 +227,7 @@ def _add_synth_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shake", type=int, default=0, metavar="PX", help="random camera translation up to PX pixels")
     p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="sensor noise")
     p.add_argument("--drift", action="store_true", help="slow camera pan and lighting change")
-    p.add_argument("--keyint", type=int, help="fixed keyframe interval in frames (default: the encoder's own)")
+    p.add_argument("--keyint", type=int, help="fixed keyframe interval in frames (default: the video codec's own)")
     p.add_argument("--vocab", action="store_true", help="print the shapes, colours and backgrounds and exit")
     p.set_defaults(run=_run_synth_video)
 
@@ -264,8 +265,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                        description="Start the stack on this machine (127.0.0.1 by default): TorchServe with the "
                                    "model archive (or the model in-process), the gRPC service, the old HTTP "
                                    "API and the web UI. Prints the URLs; Ctrl-C or SIGTERM stops everything.")
-    p.add_argument("--backend", choices=["torchserve", "inprocess"], default="torchserve",
-                   help="where the model runs (default: torchserve; inprocess needs no Java)")
+    p.add_argument("--model-host", "--backend", dest="model_host", choices=["torchserve", "inprocess"],
+                   default="torchserve",
+                   help="where the model runs (default: torchserve; inprocess needs no Java; --backend is its "
+                        "old name)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--grpc-port", type=int, default=50051)
     p.add_argument("--http-port", type=int, default=8888)
@@ -318,7 +321,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from vidcap.serving.stack import StackConfig, run_stack
 
     logging.getLogger("vidcap").setLevel(logging.INFO)
-    config = StackConfig(args.backend, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
+    config = StackConfig(args.model_host, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
                          args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
                          args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency,
                          args.encoder, args.max_analyses, args.max_queued, args.video_workers, args.work_dir,

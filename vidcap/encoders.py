@@ -1,8 +1,8 @@
-"""Encoder backends: where the ResNet trunk runs. One small ABC, one class per runtime, a registry of what is
+"""Encoder runtimes: where the ResNet trunk runs. One small ABC, one class per runtime, a registry of what is
 usable on this machine, and an `auto` choice backed by bench/throughput.py (docs/performance.md).
 
 Every backend runs the trunk only and hands its feature map to `Encoder.regions` (pooling to SxS and flattening),
-so the region features mean the same whichever runtime made them. The decoder always runs in PyTorch.
+so the region features mean the same whichever runtime made them. The caption decoder (LSTM) always runs in PyTorch.
 
 | name          | runtime                                   | where | numbers                                  |
 | torch         | PyTorch eager, fp32, channels_last        | any   | exact reference                          |
@@ -59,7 +59,7 @@ def encoder_key(encoder: Encoder, config: ModelConfig, extra: str = "") -> str:
     return digest.hexdigest()[:20]
 
 
-class EncoderBackend(ABC):
+class EncoderRuntime(ABC):
     """Runs an Encoder's trunk: (B, 3, H, W) normalised float32 images -> (B, S*S, C) float32 region features."""
 
     NAME: ClassVar[str]
@@ -93,7 +93,7 @@ class EncoderBackend(ABC):
         return self.NAME
 
 
-class TorchEncoder(EncoderBackend):
+class TorchEncoder(EncoderRuntime):
     NAME = "torch"
 
     def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
@@ -133,7 +133,7 @@ def _onnx_file(encoder: Encoder, config: ModelConfig) -> Path:
     return path
 
 
-class OpenVINOEncoder(EncoderBackend):
+class OpenVINOEncoder(EncoderRuntime):
     NAME = "openvino"
     DEVICE_TYPES = ("cpu",)
     REQUIRES = (("openvino", "vidcap[cpu-accel]"),)
@@ -206,7 +206,7 @@ class OpenVINOInt8Encoder(OpenVINOEncoder):
         return f"{self.NAME} (int8, {self.precision} elsewhere)"
 
 
-class ONNXRuntimeEncoder(EncoderBackend):
+class ONNXRuntimeEncoder(EncoderRuntime):
     NAME = "onnxruntime"
     DEVICE_TYPES = ("cpu",)
     REQUIRES = (("onnxruntime", "vidcap[cpu-accel]"),)
@@ -224,7 +224,7 @@ class ONNXRuntimeEncoder(EncoderBackend):
         return torch.from_numpy(self._session.run(None, {"images": images.detach().cpu().float().numpy()})[0])
 
 
-class TensorRTEncoder(EncoderBackend):
+class TensorRTEncoder(EncoderRuntime):
     """Torch-TensorRT (dynamo, ahead of time), FP16 weights and inputs, batch 1..MAX_BATCH in one engine, saved
     as an ExportedProgram. In Torch-TensorRT 2.14 `enabled_precisions` is ignored on the dynamo path, hence half
     weights and inputs."""
@@ -266,7 +266,7 @@ class TensorRTEncoder(EncoderBackend):
         return torch.cat(out)
 
 
-ENCODER_BACKENDS: dict[str, type[EncoderBackend]] = {
+ENCODER_BACKENDS: dict[str, type[EncoderRuntime]] = {
     cls.NAME: cls for cls in (TorchEncoder, TorchBF16Encoder, OpenVINOEncoder, OpenVINOF32Encoder,
                               OpenVINOInt8Encoder, ONNXRuntimeEncoder, TensorRTEncoder)
 }
@@ -277,7 +277,7 @@ def available_encoders(device: torch.device) -> dict[str, str | None]:
     return {name: cls.unavailable_reason(device) for name, cls in ENCODER_BACKENDS.items()}
 
 
-def make_encoder(name: str, encoder: Encoder, config: ModelConfig, device: torch.device) -> EncoderBackend:
+def make_encoder(name: str, encoder: Encoder, config: ModelConfig, device: torch.device) -> EncoderRuntime:
     """The named backend, or with "auto" the first usable one of AUTO_ORDER for the device."""
     if name == "auto":
         for candidate in AUTO_ORDER.get(device.type, ("torch",)):
@@ -285,12 +285,12 @@ def make_encoder(name: str, encoder: Encoder, config: ModelConfig, device: torch
                 try:
                     return ENCODER_BACKENDS[candidate](encoder, config, device)
                 except Exception as exc:  # a runtime that cannot take this model: the next one will
-                    log.warning("encoder backend %s failed to start (%s); trying the next one", candidate, exc)
+                    log.warning("encoder runtime %s failed to start (%s); trying the next one", candidate, exc)
         return TorchEncoder(encoder, config, device)
     if name not in ENCODER_BACKENDS:
-        raise BackendUnavailableError(f"unknown encoder backend {name!r}; choose auto or one of "
+        raise BackendUnavailableError(f"unknown encoder runtime {name!r}; choose auto or one of "
                                       f"{', '.join(ENCODER_BACKENDS)}")
     reason = ENCODER_BACKENDS[name].unavailable_reason(device)
     if reason:
-        raise BackendUnavailableError(f"encoder backend {name} is not usable here: {reason}")
+        raise BackendUnavailableError(f"encoder runtime {name} is not usable here: {reason}")
     return ENCODER_BACKENDS[name](encoder, config, device)

@@ -75,7 +75,7 @@ def decode_dataset(
     progress: bool = False,
     encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[list[list[str]]], list[list[str]]]:
-    """Caption the dataset (or its first max_images) -> (references, hypotheses). encoder: an encoder backend
+    """Caption the dataset (or its first max_images) -> (references, hypotheses). encoder: an encoder runtime
     (vidcap/encoders.py) to use instead of the model's own PyTorch encoder."""
     was_training = model.training
     model.eval()

@@ -89,7 +89,7 @@ class Encoder(nn.Module):
         return self.regions(self.trunk(images))
 
     def regions(self, trunk_output: torch.Tensor) -> torch.Tensor:
-        """The trunk's (B, C, h, w) feature map -> (B, S*S, C) region features. Accelerated encoder backends
+        """The trunk's (B, C, h, w) feature map -> (B, S*S, C) region features. Accelerated encoder runtimes
         (vidcap/encoders.py) run the trunk and finish here, so pooling is defined once."""
         fmap = self.pool(trunk_output)  # (B, C, S, S)
         return fmap.flatten(2).transpose(1, 2)  # (B, S*S, C)

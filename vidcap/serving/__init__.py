@@ -1,1 +1,2 @@
-"""Serving adapters: the gRPC service and its captioning backends. Thin: the work happens in vidcap's core."""
+"""Serving adapters: the gRPC service, the old HTTP API and the model hosts (where the captioning model runs).
+Thin: the work happens in vidcap's core."""

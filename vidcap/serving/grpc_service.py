@@ -27,7 +27,7 @@ from vidcap.fileio import media_path, spooled_upload
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits, add_limit_arguments, limits_from_args
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission
-from vidcap.serving.backends import CaptionBackend, InProcessBackend
+from vidcap.serving.hosts import ModelHost, InProcessHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.video.pipeline import AnalysisParams, pick_moments
@@ -40,12 +40,12 @@ QUEUE_REPORT_SECONDS = 1.0  # how often a queued call checks that its client is 
 
 
 class VidcapServicer(pb_grpc.VidcapServicer):
-    def __init__(self, backend: CaptionBackend, media_dir: str | Path | None = None,
+    def __init__(self, model_host: ModelHost, media_dir: str | Path | None = None,
                  limits: Limits = DEFAULT_LIMITS, spool_dir: str | Path | None = None,
                  admission: Admission | None = None):
-        self.backend, self.limits = backend, limits
+        self.model_host, self.limits = model_host, limits
         self.media_dir = Path(media_dir).resolve() if media_dir else None
-        self.spool_dir = spool_dir or backend.spool_dir
+        self.spool_dir = spool_dir or model_host.spool_dir
         self.admission = admission or Admission()
 
     # ---- images --------------------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         with _errors_to_status(context):
             self.limits.check_image_bytes(len(request.image))
             beam = analysis_params(beam=request.beam, limits=self.limits).beam
-            caption = self.backend.caption_image(request.image, beam, self.limits.max_image_pixels)
+            caption = self.model_host.caption_image(request.image, beam, self.limits.max_image_pixels)
             metrics.IMAGES.labels("grpc").inc()
             response = pb.CaptionImageResponse(caption=caption.text, words=caption.words, log_prob=caption.log_prob,
                                                attention_size=caption.attention.shape[-1])
@@ -116,7 +116,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             self.limits.check_video(duration, expected)
             info.append(pb.VideoInfo(duration=duration, expected_frames=expected))
 
-        results = self.backend.analyze(path, params, on_start=started)
+        results = self.model_host.analyze(path, params, on_start=started)
         frames = []
         completed = False
         metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
@@ -132,7 +132,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             completed = True
         finally:
             # Reached on cancellation too: gRPC closes this generator (GeneratorExit at the yield) or we return
-            # above. Closing `results` stops the decoder thread and the captioning (in the TorchServe worker too).
+            # above. Closing `results` stops the frame reader thread and the captioning (in the TorchServe worker too).
             results.close()
             metrics.VIDEOS_IN_FLIGHT.labels("grpc").dec()
             if not completed:
@@ -212,11 +212,11 @@ def build_server(servicer: VidcapServicer, address: str, interceptors: Sequence[
     return server, health_servicer, port
 
 
-def serve(backend: CaptionBackend, host: str = "127.0.0.1", port: int = 50051, media_dir: str | None = None,
+def serve(model_host: ModelHost, host: str = "127.0.0.1", port: int = 50051, media_dir: str | None = None,
           limits: Limits = DEFAULT_LIMITS, ready: threading.Event | None = None,
           stop: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set): then report NOT_SERVING, finish calls in flight, exit."""
-    server, health_servicer, bound = build_server(VidcapServicer(backend, media_dir, limits), f"{host}:{port}")
+    server, health_servicer, bound = build_server(VidcapServicer(model_host, media_dir, limits), f"{host}:{port}")
     server.start()
     log.info("vidcap gRPC service on %s:%d", host, bound)
     print(f"vidcap gRPC service listening on {host}:{bound}", flush=True)
@@ -243,9 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from vidcap.captioner import Captioner
 
-    backend = InProcessBackend(Captioner.load(args.model, device=args.device))
+    model_host = InProcessHost(Captioner.load(args.model, device=args.device))
     limits = limits_from_args(args)
-    serve(backend, args.host, args.port, args.media_dir, limits)
+    serve(model_host, args.host, args.port, args.media_dir, limits)
 
 
 if __name__ == "__main__":

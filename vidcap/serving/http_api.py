@@ -43,7 +43,7 @@ from vidcap.fileio import upload_name
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission
-from vidcap.serving.backends import CaptionBackend
+from vidcap.serving.hosts import ModelHost
 from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
 from vidcap.wire import analysis_params, old_api_params
 
@@ -219,13 +219,13 @@ class _PartWriter:
 # ---- the app ---------------------------------------------------------------------------------------------------
 
 
-def create_app(backend: CaptionBackend, limits: Limits = DEFAULT_LIMITS, admission: Admission | None = None,
+def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission: Admission | None = None,
                api_key: str | None = None, healthy: Callable[[], bool] = lambda: True):
     """The FastAPI app, wrapped so that oversized bodies are refused before they are read (and, with an API
     key, requests without it)."""
     app = FastAPI(title="vidcap (old HTTP API)", description=__doc__)
     admission = admission or Admission()
-    spool_dir = backend.spool_dir
+    spool_dir = model_host.spool_dir
 
     @app.exception_handler(VidcapError)
     async def vidcap_error(_: Request, exc: VidcapError) -> JSONResponse:
@@ -250,7 +250,7 @@ def create_app(backend: CaptionBackend, limits: Limits = DEFAULT_LIMITS, admissi
 
     def caption_of(path: Path, beam: int):
         limits.check_image_bytes(path.stat().st_size)
-        return backend.caption_image(path.read_bytes(), beam, limits.max_image_pixels)
+        return model_host.caption_image(path.read_bytes(), beam, limits.max_image_pixels)
 
     async def image_request(request: Request):
         async with received_form(request, spool_dir) as form:
@@ -281,7 +281,7 @@ def create_app(backend: CaptionBackend, limits: Limits = DEFAULT_LIMITS, admissi
                 limits.check_upload_bytes(path.stat().st_size)
                 metrics.VIDEOS_IN_FLIGHT.labels("http").inc()
                 try:
-                    frames = await _until_disconnected(request, _AnalysisRun(backend, path, params, limits, ticket))
+                    frames = await _until_disconnected(request, _AnalysisRun(model_host, path, params, limits, ticket))
                 finally:
                     metrics.VIDEOS_IN_FLIGHT.labels("http").dec()
         if frames is None:
@@ -305,15 +305,15 @@ def create_app(backend: CaptionBackend, limits: Limits = DEFAULT_LIMITS, admissi
 class _AnalysisRun:
     """One video's analysis in a worker thread, stopped (queue wait included) when `stop` is set."""
 
-    def __init__(self, backend: CaptionBackend, path: Path, params: AnalysisParams, limits: Limits, ticket):
-        self.backend, self.path, self.params, self.limits, self.ticket = backend, path, params, limits, ticket
+    def __init__(self, model_host: ModelHost, path: Path, params: AnalysisParams, limits: Limits, ticket):
+        self.model_host, self.path, self.params, self.limits, self.ticket = model_host, path, params, limits, ticket
         self.stop = threading.Event()
 
     def __call__(self) -> list[FrameResult] | None:
         while self.ticket.wait(DISCONNECT_POLL_SECONDS) is not None:
             if self.stop.is_set():
                 return None
-        results = self.backend.analyze(self.path, self.params, on_start=self.limits.check_video)
+        results = self.model_host.analyze(self.path, self.params, on_start=self.limits.check_video)
         frames = []
         try:
             for result in results:
@@ -321,7 +321,7 @@ class _AnalysisRun:
                     return None
                 frames.append(result)
         finally:
-            results.close()  # stops the decoder, and the TorchServe worker
+            results.close()  # stops the frame reader, and the TorchServe worker
         return frames
 
 

@@ -1,8 +1,8 @@
 """`vidcap serve`: the server stack on one machine, 127.0.0.1 by default.
 
-- `--backend torchserve` (default): builds the model archive into a private run folder, starts TorchServe
+- `--model-host torchserve` (default): builds the model archive into a private run folder, starts TorchServe
   there (token authorization on, every address on loopback), and serves gRPC and the old HTTP API on top.
-- `--backend inprocess`: the model in this process; no Java needed.
+- `--model-host inprocess`: the model in this process; no Java needed.
 
 The web UI (vidcap.ui, a gRPC client) runs in this process too, on port 7860, unless `ui_port` is None.
 
@@ -28,7 +28,7 @@ from vidcap.errors import VidcapError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.serving.admission import Admission
 from vidcap.serving.auth import Security
-from vidcap.serving.backends import CaptionBackend, InProcessBackend, TorchServeBackend
+from vidcap.serving.hosts import ModelHost, InProcessHost, TorchServeHost
 from vidcap.serving.grpc_service import SERVICE_NAME, VidcapServicer, build_server
 from vidcap.serving.http_api import create_app
 from vidcap.serving.torchserve import ArchiveSettings, TorchServe, TorchServePorts, build_archives
@@ -45,7 +45,7 @@ def default_work_dir() -> Path:
 
 @dataclass
 class StackConfig:
-    backend: str = "torchserve"
+    model_host: str = "torchserve"
     host: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int = 8888
@@ -58,7 +58,7 @@ class StackConfig:
     torchserve_key_file: str | None = None  # its key_file.json
     ui_port: int | None = 7860  # None: no web UI
     ui_concurrency: int = 4
-    encoder: str = "auto"  # the encoder backend (vidcap/encoders.py), in-process or in the TorchServe worker
+    encoder: str = "auto"  # the encoder runtime (vidcap/encoders.py), in-process or in the TorchServe worker
     max_analyses: int = 2  # videos analysed at once, whatever door they came in by
     max_queued: int = 16  # videos waiting for a slot; beyond, RESOURCE_EXHAUSTED / 429 at once
     video_workers: int = 1  # TorchServe workers for videos (images have their own)
@@ -74,31 +74,31 @@ def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: thread
     work_dir = Path(config.work_dir) if config.work_dir else default_work_dir()
     work_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="serve-", dir=work_dir))
-    torchserve = backend = None
+    torchserve = model_host = None
     try:
-        backend, torchserve = _start_backend(config, run_dir, limits)
-        _serve(config, backend, limits, stop, torchserve)
+        model_host, torchserve = _start_model_host(config, run_dir, limits)
+        _serve(config, model_host, limits, stop, torchserve)
     finally:
         if torchserve is not None:
             torchserve.stop()
-        if backend is not None:
-            backend.close()
+        if model_host is not None:
+            model_host.close()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _start_backend(config: StackConfig, run_dir: Path, limits: Limits) -> tuple[CaptionBackend, TorchServe | None]:
-    if config.backend == "inprocess":
+def _start_model_host(config: StackConfig, run_dir: Path, limits: Limits) -> tuple[ModelHost, TorchServe | None]:
+    if config.model_host == "inprocess":
         from vidcap.captioner import Captioner
 
-        backend = InProcessBackend(Captioner.load(config.model, device=config.device, encoder=config.encoder),
+        model_host = InProcessHost(Captioner.load(config.model, device=config.device, encoder=config.encoder),
                                    spool_dir=run_dir / "uploads")
-        return backend, None
+        return model_host, None
     media = Path(config.media_dir or run_dir / "media")
     media.mkdir(parents=True, exist_ok=True)
     if config.torchserve_url:
         if not config.torchserve_key_file:
             raise VidcapError("--torchserve-url needs --torchserve-key-file (TorchServe's key_file.json)")
-        return TorchServeBackend(config.torchserve_url, config.torchserve_key_file, media), None
+        return TorchServeHost(config.torchserve_url, config.torchserve_key_file, media), None
     print("building the model archives and starting TorchServe...", flush=True)
     build_archives(config.model, run_dir / "model_store", ArchiveSettings(encoder=config.encoder, limits=limits),
                    video_workers=config.video_workers)
@@ -108,8 +108,8 @@ def _start_backend(config: StackConfig, run_dir: Path, limits: Limits) -> tuple[
     torchserve = TorchServe(run_dir / "torchserve", ports, run_dir / "model_store", media, config.enable_model_api,
                             token_minutes=config.torchserve_token_minutes)
     torchserve.start()
-    backend = TorchServeBackend(torchserve.inference_url, torchserve.key_file, media, torchserve.management_url)
-    return backend, torchserve
+    model_host = TorchServeHost(torchserve.inference_url, torchserve.key_file, media, torchserve.management_url)
+    return model_host, torchserve
 
 
 class Health:
@@ -147,22 +147,22 @@ def _supervise(torchserve: TorchServe, health: Health, stop: threading.Event) ->
             health.set(True)
 
 
-def _serve(config: StackConfig, backend: CaptionBackend, limits: Limits, stop: threading.Event,
+def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: threading.Event,
            torchserve: TorchServe | None) -> None:
     security = config.security
-    media_dir = config.media_dir or (str(backend.spool_dir.parent) if backend.spool_dir else None)
+    media_dir = config.media_dir or (str(model_host.spool_dir.parent) if model_host.spool_dir else None)
     if media_dir and not security.allows_media_paths(config.host):
         log.warning("media folder access by path is off: this server is reachable beyond loopback without a key")
         media_dir = None
     admission = Admission(config.max_analyses, config.max_queued)
-    servicer = VidcapServicer(backend, media_dir, limits, admission=admission)
+    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission)
     grpc_server, grpc_health, bound = build_server(servicer, f"{config.host}:{config.grpc_port}",
                                                    security.grpc_interceptors(), security.grpc_credentials())
     ui_grpc = f"{_loopback(config.host)}:{bound}"
     if security.tls:  # the web UI in this process calls over loopback: no certificate name to match there
         ui_grpc = f"127.0.0.1:{grpc_server.add_insecure_port('127.0.0.1:0')}"
     health = Health(grpc_health)
-    app = create_app(backend, limits, admission, security.api_key, healthy=lambda: health.serving)
+    app = create_app(model_host, limits, admission, security.api_key, healthy=lambda: health.serving)
     tls = {"ssl_certfile": str(security.tls_cert), "ssl_keyfile": str(security.tls_key)} if security.tls else {}
     http = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.http_port, log_level="warning",
                                          lifespan="off", timeout_graceful_shutdown=5, **tls))
@@ -187,7 +187,7 @@ def _serve(config: StackConfig, backend: CaptionBackend, limits: Limits, stop: t
                                       daemon=True)
         supervisor.start()
     scheme = "https" if security.tls else "http"
-    print(f"vidcap gRPC service  {config.host}:{bound}  (backend: {backend.NAME}"
+    print(f"vidcap gRPC service  {config.host}:{bound}  (model host: {model_host.NAME}"
           f"{', TLS' if security.tls else ''}{', API key' if security.api_key else ''})", flush=True)
     print(f"vidcap HTTP API      {scheme}://{config.host}:{config.http_port}  (POST /get_captions, "
           f"/get_image_caption, /get_video_captions)", flush=True)

@@ -38,7 +38,7 @@ class ArchiveSettings:
     max_batch_delay_ms: int = 20
     response_timeout_s: int = 3600  # a long video is one request
     workers: int = 1
-    encoder: str = "auto"  # the encoder backend the worker uses (vidcap/encoders.py)
+    encoder: str = "auto"  # the encoder runtime the worker uses (vidcap/encoders.py)
     limits: Limits = DEFAULT_LIMITS  # what the handler accepts (TorchServe can be called directly)
 
     def for_videos(self, workers: int = 1) -> "ArchiveSettings":

@@ -1,6 +1,6 @@
 """Frame sources: decode one frame every N seconds from a video file.
 
-One small ABC, one implementation per decoder (PyAV on CPU, DALI on GPU), and a registry of what is installed,
+One small ABC, one implementation per video library (PyAV on CPU, DALI on GPU), and a registry of what is installed,
 after PySceneDetect's video backends. Times always come from the frames' presentation timestamps, relative to
 the first frame of the stream, so they stay right on variable-frame-rate files and on files whose first
 timestamp is not zero.
@@ -32,7 +32,7 @@ class VideoOpenError(InputError):
 class Frame:
     index: int  # 0, 1, 2, ... in sampling order
     t: float  # seconds from the start of the video, from the frame's presentation timestamp
-    pixels: np.ndarray | torch.Tensor  # (H, W, 3) uint8 RGB; a CUDA tensor from GPU decoders
+    pixels: np.ndarray | torch.Tensor  # (H, W, 3) uint8 RGB; a CUDA tensor from GPU frame sources
 
 
 class FrameSource(ABC):
@@ -61,7 +61,7 @@ class FrameSource(ABC):
         return [k * self.every_n_seconds for k in range(n) if k * self.every_n_seconds < self.duration]
 
     def close(self) -> None:
-        """Release the decoder; safe to call twice."""
+        """Release the video file and its codec; safe to call twice."""
 
     def __enter__(self) -> "FrameSource":
         return self
@@ -77,39 +77,39 @@ def check_video_file(path: Path) -> None:
         raise VideoOpenError(f"empty video file (0 bytes): {path}")
 
 
-def available_backends() -> dict[str, type[FrameSource]]:
-    """Decoders that can run on this machine, best first."""
+def available_sources() -> dict[str, type[FrameSource]]:
+    """Frame sources that can run on this machine, best first."""
     from vidcap.video.pyav_source import PyAVFrameSource
 
-    backends: dict[str, type[FrameSource]] = {}
+    sources: dict[str, type[FrameSource]] = {}
     try:
         from vidcap.video.dali_source import DALIFrameSource, dali_unavailable_reason
 
         if dali_unavailable_reason() is None:
-            backends["dali"] = DALIFrameSource
+            sources["dali"] = DALIFrameSource
     except ImportError:
         pass
-    backends["pyav"] = PyAVFrameSource
-    return backends
+    sources["pyav"] = PyAVFrameSource
+    return sources
 
 
-def open_frames(path: str | Path, every_n_seconds: float, backend: str = "auto",
+def open_frames(path: str | Path, every_n_seconds: float, name: str = "auto",
                 size: tuple[int, int] | None = None) -> FrameSource:
-    """Open a video with the named decoder, or the best available one ('auto'): DALI with a GPU, else PyAV.
+    """Open a video with the named frame source, or the best available one ('auto'): DALI with a GPU, else PyAV.
     A DALI failure on a file falls back to PyAV with a warning."""
-    backends = available_backends()
-    if backend == "auto":
-        backend = next(iter(backends))
-    if backend not in backends:
-        if backend == "dali":
+    sources = available_sources()
+    if name == "auto":
+        name = next(iter(sources))
+    if name not in sources:
+        if name == "dali":
             from vidcap.video.dali_source import dali_unavailable_reason
 
             raise InputError(f"DALI decoding is not available here: {dali_unavailable_reason()}")
-        raise InputError(f"unknown frame decoder {backend!r}; available: {', '.join(backends)}")
+        raise InputError(f"unknown frame source {name!r}; available: {', '.join(sources)}")
     try:
-        return backends[backend](path, every_n_seconds, size)
+        return sources[name](path, every_n_seconds, size)
     except VideoOpenError:
-        if backend == "pyav":
+        if name == "pyav":
             raise
-        log.warning("%s could not open %s; falling back to PyAV", backend, path)
-        return backends["pyav"](path, every_n_seconds, size)
+        log.warning("%s could not open %s; falling back to PyAV", name, path)
+        return sources["pyav"](path, every_n_seconds, size)

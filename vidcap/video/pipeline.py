@@ -41,7 +41,7 @@ class AnalysisParams:
     scorer: str = "robust"
     beam: int = 3
     batch_size: int = 8
-    decoder: str = "auto"  # frame decoder: auto | pyav | dali
+    frame_source: str = "auto"  # auto | pyav | dali (vidcap/video/frames.py)
     min_gap: float | None = None  # seconds between moments; default: max(2 samples, 2 s)
 
     def validate(self, limits: Limits = DEFAULT_LIMITS) -> "AnalysisParams":
@@ -96,11 +96,11 @@ class Analysis:
 _DONE = object()
 
 
-class _Decoder(threading.Thread):
+class _FrameReader(threading.Thread):
     """Decodes frames into a bounded queue; errors travel through the queue to the consumer."""
 
     def __init__(self, source, capacity: int):
-        super().__init__(daemon=True, name="vidcap-decoder")
+        super().__init__(daemon=True, name="vidcap-frames")
         self.source, self.queue, self.stop = source, queue.Queue(maxsize=capacity), threading.Event()
 
     def run(self) -> None:
@@ -142,10 +142,10 @@ class _Decoder(threading.Thread):
 
 class _LeaveACoreForDecoding:
     """While videos are analysed and decoding is what limits them, run inference on one thread fewer, so the
-    decoder thread has a core.
+    frame reader thread has a core.
 
-    Measured on 2 cores (docs/performance.md): with the demo model, 2 torch threads + the decoder thread gave
-    13 sampled frames/s on 720p, 1 torch thread 27: OpenMP's spinning workers starve the decoder. With ResNet-152
+    Measured on 2 cores (docs/performance.md): with the demo model, 2 torch threads + the frame reader thread gave
+    13 sampled frames/s on 720p, 1 torch thread 27: OpenMP's spinning workers starve the frame reader. With ResNet-152
     inference is the bottleneck and all cores are 12% faster. So each analysis says which case it is in (`want`),
     from its frame queue: empty when it asks for frames means decoding limits, a backlog means inference does.
     torch's thread count is process-wide: concurrent analyses share one count of those that want the core, and
@@ -205,31 +205,31 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
     video's length and sample count are checked against `limits` before that."""
     params.validate(limits)
     size = (captioner.image_size, captioner.image_size)
-    source = open_frames(video, params.every_n_seconds, params.decoder, size=None if keep_pixels else size)
-    decoder = _Decoder(source, capacity=2 * params.batch_size)
+    source = open_frames(video, params.every_n_seconds, params.frame_source, size=None if keep_pixels else size)
+    reader = _FrameReader(source, capacity=2 * params.batch_size)
     balance = None
     try:
         # From the header alone: a bogus duration must not make us build a list of billions of times.
         limits.check_video(source.duration, int(source.duration // params.every_n_seconds) + 1)
         if on_start is not None:
             on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits)
-        decoder.start()
+        reader.start()
         balance = _Balance()
         finished, first = False, True
         while not finished:
-            queue_was_empty = decoder.queue.empty()
-            frames, finished = decoder.next_batch(params.batch_size)
-            if not first:  # the decoder has just started: an empty queue says nothing yet
-                balance.observe(queue_was_empty, decoder.queue.qsize(), params.batch_size)
+            queue_was_empty = reader.queue.empty()
+            frames, finished = reader.next_batch(params.batch_size)
+            if not first:  # the reader has just started: an empty queue says nothing yet
+                balance.observe(queue_was_empty, reader.queue.qsize(), params.batch_size)
             first = False
             if frames:
                 yield from zip(frames, captioner.caption([f.pixels for f in frames], params.beam))
     finally:
         if balance is not None:
             balance.close()
-        decoder.stop.set()
-        if decoder.is_alive():
-            decoder.join(timeout=5)
+        reader.stop.set()
+        if reader.is_alive():
+            reader.join(timeout=5)
         source.close()
 
 

@@ -1,9 +1,9 @@
-"""Captioning backends: where the model runs for the gRPC service and the HTTP API.
+"""Model hosts: where the captioning model runs for the gRPC service and the HTTP API.
 
-Two operations, so a backend can do video work next to its model: `caption_image` (encoded bytes in) and
+Two operations, so a model host can do video work next to its model: `caption_image` (encoded bytes in) and
 `analyze` (a video file in, FrameResults out as they exist).
-- `InProcessBackend`: the model in this process (no Java needed).
-- `TorchServeBackend`: the model in a TorchServe worker; images go through TorchServe's dynamic batching,
+- `InProcessHost`: the model in this process (no Java needed).
+- `TorchServeHost`: the model in a TorchServe worker; images go through TorchServe's dynamic batching,
   videos are decoded inside the worker from a media folder shared with it, and stream back line by line.
 """
 
@@ -32,27 +32,27 @@ from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
 from vidcap.wire import frame_from_json, params_to_json
 
-log = logging.getLogger("vidcap.backend")
+log = logging.getLogger("vidcap.host")
 
 OnStart = Callable[[float, int], None]
 
 
-class CaptionBackend(ABC):
+class ModelHost(ABC):
     NAME = ""
-    spool_dir: Path | None = None  # where uploaded videos must be written for this backend to read them
+    spool_dir: Path | None = None  # where uploaded videos must be written for this model host to read them
 
     @abstractmethod
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption: ...
 
     def close(self) -> None:
-        """Release what the backend made on disk (called once the servers have stopped)."""
+        """Release what the model host made on disk (called once the servers have stopped)."""
 
     @abstractmethod
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None) -> Iterator[FrameResult]:
         """FrameResults in time order; closing the iterator stops the work."""
 
 
-class InProcessBackend(CaptionBackend):
+class InProcessHost(ModelHost):
     """The model in this process. Calls are serialised: on a few CPU cores, interleaving whole batches keeps
     latency predictable, where concurrent forward passes would fight over the same cores."""
 
@@ -80,7 +80,7 @@ class InProcessBackend(CaptionBackend):
         return analyze_frames(path, self, params, on_start=on_start)
 
 
-class TorchServeBackend(CaptionBackend):
+class TorchServeHost(ModelHost):
     """Images go to the image model (dynamic batching), videos to the video model (its own worker, so images
     never wait behind a video). Expired TorchServe keys are renewed and the request retried once."""
 
@@ -150,7 +150,7 @@ class TorchServeBackend(CaptionBackend):
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None) -> Iterator[FrameResult]:
         path = Path(path).resolve()
         if not path.is_relative_to(self.media_dir):
-            raise InputError("the TorchServe backend reads videos from its media folder only")
+            raise InputError("the TorchServe model host reads videos from its media folder only")
         job = uuid.uuid4().hex
         request = {"video_path": str(path.relative_to(self.media_dir)), "job": job, **params_to_json(params)}
         done = False
