@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:
         kind = response.WhichOneof("kind")
         if kind == "started":
             print(f"# {response.started.duration:.1f} s, {response.started.expected_frames} frames", flush=True)
+        elif kind == "queued":
+            print(f"# waiting: place {response.queued.position} in the server's queue", flush=True)
         elif kind == "frame":
             f = response.frame
             print(f"{f.t:8.2f}  {f.score:6.3f}  {f.caption}", flush=True)
@@ -40,6 +43,8 @@ def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Client for the vidcap gRPC service.")
     p.add_argument("--server", default="127.0.0.1:50051")
+    p.add_argument("--api-key-file", help="file holding the server's API key (or $VIDCAP_API_KEY)")
+    p.add_argument("--tls-ca", help="connect over TLS, trusting this CA certificate (PEM)")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("caption", help="caption images")
     c.add_argument("images", nargs="+")
@@ -53,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--scorer", default="")
     args = p.parse_args(argv)
     try:
-        with VidcapClient(args.server) as client:
+        key = Path(args.api_key_file).read_text().strip() if args.api_key_file else os.environ.get("VIDCAP_API_KEY")
+        with VidcapClient(args.server, api_key=key or None, tls_ca=args.tls_ca) as client:
             if args.command == "caption":
                 for image in args.images:
                     print(client.caption_image(Path(image).read_bytes(), args.beam).caption)

@@ -72,3 +72,28 @@ def test_huge_images_are_refused_before_decoding():
     with pytest.raises(InputTooLargeError, match="60000 pixels, above the limit of 50000"):
         load_image(data, max_pixels=50_000)
     assert load_image(data, max_pixels=60_000).shape == (200, 300, 3)
+
+
+def test_pils_decompression_bomb_guard_stays_on_and_a_bomb_is_a_clean_error(tmp_path):
+    """A PNG whose header claims 30000 x 30000 pixels (more than PIL's own limit) is refused as too large, not
+    decoded, whatever limit the caller passed."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    import vidcap.images  # noqa: F401  (importing vidcap must not switch PIL's guard off)
+
+    assert Image.MAX_IMAGE_PIXELS is not None
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def png_claiming(width: int, height: int) -> bytes:
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+            chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+    with pytest.raises(InputTooLargeError, match="cannot decode image bytes safely.*decompression bomb"):
+        load_image(png_claiming(30000, 30000), max_pixels=10**12)
+    with pytest.raises(InputTooLargeError, match="8000x8000 = 64000000 pixels, above the limit of 50000000"):
+        load_image(png_claiming(8000, 8000))

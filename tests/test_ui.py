@@ -345,3 +345,37 @@ def test_attention_overlay_keeps_the_attended_region_bright():
     assert out[10, 75].mean() > 150 and out[50, 10].mean() < 80  # attended stays, the rest fades
     with pytest.raises(ValueError):
         attention_overlay(pixels, np.zeros(9))
+
+
+def test_with_an_api_key_browsers_log_in_and_the_ui_passes_the_key_to_the_service(browser, tmp_path, files):
+    """`vidcap serve --api-key-file`: the page asks for the key (user "vidcap") and its calls to the gRPC service,
+    which refuses calls without the key, carry it."""
+    (tmp_path / "key").write_text("ui-test-key-0123456789abcdef\n")
+    ui_port = _free_port()
+    log = tmp_path / "serve.log"
+    proc = _start([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(_free_port()), "--http-port",
+                   str(_free_port()), "--ui-port", str(ui_port), "--api-key-file", str(tmp_path / "key"),
+                   "--work-dir", str(tmp_path / "work")], log)
+    try:
+        url = f"http://127.0.0.1:{ui_port}/"
+        _wait_for_http(url, proc, log)
+        for key in ("wrong-key-0123456789", "ui-test-key-0123456789abcdef"):
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_label("username").fill("vidcap")
+            page.get_by_label("password").fill(key)
+            page.get_by_role("button", name="Login").click()
+            if key.startswith("wrong"):
+                page.get_by_text(re.compile("Incorrect", re.I)).first.wait_for(timeout=30_000)
+                page.close()
+        page.get_by_role("tab", name="Image").click()
+        page.locator("#image-input input[type=file]").set_input_files(files["scene.png"])
+        page.wait_for_selector("#image-input img")
+        page.click("#caption-button")
+        page.wait_for_function("() => { const t = document.querySelector('#caption textarea');"
+                               " return t && t.value.split(' ').length >= 3; }", timeout=60_000)
+        _no_traceback(page)
+        page.close()
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0

@@ -12,8 +12,8 @@ from vidcap.errors import InputError, InputTooLargeError
 
 DEFAULT_MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (memory), configurable
 
-# We check sizes ourselves, with a message, instead of PIL's DecompressionBombError.
-Image.MAX_IMAGE_PIXELS = None
+# PIL's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays on for the whole process, as a last line
+# behind the per-call limit below, which is checked from the header with a message naming the limit.
 
 
 def load_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -42,6 +42,8 @@ def load_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
             return _to_rgb(ImageOps.exif_transpose(img))
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise InputTooLargeError(f"cannot decode {name} safely: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"cannot read {name} as an image: {exc}") from exc
 

@@ -27,13 +27,14 @@ class Limits:
     max_image_bytes: int = 32 * MIB
     max_upload_bytes: int = 2048 * MIB  # a video sent as bytes, chunks or a form upload
     max_video_seconds: float = 4 * 3600.0
-    max_chunk_bytes: int = 8 * MIB  # one message of a chunked gRPC upload
+    # One gRPC message: an image, a video sent whole (AnalyzeVideo `video`), a chunk of an upload. Larger videos
+    # go in chunks (AnalyzeVideoUpload), so no upload ever sits whole in memory.
+    max_message_bytes: int = 32 * MIB
 
     @classmethod
     def for_local_files(cls) -> "Limits":
         """The CLI on the user's own files: the same parameter ranges, no caps on sizes."""
-        return cls(max_sampled_frames=10**9, max_image_pixels=cls.max_image_pixels * 4, max_image_bytes=2**62,
-                   max_upload_bytes=2**62, max_video_seconds=math.inf)
+        return cls(max_sampled_frames=10**9, max_image_bytes=2**62, max_upload_bytes=2**62, max_video_seconds=math.inf)
 
     def to_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -84,10 +85,10 @@ class Limits:
         if size > self.max_upload_bytes:
             raise InputTooLargeError(f"upload above the limit of {self.max_upload_bytes} bytes (max_upload_bytes)")
 
-    def check_chunk_bytes(self, size: int) -> None:
-        if size > self.max_chunk_bytes:
-            raise InputTooLargeError(f"upload chunk is {size} bytes, above the limit of {self.max_chunk_bytes} "
-                                     f"(max_chunk_bytes)")
+    def check_message_bytes(self, size: int, what: str) -> None:
+        if size > self.max_message_bytes:
+            raise InputTooLargeError(f"{what} is {size} bytes, above the limit of {self.max_message_bytes} for one "
+                                     f"message (max_message_bytes): send videos in chunks (AnalyzeVideoUpload)")
 
 
 DEFAULT_LIMITS = Limits()
@@ -103,6 +104,7 @@ _FLAGS = [  # (flag, field, type, unit, help); megabytes on the command line, by
     ("--max-image-pixels", "max_image_pixels", int, 1, "largest image, in pixels"),
     ("--max-image-mb", "max_image_bytes", float, MIB, "largest image file, in MB"),
     ("--max-upload-mb", "max_upload_bytes", float, MIB, "largest video upload, in MB"),
+    ("--max-message-mb", "max_message_bytes", float, MIB, "largest gRPC message (a video sent whole, a chunk), in MB"),
     ("--max-video-seconds", "max_video_seconds", float, 1, "longest video, in seconds"),
 ]
 

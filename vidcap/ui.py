@@ -34,6 +34,7 @@ import pandas as pd  # noqa: E402
 from vidcap.attention_maps import attention_overlay  # noqa: E402
 from vidcap.client import VidcapClient  # noqa: E402
 from vidcap.images import load_image  # noqa: E402
+from vidcap.limits import DEFAULT_LIMITS  # noqa: E402
 from vidcap.video import report  # noqa: E402
 from vidcap.video.frames import VIDEO_SUFFIXES  # noqa: E402
 from vidcap.video.novelty import METRICS, SCORERS, Moment  # noqa: E402
@@ -244,7 +245,8 @@ class VidcapUI:
                 video = gr.Video(label=f"Video ({', '.join(s[1:] for s in VIDEO_SUFFIXES)})", sources=["upload"],
                                  elem_id="video-input", height=320)
             with gr.Column(scale=2):
-                every = gr.Number(1.0, label="Every N seconds", minimum=0.01, elem_id="every")
+                every = gr.Number(1.0, label="Every N seconds", minimum=DEFAULT_LIMITS.min_every_n_seconds,
+                                  elem_id="every")
                 window = gr.Slider(1, 30, value=5, step=1, label="Window (previous frames compared)",
                                    elem_id="window")
                 scorer = gr.Radio(list(SCORERS), value="robust", label="Scorer", elem_id="scorer",

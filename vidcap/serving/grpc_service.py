@@ -81,6 +81,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if not request.video:
                 raise InputError("no video: set `video` (bytes) or `path`")
             self.limits.check_upload_bytes(len(request.video))
+            self.limits.check_message_bytes(len(request.video), "the video")
             with self.admission.enter() as ticket:
                 yield from _queued(ticket, context)
                 with spooled_upload(request.filename, self.spool_dir) as spool:
@@ -101,7 +102,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 with spooled_upload(first.filename, self.spool_dir) as spool:
                     size = 0
                     for chunk in itertools.chain([first], request_iterator):
-                        self.limits.check_chunk_bytes(len(chunk.data))
+                        self.limits.check_message_bytes(len(chunk.data), "an upload chunk")
                         size += len(chunk.data)
                         self.limits.check_upload_bytes(size)
                         spool.write(chunk.data)
@@ -193,7 +194,8 @@ def build_server(servicer: VidcapServicer, address: str, interceptors: Sequence[
                  credentials: grpc.ServerCredentials | None = None
                  ) -> tuple[grpc.Server, health.HealthServicer, int]:
     """A started-ready server with the service, health checking and reflection. Returns the bound port."""
-    limit = max(servicer.limits.max_upload_bytes, servicer.limits.max_image_bytes) + MIB
+    # gRPC refuses a larger message itself (RESOURCE_EXHAUSTED) before it is read whole.
+    limit = max(servicer.limits.max_message_bytes, servicer.limits.max_image_bytes) + MIB
     # A thread per running or queued analysis, and spare ones, so images and health checks never wait for one.
     workers = servicer.admission.slots + servicer.admission.queue_size + 16
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), interceptors=list(interceptors),

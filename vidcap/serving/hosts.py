@@ -241,6 +241,8 @@ def _check_pixels(data: bytes, max_pixels: int) -> None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise InputTooLargeError(f"image is too large to decode safely: {exc}") from None
     except (UnidentifiedImageError, OSError):
         return  # not an image: the worker answers with the precise error
     if width * height > max_pixels:
