@@ -8,7 +8,7 @@ import torch
 
 from vidcap.captioner import Captioner
 from vidcap.encoders import ENCODER_BACKENDS, available_encoders, make_encoder
-from vidcap.errors import BackendUnavailableError
+from vidcap.errors import UnavailableError
 from vidcap.preprocess import as_tensor, to_model_input
 
 from conftest import DEMO_MODEL, synthetic_images, tiny_model
@@ -71,11 +71,11 @@ def test_compiled_artefacts_are_cached_by_model_and_rebuilt_when_it_changes(priv
 
 def test_unusable_and_unknown_backends_say_why():
     model = tiny_model()
-    with pytest.raises(BackendUnavailableError, match="unknown encoder runtime 'magic'"):
+    with pytest.raises(UnavailableError, match="unknown encoder runtime 'magic'"):
         make_encoder("magic", model.encoder, model.config, CPU)
     reasons = available_encoders(CPU)
     assert "cuda" in reasons["tensorrt"]  # a GPU runtime, on a CPU device
-    with pytest.raises(BackendUnavailableError, match="tensorrt is not usable here"):
+    with pytest.raises(UnavailableError, match="tensorrt is not usable here"):
         make_encoder("tensorrt", model.encoder, model.config, CPU)
     assert make_encoder("auto", model.encoder, model.config, CPU).NAME in usable_here
 

@@ -40,7 +40,8 @@ def server(media, tmp_path_factory):
     with log.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vidcap.serving.grpc_service", "--port", "0", "--media-dir", str(media),
-             "--max-image-pixels", "1000000", "--max-upload-mb", "5", "--max-sampled-frames", "500"],
+             "--max-image-pixels", "1000000", "--max-upload-mb", "5", "--max-sampled-frames", "500",
+             "--max-window", "2000"],
             stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=cli_env())
         line = proc.stdout.readline()
         match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
@@ -192,7 +193,7 @@ def test_bad_videos_and_parameters(client, media, image_bytes):
         (lambda: client.analyze_bytes(video, beam=1000000), grpc.StatusCode.INVALID_ARGUMENT,
          "beam must be between 1 and 20"),
         (lambda: client.analyze_bytes(video, window=4000000000), grpc.StatusCode.INVALID_ARGUMENT,
-         "window must be between 1 and 1000"),
+         "window must be between 1 and 2000"),
         (lambda: client.analyze_path("long.mp4", every_n_seconds=0.1), grpc.StatusCode.RESOURCE_EXHAUSTED,
          "800 frames would be sampled, above the limit of 500 per request (max_sampled_frames)"),
         (lambda: [client.caption_image(image_bytes, beam=21)], grpc.StatusCode.INVALID_ARGUMENT,
@@ -215,3 +216,10 @@ def test_bad_videos_and_parameters(client, media, image_bytes):
     got, details = code_of(lambda: client.analyze_bytes(b"garbage" * 100, "../My Holiday.mp4"))
     assert "My_Holiday.mp4" in details and "/" not in details and "vidcap-upload" not in details, details
     assert client.caption_image(image_bytes).caption
+
+
+def test_a_limit_raised_on_the_server_is_the_limit_everywhere(client):
+    """--max-window 2000 (default 1000): the pipeline under the service checks the server's limits, not its own
+    defaults."""
+    frames = [r.frame for r in client.analyze_path("short.mp4", window=1500) if r.WhichOneof("kind") == "frame"]
+    assert len(frames) == 12

@@ -378,3 +378,33 @@ def test_concurrent_atomic_writes_of_one_file_leave_one_whole_version(tmp_path):
     assert [w.exitcode for w in writers] == [0, 0, 0, 0]
     assert target.read_bytes() in [bytes([n]) * 2_000_000 for n in range(4)]
     assert not list(tmp_path.glob(".partial-*"))
+
+
+def test_a_source_is_never_closed_under_a_running_decode():
+    """Stopping while one decode is slow (a server shutting down): the source is closed when that decode
+    returns, not under it."""
+    from vidcap.video.pipeline import _FrameReader
+
+    class SlowSource:
+        def __init__(self):
+            self.decoding, self.closed_while_decoding, self.closed = threading.Event(), False, threading.Event()
+            self.may_finish = threading.Event()
+
+        def frames(self):
+            self.decoding.set()
+            self.may_finish.wait(10)  # one slow frame
+            self.decoding.clear()
+            yield "frame"
+
+        def close(self):
+            self.closed_while_decoding = self.closed_while_decoding or self.decoding.is_set()
+            self.closed.set()
+
+    source = SlowSource()
+    reader = _FrameReader(source, capacity=2)
+    reader.start()
+    assert source.decoding.wait(5)
+    reader.release(timeout=0.2)  # gives up waiting: the decode is still running
+    assert not source.closed.is_set()
+    source.may_finish.set()
+    assert source.closed.wait(5) and not source.closed_while_decoding

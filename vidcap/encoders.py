@@ -34,7 +34,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from vidcap.errors import BackendUnavailableError
+from vidcap.errors import UnavailableError
 from vidcap.fileio import write_atomic
 from vidcap.model import Encoder, ModelConfig
 
@@ -288,9 +288,9 @@ def make_encoder(name: str, encoder: Encoder, config: ModelConfig, device: torch
                     log.warning("encoder runtime %s failed to start (%s); trying the next one", candidate, exc)
         return TorchEncoder(encoder, config, device)
     if name not in ENCODER_BACKENDS:
-        raise BackendUnavailableError(f"unknown encoder runtime {name!r}; choose auto or one of "
+        raise UnavailableError(f"unknown encoder runtime {name!r}; choose auto or one of "
                                       f"{', '.join(ENCODER_BACKENDS)}")
     reason = ENCODER_BACKENDS[name].unavailable_reason(device)
     if reason:
-        raise BackendUnavailableError(f"encoder runtime {name} is not usable here: {reason}")
+        raise UnavailableError(f"encoder runtime {name} is not usable here: {reason}")
     return ENCODER_BACKENDS[name](encoder, config, device)

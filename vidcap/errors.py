@@ -23,8 +23,8 @@ class DatasetError(VidcapError):
     """A dataset folder or annotation file is missing or inconsistent."""
 
 
-class BackendUnavailableError(VidcapError):
-    """The captioning backend (e.g. TorchServe) is down or failing: not the caller's fault."""
+class UnavailableError(VidcapError):
+    """Something vidcap needs is down or missing here (TorchServe, an encoder runtime): not the caller's fault."""
 
 
 class PermissionDeniedError(VidcapError):
@@ -46,7 +46,7 @@ STATUSES: list[tuple[type[BaseException], str, int, int]] = [
     (BusyError, "RESOURCE_EXHAUSTED", 429, 3),
     (PermissionDeniedError, "PERMISSION_DENIED", 403, 2),
     (UnauthenticatedError, "UNAUTHENTICATED", 401, 2),
-    (BackendUnavailableError, "UNAVAILABLE", 503, 3),
+    (UnavailableError, "UNAVAILABLE", 503, 3),
     (VidcapError, "INVALID_ARGUMENT", 400, 2),
 ]
 

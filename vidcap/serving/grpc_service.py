@@ -245,8 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from vidcap.captioner import Captioner
 
-    model_host = InProcessHost(Captioner.load(args.model, device=args.device))
     limits = limits_from_args(args)
+    model_host = InProcessHost(Captioner.load(args.model, device=args.device), limits=limits)
     serve(model_host, args.host, args.port, args.media_dir, limits)
 
 

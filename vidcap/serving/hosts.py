@@ -25,8 +25,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vidcap.captioner import Captioner
-from vidcap.errors import BackendUnavailableError, InputError, InputTooLargeError
+from vidcap.errors import UnavailableError, InputError, InputTooLargeError
 from vidcap.images import load_image
+from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
 from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
@@ -58,8 +59,8 @@ class InProcessHost(ModelHost):
 
     NAME = "inprocess"
 
-    def __init__(self, captioner: Captioner, spool_dir: str | Path | None = None):
-        self.captioner = captioner
+    def __init__(self, captioner: Captioner, spool_dir: str | Path | None = None, limits: Limits = DEFAULT_LIMITS):
+        self.captioner, self.limits = captioner, limits
         self._lock = threading.Lock()
         if spool_dir is not None:
             self.spool_dir = Path(spool_dir)
@@ -77,7 +78,7 @@ class InProcessHost(ModelHost):
         return self.caption([load_image(data, max_pixels)], beam)[0]
 
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None) -> Iterator[FrameResult]:
-        return analyze_frames(path, self, params, on_start=on_start)
+        return analyze_frames(path, self, params, on_start=on_start, limits=self.limits)
 
 
 class TorchServeHost(ModelHost):
@@ -105,7 +106,7 @@ class TorchServeHost(ModelHost):
         try:
             return json.loads(self.key_file.read_text())["inference"]["key"]
         except (OSError, ValueError, KeyError) as exc:
-            raise BackendUnavailableError("TorchServe's keys are not readable (is it starting?)") from exc
+            raise UnavailableError("TorchServe's keys are not readable (is it starting?)") from exc
 
     def _renew(self, used_key: str) -> None:
         """Renew the inference key once, however many requests found it expired at the same moment."""
@@ -117,7 +118,7 @@ class TorchServeHost(ModelHost):
             try:
                 renew_key(self.management_url, self.key_file, "inference")
             except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
-                raise BackendUnavailableError(f"TorchServe's key expired and could not be renewed: {exc}") from exc
+                raise UnavailableError(f"TorchServe's key expired and could not be renewed: {exc}") from exc
             log.info("renewed TorchServe's expired inference key")
 
     @contextlib.contextmanager
@@ -173,9 +174,9 @@ class TorchServeHost(ModelHost):
                     elif "error" in message:
                         raise InputError(message["error"])
                     else:  # TorchServe's own error body, e.g. its worker died
-                        raise BackendUnavailableError(_torchserve_failure(message))
+                        raise UnavailableError(_torchserve_failure(message))
             if not done:
-                raise BackendUnavailableError("the TorchServe worker stopped in the middle of the video (it may "
+                raise UnavailableError("the TorchServe worker stopped in the middle of the video (it may "
                                               "have crashed); try again")
         finally:
             if not done:  # cancelled or failed: tell the worker to stop (it reads the media folder)
@@ -222,7 +223,7 @@ def _json_line(line: str) -> dict:
     try:
         message = json.loads(line)
     except ValueError:
-        raise BackendUnavailableError(f"TorchServe sent an unreadable line: {line[:100]!r}") from None
+        raise UnavailableError(f"TorchServe sent an unreadable line: {line[:100]!r}") from None
     return message if isinstance(message, dict) else {"message": str(message)[:100]}
 
 
@@ -233,7 +234,7 @@ def _unavailable_on_connection_errors() -> Iterator[None]:
     try:
         yield
     except (httpx.TransportError, OSError) as exc:
-        raise BackendUnavailableError(f"TorchServe is unreachable: {exc}") from exc
+        raise UnavailableError(f"TorchServe is unreachable: {exc}") from exc
 
 
 def _check_pixels(data: bytes, max_pixels: int) -> None:
@@ -256,11 +257,11 @@ def _json_or_error(response) -> dict:
     except ValueError:
         body = {"message": response.text[:200]}
     if _token_refused(response):  # even after renewal: the server's fault, not the client's
-        raise BackendUnavailableError("TorchServe refused vidcap's key; try again")
+        raise UnavailableError("TorchServe refused vidcap's key; try again")
     if response.status_code == 413:
         raise InputTooLargeError(body.get("error") or "request too large")
     if 400 <= response.status_code < 500 and "error" in body:  # our handler's verdict on the input
         raise InputError(body["error"])
     if response.status_code != 200:
-        raise BackendUnavailableError(f"TorchServe answered {response.status_code}: {body.get('message') or body}")
+        raise UnavailableError(f"TorchServe answered {response.status_code}: {body.get('message') or body}")
     return body

@@ -91,7 +91,7 @@ def _start_model_host(config: StackConfig, run_dir: Path, limits: Limits) -> tup
         from vidcap.captioner import Captioner
 
         model_host = InProcessHost(Captioner.load(config.model, device=config.device, encoder=config.encoder),
-                                   spool_dir=run_dir / "uploads")
+                                   spool_dir=run_dir / "uploads", limits=limits)
         return model_host, None
     media = Path(config.media_dir or run_dir / "media")
     media.mkdir(parents=True, exist_ok=True)

@@ -97,11 +97,14 @@ _DONE = object()
 
 
 class _FrameReader(threading.Thread):
-    """Decodes frames into a bounded queue; errors travel through the queue to the consumer."""
+    """Decodes frames into a bounded queue; errors travel through the queue to the consumer. The source is
+    closed by whichever comes last, the consumer's `release` or the end of `run`: never under a running decode."""
 
     def __init__(self, source, capacity: int):
         super().__init__(daemon=True, name="vidcap-frames")
         self.source, self.queue, self.stop = source, queue.Queue(maxsize=capacity), threading.Event()
+        self._closing = threading.Lock()
+        self._released = self._finished = False
 
     def run(self) -> None:
         try:
@@ -111,6 +114,22 @@ class _FrameReader(threading.Thread):
             self._put(_DONE)
         except BaseException as exc:  # re-raised in the consumer
             self._put(exc)
+        finally:
+            with self._closing:
+                self._finished = True
+                if self._released:
+                    self.source.close()
+
+    def release(self, timeout: float = 5.0) -> None:
+        """Stop reading and close the source now, or, if a decode is still running after `timeout`, as soon as
+        it returns (a stop of the whole server must not wait on one slow frame)."""
+        self.stop.set()
+        if self.is_alive():
+            self.join(timeout=timeout)
+        with self._closing:
+            self._released = True
+            if self._finished or not self.is_alive():
+                self.source.close()
 
     def _put(self, item: object) -> bool:
         """Wait for room in the queue; False when the consumer asked to stop meanwhile."""
@@ -227,10 +246,7 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
     finally:
         if balance is not None:
             balance.close()
-        reader.stop.set()
-        if reader.is_alive():
-            reader.join(timeout=5)
-        source.close()
+        reader.release()
 
 
 def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
