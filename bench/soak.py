@@ -3,7 +3,9 @@
     python bench/soak.py                       # 4 videos + 20 images at once for 15 minutes (sized for 2 cores)
     python bench/soak.py --minutes 3 --videos 2 --images 6 --token-minutes 0.5      # a quick look
 
-N video clients and M image clients loop through gRPC and the old HTTP API (half each) for T minutes. TorchServe's
+First the image latency, one image at a time, idle (`image-idle`) and with the N video clients running
+(`image-videos`). Then N video clients and M image clients loop through gRPC and the old HTTP API (half each) for
+T minutes. TorchServe's
 keys expire every --token-minutes (default 2: a 15-minute run crosses seven expiries). On a schedule: the
 video worker is killed, clients cancel streams and hang up mid-request, bad inputs are sent, TorchServe itself is
 killed. Printed: requests ok / failed by kind, p50/p99 latency per kind (images idle and under load), the
@@ -265,10 +267,20 @@ def main() -> None:
         for i in range(40):
             soak.one_image(client, h, "grpc" if i % 2 == 0 else "http", kind="image-idle")
 
+    # Image latency, one image at a time, while the video clients alone are running: images have their own
+    # TorchServe worker, so they must not wait behind the videos.
     clients = [threading.Thread(target=soak.video_client, args=(n,), daemon=True) for n in range(args.videos)]
-    clients += [threading.Thread(target=soak.image_client, args=(n,), daemon=True) for n in range(args.images)]
-    begin = time.monotonic()
     for thread in clients:
+        thread.start()
+    time.sleep(10)
+    with VidcapClient(grpc_address, timeout=60) as client, httpx.Client(timeout=60) as h:
+        for i in range(40):
+            soak.one_image(client, h, "grpc" if i % 2 == 0 else "http", kind="image-videos")
+
+    images = [threading.Thread(target=soak.image_client, args=(n,), daemon=True) for n in range(args.images)]
+    clients += images
+    begin = time.monotonic()
+    for thread in images:
         thread.start()
     total = args.minutes * 60
     warm_up = min(60.0, total * 0.15)
@@ -320,7 +332,7 @@ def main() -> None:
 
     rows = {}
     print(f"\n{'kind':<12}{'door':<6}{'ok':>7}{'failed':>8}{'of which injected':>19}   p50 / p99 latency (s)")
-    for kind in ("image-idle", "image", "video", "cancel", "bad"):
+    for kind in ("image-idle", "image-videos", "image", "video", "cancel", "bad"):
         for door in ("grpc", "http"):
             rs = [r for r in soak.records if r.kind == kind and r.door == door]
             if not rs:
