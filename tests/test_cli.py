@@ -106,3 +106,14 @@ def test_demo_model_quality_on_held_out_synthetic_test_split(tmp_path, demo_mode
 
 def test_eval_bad_dataset_folder_is_a_clean_error(tmp_path):
     assert_clean_error(run("eval", "--dataset", "coco", "--data", str(tmp_path)), "annotation file not found")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["caption", "missing.jpg"], ["analyze", "missing.mp4"],
+                                  ["analyze", "x.mp4", "--every", "often"], ["train", "--help"], ["serve", "--help"]])
+def test_help_bad_arguments_and_missing_files_are_answered_before_torch_is_imported(argv, tmp_path):
+    """Startup: nothing heavy (torch, torchvision, nltk) is imported to answer these."""
+    probe = ("import sys\nfrom vidcap.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'torchvision', 'nltk') if m in sys.modules))" % argv)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                            env=cli_env(), timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "[]", (result.stdout, result.stderr)

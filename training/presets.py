@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vidcap.model import ModelConfig
+from vidcap.config import ModelConfig
 
 
 @dataclass

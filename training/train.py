@@ -26,40 +26,15 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from training.args import get_args_parser
 from training.presets import PRESETS, TrainConfig
 from training.pretrain import PretrainResult, pretrain_encoder
-from vidcap.data import DATASET_NAMES, CaptionDataset, collate_for_training, open_dataset
+from vidcap.data import CaptionDataset, collate_for_training, open_dataset
 from vidcap.evaluation import evaluate_model
 from vidcap.model import CaptionModel, caption_loss, count_parameters, load_checkpoint
 from vidcap.vocab import Vocabulary
 
 log = logging.getLogger("vidcap.train")
-
-
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train a Show, Attend and Tell captioner.", add_help=add_help)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="training recipe (default: demo)")
-    p.add_argument("--dataset", choices=DATASET_NAMES, help="override the preset's dataset")
-    p.add_argument("--data", help="dataset folder: Karpathy split JSON + images (not needed for synthetic)")
-    p.add_argument("--out", help="output folder (default: runs/<preset>)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--decoder-lr", type=float)
-    p.add_argument("--encoder-lr", type=float)
-    p.add_argument("--train-size", type=int, help="synthetic: training images per epoch")
-    p.add_argument("--val-images", type=int, help="validation images decoded for BLEU each epoch")
-    p.add_argument("--max-minutes", type=float, help="stop after this much training time, keeping the best model")
-    p.add_argument("--encoder-weights", help="local torchvision ResNet state_dict (.pth) to start the encoder from")
-    p.add_argument("--encoder-pretrain-steps", type=int,
-                   help="synthetic only: steps of scene classification that train the encoder before captioning "
-                        "(demo preset: 800; 0 skips it)")
-    p.add_argument("--resume", help="last.pt of an earlier run to continue")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--workers", type=int, default=0, help="data loader processes (0: load in the training process)")
-    p.add_argument("--logger", choices=("tensorboard", "neptune", "none"), default="tensorboard")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:

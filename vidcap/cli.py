@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcap.errors import VidcapError, status_of
-from vidcap.fileio import write_atomic
+from vidcap.fileio import require_file, write_atomic
 from vidcap.limits import Limits, add_limit_arguments, limits_from_args
 
 log = logging.getLogger("vidcap")
@@ -49,11 +49,13 @@ def _add_caption(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_caption(args: argparse.Namespace) -> int:
+    if args.beam < 1:
+        raise VidcapError("--beam must be at least 1")
+    for image in args.images:  # before the model is loaded: a typo is answered at once
+        require_file(image, "image")
     from vidcap.captioner import Captioner
     from vidcap.images import DEFAULT_MAX_PIXELS
 
-    if args.beam < 1:
-        raise VidcapError("--beam must be at least 1")
     captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder, beam_size=args.beam,
                                max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     captions = captioner.caption_files(args.images)
@@ -79,7 +81,7 @@ def _run_caption(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from training.train import get_args_parser
+    from training.args import get_args_parser
 
     sub.add_parser("train", parents=[get_args_parser(add_help=False)], help="train a captioning model",
                    description=get_args_parser().description).set_defaults(run=_run_train)
@@ -96,7 +98,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from vidcap.data import DATASET_NAMES
+    from vidcap.config import DATASET_NAMES
 
     p = sub.add_parser("eval", help="score a model on a dataset split",
                        description="BLEU-1..4 (nltk corpus BLEU, 0-100) against all references; CIDEr, ROUGE-L "
@@ -178,6 +180,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
+    require_file(args.video, "video")  # before torch is imported: a typo is answered at once
     from tqdm import tqdm
 
     from vidcap.captioner import Captioner

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidcap.config import DATASET_NAMES, KARPATHY_FILES
 from vidcap.errors import DatasetError, InputError
 from vidcap.images import load_image
 from vidcap.preprocess import to_model_input
@@ -22,8 +23,6 @@ from vidcap.synthetic import Scene, describe_scene, random_scene, render_scene
 from vidcap.vocab import Vocabulary, tokenize
 
 SPLITS = ("train", "val", "test")
-KARPATHY_FILES = {"coco": "dataset_coco.json", "flickr8k": "dataset_flickr8k.json", "flickr30k": "dataset_flickr30k.json"}
-DATASET_NAMES = ("synthetic", *KARPATHY_FILES)
 
 References = list[list[str]]
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from vidcap.errors import InputError
+
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write via a temporary file in the same folder and rename, so no half-written output is left behind. The
@@ -24,6 +26,17 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def require_file(path: str | Path, kind: str, error: type[Exception] = InputError) -> Path:
+    """A file that exists and is not empty, else `error` saying which ("video not found: clip.mp4"). Cheap, so
+    the CLI checks its arguments before loading a model."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{kind} not found: {path}")
+    if path.stat().st_size == 0:
+        raise error(f"empty {kind} file (0 bytes): {path}")
+    return path
 
 
 def media_path(folder: Path | None, relative: str, error: type[Exception], no_folder_hint: str) -> Path:

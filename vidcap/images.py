@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vidcap.errors import InputError, InputTooLargeError
+from vidcap.fileio import require_file
 
 DEFAULT_MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (memory), configurable
 
@@ -25,12 +26,7 @@ def load_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
             raise InputError("empty image (0 bytes)")
         stream = io.BytesIO(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"image not found: {path}")
-        if path.stat().st_size == 0:
-            raise InputError(f"empty image file (0 bytes): {path}")
-        stream = path.open("rb")
+        stream = require_file(source, "image").open("rb")
     try:
         with stream, Image.open(stream) as img:
             width, height = img.size

@@ -13,55 +13,21 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
+from vidcap.config import RESNET_FEATURE_DIMS, ModelConfig
 from vidcap.errors import CheckpointError
 from vidcap.vocab import Vocabulary
 
 CHECKPOINT_FORMAT = "vidcap-checkpoint"
 CHECKPOINT_VERSION = 1
 
-_RESNETS = {
-    "resnet18": (torchvision.models.resnet18, 512),
-    "resnet34": (torchvision.models.resnet34, 512),
-    "resnet50": (torchvision.models.resnet50, 2048),
-    "resnet101": (torchvision.models.resnet101, 2048),
-    "resnet152": (torchvision.models.resnet152, 2048),
-}
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild the network; saved inside every checkpoint."""
-
-    backbone: str = "resnet152"  # one of resnet18/34/50/101/152
-    stages: int = 4  # ResNet stages kept (4 = full trunk, stride 32; 3 = stride 16, cheaper, finer map)
-    image_size: int = 256  # square input side in pixels; the paper-style 256 -> 8x8 -> pooled to 14x14
-    encoded_size: int = 14  # S: the encoder's feature map is pooled to SxS regions
-    embed_dim: int = 512  # word embedding size
-    attention_dim: int = 512  # size of the additive attention's hidden layer
-    decoder_dim: int = 512  # LSTM hidden size
-    dropout: float = 0.5  # on the LSTM output before the word classifier
-    max_caption_len: int = 30  # decoding length cap in words (excluding <start>/<end>)
-    vocab_size: int = 0  # filled in from the vocabulary
-
-    @property
-    def feature_dim(self) -> int:
-        """Channels of the encoder's feature map."""
-        full_dim = _RESNETS[self.backbone][1]
-        return full_dim // (2 ** (4 - self.stages))
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 class Encoder(nn.Module):
@@ -69,11 +35,13 @@ class Encoder(nn.Module):
 
     def __init__(self, config: ModelConfig, weights_path: str | Path | None = None):
         super().__init__()
-        if config.backbone not in _RESNETS:
-            raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(_RESNETS)}")
+        if config.backbone not in RESNET_FEATURE_DIMS:
+            raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(RESNET_FEATURE_DIMS)}")
         if not 1 <= config.stages <= 4:
             raise ValueError("stages must be between 1 and 4")
-        resnet = _RESNETS[config.backbone][0](weights=None)
+        import torchvision  # here, where a torchvision model is built: importing it costs a second
+
+        resnet = getattr(torchvision.models, config.backbone)(weights=None)
         if weights_path is not None:
             # Pretrained weights cannot be downloaded here; a local torchvision state_dict can be used.
             state = torch.load(weights_path, map_location="cpu", weights_only=True)

@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from nltk.tokenize import RegexpTokenizer
+from functools import cache
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
 
-# Words, numbers and simple contractions; punctuation dropped. A regexp tokenizer needs no nltk data download
-# (punkt cannot be fetched here), and matches how the Karpathy split's "tokens" fields were made.
-_TOKENIZER = RegexpTokenizer(r"[a-z0-9]+(?:'[a-z]+)?")
+
+@cache
+def _tokenizer():
+    """Words, numbers and simple contractions; punctuation dropped. A regexp tokenizer needs no nltk data download,
+    and matches how the Karpathy split's "tokens" fields were made. Imported on first use: nltk takes seconds to
+    import, and only training and BLEU tokenise text."""
+    from nltk.tokenize import RegexpTokenizer
+
+    return RegexpTokenizer(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def tokenize(text: str) -> list[str]:
-    return _TOKENIZER.tokenize(text.lower())
+    return _tokenizer().tokenize(text.lower())
 
 
 class Vocabulary:

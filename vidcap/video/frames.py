@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vidcap.errors import InputError
+from vidcap.fileio import require_file
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,7 @@ class FrameSource(ABC):
 
 
 def check_video_file(path: Path) -> None:
-    if not path.is_file():
-        raise VideoOpenError(f"video not found: {path}")
-    if path.stat().st_size == 0:
-        raise VideoOpenError(f"empty video file (0 bytes): {path}")
+    require_file(path, "video", VideoOpenError)
 
 
 def available_sources() -> dict[str, type[FrameSource]]:
