@@ -25,7 +25,13 @@ def installed(tmp_path_factory) -> dict:
     """The wheel installed into its own folder (dependencies from this environment), and a folder far from the
     checkout to run it in."""
     folder = tmp_path_factory.mktemp("install")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    source = folder / "source"  # the tracked files only, as a clone has them; the build leaves nothing in REPO
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in tracked.split():
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(folder / "dist")], check=True, capture_output=True, timeout=300)
     wheel = next((folder / "dist").glob("vidcap-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(folder / "site"),
