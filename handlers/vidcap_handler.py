@@ -25,7 +25,7 @@ from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.torch_handler.base_handler import BaseHandler
 
 from vidcap.captioner import Captioner
-from vidcap.errors import InputError, VidcapError, status_of
+from vidcap.errors import InputError, VidcapError, public_message, status_of
 from vidcap.fileio import media_path
 from vidcap.images import load_image
 from vidcap.limits import Limits
@@ -115,8 +115,9 @@ class VidcapHandler(BaseHandler):
 
     @staticmethod
     def _error(exc: VidcapError, index: int, context) -> str:
-        context.set_response_status(status_of(exc)[1], str(exc), index)
-        return json.dumps({"error": str(exc)})
+        message = public_message(exc)  # no worker paths in what reaches a client
+        context.set_response_status(status_of(exc)[1], message, index)
+        return json.dumps({"error": message})
 
     def _beam(self, row: dict) -> int:
         value = row.get("beam")

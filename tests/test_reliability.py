@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,8 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from vidcap.client import VidcapClient
 from vidcap.video.synth import random_segments, write_video
 
-from conftest import REPO, VIDCAP, cli_env
-from test_torchserve import free_port_block
+
+from test_torchserve import start_serve
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe needs a Java runtime")
 
@@ -42,27 +41,13 @@ def media(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stack(media, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    ports = free_port_block(16)
-    grpc_port, http_port, ts_port = ports, ports + 1, ports + 2
-    proc = subprocess.Popen([*VIDCAP, "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-                             "--torchserve-port", str(ts_port), "--media-dir", str(media), "--no-ui",
-                             "--encoder", "torch", "--work-dir", str(work), "--max-analyses", "1",
-                             "--max-queued", "1", "--torchserve-token-minutes", str(TOKEN_MINUTES)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=cli_env())
-    out = []
-    while not any(line.startswith("TorchServe") for line in out):
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail("vidcap serve exited: " + proc.stderr.read()[-3000:])
-        out.append(line)
-    keys = Path(re.search(r"keys in (\S+)", out[-1]).group(1))
-    info = {"grpc": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}",
-            "management": f"http://127.0.0.1:{ts_port + 1}", "keys": keys, "run_dir": keys.parents[1],
-            "work": work, "proc": proc}
+    info = start_serve("--media-dir", str(media), "--encoder", "torch", "--work-dir", str(work),
+                       "--max-analyses", "1", "--max-queued", "1", "--torchserve-token-minutes", str(TOKEN_MINUTES))
+    info["work"] = work
     yield info
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=90)
+    if info["proc"].poll() is None:
+        info["proc"].send_signal(signal.SIGTERM)
+        info["proc"].wait(timeout=90)
 
 
 def frames_of(stream) -> list:

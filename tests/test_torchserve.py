@@ -67,18 +67,14 @@ def test_archive_holds_the_checkpoint_handler_and_config(tmp_path):
         assert json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]["modelName"] == "vidcap-video"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    media = tmp_path_factory.mktemp("media")
-    write_video(media / "clip.mp4", random_segments(3, seed=12, min_seconds=4, max_seconds=4), fps=10,
-                size=(160, 96))
-    ports = free_port_block(16)
-    grpc_port, http_port, ts_port = ports, ports + 1, ports + 2
-    proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "torchserve", "--grpc-port", str(grpc_port),
-                             "--http-port", str(http_port), "--torchserve-port", str(ts_port), "--media-dir",
-                             str(media), "--no-ui", "--encoder", "torch"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=cli_env())
+def start_serve(*args: str) -> dict:
+    """`vidcap serve ARGS` (TorchServe model host, no UI) on free ports, once it has printed its TorchServe line:
+    its addresses, key file and run folder. Fails the test with its stderr if it exits first."""
+    base = free_port_block(16)
+    grpc_port, http_port, ts_port = base, base + 1, base + 2
+    proc = subprocess.Popen([*VIDCAP, "serve", "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+                             "--torchserve-port", str(ts_port), "--no-ui", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=cli_env())
     out = []
     while not any(line.startswith("TorchServe") for line in out):
         line = proc.stdout.readline()
@@ -86,11 +82,20 @@ def stack(tmp_path_factory):
             pytest.fail("vidcap serve exited: " + proc.stderr.read()[-3000:])
         out.append(line)
     keys = Path(re.search(r"keys in (\S+)", out[-1]).group(1))
-    assert not any("web UI" in line for line in out)  # --no-ui
-    info = {"grpc": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}",
+    return {"grpc": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}",
             "inference": f"http://127.0.0.1:{ts_port}", "management": f"http://127.0.0.1:{ts_port + 1}",
-            "keys": keys, "run_dir": keys.parents[1], "media": media, "proc": proc}
-    yield info
+            "keys": keys, "run_dir": keys.parents[1], "proc": proc, "banner": out}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    media = tmp_path_factory.mktemp("media")
+    write_video(media / "clip.mp4", random_segments(3, seed=12, min_seconds=4, max_seconds=4), fps=10,
+                size=(160, 96))
+    info = start_serve("--model-host", "torchserve", "--media-dir", str(media), "--encoder", "torch")
+    assert not any("web UI" in line for line in info["banner"])  # --no-ui
+    yield {**info, "media": media}
+    proc = info["proc"]
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

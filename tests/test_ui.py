@@ -151,6 +151,17 @@ def _screenshot(page, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(folder / name), full_page=True, type="jpeg", quality=85)
 
 
+def _caption_in_image_tab(page, image: Path) -> list[str]:
+    """Upload `image` in the Image tab, press Caption, wait for the caption: its words."""
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image-input input[type=file]").set_input_files(image)
+    page.wait_for_selector("#image-input img")
+    page.click("#caption-button")
+    page.wait_for_function("() => { const t = document.querySelector('#caption textarea');"
+                           " return t && t.value.length > 0; }", timeout=60_000)
+    return page.locator("#caption textarea").input_value().split()
+
+
 def _no_traceback(page) -> None:
     text = page.content()
     assert "Traceback" not in text and 'File "/' not in text
@@ -293,13 +304,7 @@ def test_closing_the_page_stops_the_analysis_on_the_service(browser, ui_url, grp
 
 
 def test_image_caption_with_an_attention_map_per_word(page, files, tmp_path):
-    page.get_by_role("tab", name="Image").click()
-    page.locator("#image-input input[type=file]").set_input_files(files["scene.png"])
-    page.wait_for_selector("#image-input img")
-    page.click("#caption-button")
-    page.wait_for_function("() => { const t = document.querySelector('#caption textarea');"
-                           " return t && t.value.length > 0; }", timeout=60_000)
-    words = page.locator("#caption textarea").input_value().split()
+    words = _caption_in_image_tab(page, files["scene.png"])
     assert len(words) >= 3
     maps = page.locator("#attention img")
     maps.nth(len(words) - 1).wait_for()
@@ -368,12 +373,7 @@ def test_with_an_api_key_browsers_log_in_and_the_ui_passes_the_key_to_the_servic
             if key.startswith("wrong"):
                 page.get_by_text(re.compile("Incorrect", re.I)).first.wait_for(timeout=30_000)
                 page.close()
-        page.get_by_role("tab", name="Image").click()
-        page.locator("#image-input input[type=file]").set_input_files(files["scene.png"])
-        page.wait_for_selector("#image-input img")
-        page.click("#caption-button")
-        page.wait_for_function("() => { const t = document.querySelector('#caption textarea');"
-                               " return t && t.value.split(' ').length >= 3; }", timeout=60_000)
+        assert len(_caption_in_image_tab(page, files["scene.png"])) >= 3
         _no_traceback(page)
         page.close()
     finally:

@@ -2,8 +2,8 @@
 
     python -m vidcap.serving.grpc_service --port 50051 --media-dir ./media
 
-Errors map to status codes in one place (`_status_for`): bad input is INVALID_ARGUMENT, over a limit is
-RESOURCE_EXHAUSTED, a path outside the media folder is PERMISSION_DENIED; the server keeps serving.
+Errors map to status codes through one table (`vidcap.errors.STATUSES`, shared with the HTTP API and the CLI);
+the server keeps serving.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vidcap.errors import InputError, PermissionDeniedError, UnauthenticatedError, public_message, status_of
+from vidcap.errors import InputError, PermissionDeniedError, public_message, status_of
 from vidcap.fileio import media_path, spooled_upload
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits, add_limit_arguments, limits_from_args
 from vidcap.serving import metrics

@@ -17,13 +17,11 @@ analysis within a second.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -46,6 +44,8 @@ from vidcap.serving.admission import Admission
 from vidcap.serving.hosts import ModelHost
 from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
 from vidcap.wire import analysis_params, old_api_params
+
+log = logging.getLogger("vidcap.http")
 
 DISCONNECT_POLL_SECONDS = 0.5
 MAX_FIELD_BYTES = 64 * 1024  # a text field of a form (parameters); files go to disk
@@ -236,9 +236,7 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
         metrics.ERRORS.labels("http", "500").inc()
-        import logging
-
-        logging.getLogger("vidcap.http").error("internal error", exc_info=exc)
+        log.error("internal error", exc_info=exc)
         return JSONResponse({"error": public_message(exc)}, status_code=500)
 
     app.mount("/metrics", make_asgi_app())
