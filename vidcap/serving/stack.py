@@ -13,16 +13,19 @@ its process dies, health turns NOT_SERVING until it has been restarted.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
 import signal
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from PIL import Image
 
 from vidcap.errors import VidcapError
 from vidcap.limits import DEFAULT_LIMITS, Limits
@@ -75,9 +78,10 @@ def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: thread
     work_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="serve-", dir=work_dir))
     torchserve = model_host = None
+    startup = Startup()
     try:
-        model_host, torchserve = _start_model_host(config, run_dir, limits)
-        _serve(config, model_host, limits, stop, torchserve)
+        model_host, torchserve = _start_model_host(config, run_dir, limits, startup)
+        _serve(config, model_host, limits, stop, torchserve, startup)
     finally:
         if torchserve is not None:
             torchserve.stop()
@@ -86,12 +90,38 @@ def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: thread
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _start_model_host(config: StackConfig, run_dir: Path, limits: Limits) -> tuple[ModelHost, TorchServe | None]:
+class Startup:
+    """Where the time to "ready" went, printed once every port answers and a first caption was served."""
+
+    def __init__(self) -> None:
+        self.began = self.last = time.perf_counter()
+        self.parts: list[tuple[str, float]] = []
+
+    def done(self, part: str) -> None:
+        now = time.perf_counter()
+        self.parts.append((part, now - self.last))
+        self.last = now
+
+    def report(self) -> str:
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.parts)
+        return f"vidcap ready in {time.perf_counter() - self.began:.1f} s ({parts})"
+
+
+def _first_caption(model_host: ModelHost) -> None:
+    """One caption through the model host before saying "ready": the first request then finds a warm model."""
+    image = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 140, 60)).save(image, format="PNG")
+    model_host.caption_image(image.getvalue(), beam=1, max_pixels=64 * 64)
+
+
+def _start_model_host(config: StackConfig, run_dir: Path, limits: Limits, startup: Startup
+                      ) -> tuple[ModelHost, TorchServe | None]:
     if config.model_host == "inprocess":
         from vidcap.captioner import Captioner
 
         model_host = InProcessHost(Captioner.load(config.model, device=config.device, encoder=config.encoder),
                                    spool_dir=run_dir / "uploads", limits=limits)
+        startup.done("model loaded")
         return model_host, None
     media = Path(config.media_dir or run_dir / "media")
     media.mkdir(parents=True, exist_ok=True)
@@ -102,12 +132,14 @@ def _start_model_host(config: StackConfig, run_dir: Path, limits: Limits) -> tup
     print("building the model archives and starting TorchServe...", flush=True)
     build_archives(config.model, run_dir / "model_store", ArchiveSettings(encoder=config.encoder, limits=limits),
                    video_workers=config.video_workers)
+    startup.done("archives")
     p = config.torchserve_port
     ports = TorchServePorts(inference=p, management=p + 1, metrics=p + 2, grpc_inference=p + 3,
                             grpc_management=p + 4, worker_base=p + 10)
     torchserve = TorchServe(run_dir / "torchserve", ports, run_dir / "model_store", media, config.enable_model_api,
                             token_minutes=config.torchserve_token_minutes)
     torchserve.start()
+    startup.done("TorchServe and its workers")
     model_host = TorchServeHost(torchserve.inference_url, torchserve.key_file, media, torchserve.management_url)
     return model_host, torchserve
 
@@ -148,7 +180,7 @@ def _supervise(torchserve: TorchServe, health: Health, stop: threading.Event) ->
 
 
 def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: threading.Event,
-           torchserve: TorchServe | None) -> None:
+           torchserve: TorchServe | None, startup: Startup) -> None:
     security = config.security
     media_dir = config.media_dir or (str(model_host.spool_dir.parent) if model_host.spool_dir else None)
     if media_dir and not security.allows_media_paths(config.host):
@@ -175,8 +207,11 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
     if not http_thread.is_alive():
         grpc_server.stop(0)
         raise OSError(f"cannot start the HTTP API on {config.host}:{config.http_port}")
+    startup.done("gRPC and HTTP")
     try:
         ui = _start_ui(config, ui_grpc, limits)
+        if ui is not None:
+            startup.done("web UI")
     except OSError:  # e.g. the port is taken: stop what started, say why
         http.should_exit = True
         grpc_server.stop(0)
@@ -196,6 +231,12 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
     if torchserve is not None:
         print(f"TorchServe           inference {torchserve.inference_url}, management {torchserve.management_url}, "
               f"keys in {torchserve.key_file}", flush=True)
+    try:
+        _first_caption(model_host)
+        startup.done("first caption")
+    except VidcapError as exc:  # keep serving: health and the next requests say what is wrong
+        log.error("the first caption failed: %s", exc)
+    print(startup.report(), flush=True)
     stop.wait()
     print("stopping...", flush=True)
     grpc_health.enter_graceful_shutdown()
