@@ -7,6 +7,7 @@ folder.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -34,3 +35,9 @@ def demo_model() -> Path:
 def default_archive_dir() -> Path:
     """model_store/ of a checkout; ./model_store for an installed vidcap."""
     return REPO_ROOT / "model_store" if (REPO_ROOT / "pyproject.toml").is_file() else Path.cwd() / "model_store"
+
+
+def default_work_dir() -> Path:
+    """Where the servers keep run folders and uploads: on disk, not in a RAM-backed /tmp, since uploads of
+    several GB are spooled there."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidcap"

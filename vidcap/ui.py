@@ -16,6 +16,10 @@ from __future__ import annotations
 import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no phoning home, no DNS look-ups
+from vidcap.paths import default_work_dir  # noqa: E402
+
+# Gradio keeps uploads in its temporary folder (/tmp/gradio, RAM-backed on many systems): keep them on disk.
+os.environ.setdefault("GRADIO_TEMP_DIR", str(default_work_dir() / "ui-uploads"))
 
 import atexit  # noqa: E402
 import logging  # noqa: E402

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import shutil
 import signal
 import tempfile
@@ -29,6 +28,7 @@ from PIL import Image
 
 from vidcap.errors import VidcapError
 from vidcap.limits import DEFAULT_LIMITS, Limits
+from vidcap.paths import default_work_dir
 from vidcap.serving.admission import Admission
 from vidcap.serving.auth import Security
 from vidcap.serving.hosts import ModelHost, InProcessHost, TorchServeHost
@@ -39,11 +39,6 @@ from vidcap.serving.torchserve import ArchiveSettings, TorchServe, TorchServePor
 log = logging.getLogger("vidcap.serve")
 
 SUPERVISE_SECONDS = 2.0  # how often TorchServe's process is checked
-
-
-def default_work_dir() -> Path:
-    """On disk, not in a RAM-backed /tmp: uploads of several GB are spooled here."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidcap"
 
 
 @dataclass
