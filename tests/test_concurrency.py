@@ -115,3 +115,35 @@ def test_an_http_client_that_hangs_up_frees_its_slot(one_slot_stack, media):
         assert frames is not None and len(frames) == 12  # the slot came free within seconds of the hang-up
     uploads = [p for p in work.rglob("*") if p.is_file()]
     assert uploads == []  # the hung-up upload's file is gone
+
+
+def test_a_key_file_caught_half_written_is_read_again(tmp_path):
+    """TorchServe rewrites key_file.json in place when a key is renewed: a read in between sees an empty or
+    partial file. The host reads again instead of failing the request (a soak run caught two such failures)."""
+    import json
+
+    from vidcap.serving.hosts import TorchServeHost
+
+    keys = tmp_path / "key_file.json"
+    content = json.dumps({"inference": {"key": "k1"}, "management": {"key": "k2"}, "API": {"key": "k3"}})
+    keys.write_text(content)
+    host = TorchServeHost("http://127.0.0.1:9", keys, tmp_path / "media")
+    stop = threading.Event()
+
+    def rewrite_in_place() -> None:
+        while not stop.is_set():
+            with keys.open("w") as f:  # truncated now, whole a moment later
+                time.sleep(0.002)
+                f.write(content[:20])
+                f.flush()
+                time.sleep(0.002)
+                f.write(content[20:])
+            time.sleep(0.005)  # whole until the next renewal
+
+    writer = threading.Thread(target=rewrite_in_place)
+    writer.start()
+    try:
+        assert all(host._key() == "k1" for _ in range(500))
+    finally:
+        stop.set()
+        writer.join()

@@ -29,7 +29,7 @@ from vidcap.errors import UnavailableError, InputError, InputTooLargeError
 from vidcap.images import load_image
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
-from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, renew_key
+from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, read_keys, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
 from vidcap.wire import frame_from_json, params_to_json
 
@@ -104,7 +104,7 @@ class TorchServeHost(ModelHost):
     def _key(self) -> str:
         # Read on every call: TorchServe rewrites the key file when a key is renewed or it restarts.
         try:
-            return json.loads(self.key_file.read_text())["inference"]["key"]
+            return read_keys(self.key_file)["inference"]
         except (OSError, ValueError, KeyError) as exc:
             raise UnavailableError("TorchServe's keys are not readable (is it starting?)") from exc
 

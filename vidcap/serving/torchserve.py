@@ -143,8 +143,7 @@ class TorchServe:
 
     def keys(self) -> dict[str, str]:
         """The tokens TorchServe wrote (inference, management, API)."""
-        data = json.loads((self.run_dir / "key_file.json").read_text())
-        return {kind: data[kind]["key"] for kind in ("inference", "management", "API")}
+        return read_keys(self.key_file)
 
     @property
     def key_file(self) -> Path:
@@ -217,12 +216,26 @@ class TorchServe:
         self.stop()
 
 
+def read_keys(key_file: str | Path, patience: float = 3.0) -> dict[str, str]:
+    """The keys in TorchServe's key_file.json (inference, management, API). TorchServe rewrites the file in place
+    when a key is renewed, so a read can catch it half written: read again for up to `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            data = json.loads(Path(key_file).read_text())
+            return {kind: data[kind]["key"] for kind in ("inference", "management", "API")}
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def renew_key(management_url: str, key_file: Path, kind: str = "inference") -> None:
     """Ask TorchServe for a new `kind` key (it rewrites key_file.json and moves that key's expiry). The API key
     in the file never expires; it is what may ask."""
     import httpx
 
-    api_key = json.loads(Path(key_file).read_text())["API"]["key"]
+    api_key = read_keys(key_file)["API"]
     reply = httpx.post(f"{management_url.rstrip('/')}/token", params={"type": kind},
                        headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
     reply.raise_for_status()
