@@ -330,7 +330,7 @@ def main() -> None:
                    for f in faults if f.name in ("video worker killed", "TorchServe killed"))
 
     rows = {}
-    print(f"\n{'kind':<12}{'door':<6}{'ok':>7}{'failed':>8}{'of which injected':>19}   p50 / p99 latency (s)")
+    print(f"\n{'kind':<14}{'door':<6}{'ok':>7}{'failed':>8}{'of which injected':>19}   p50 / p99 latency (s)")
     for kind in ("image-idle", "image-videos", "image", "video", "cancel", "bad"):
         for door in ("grpc", "http"):
             rs = [r for r in soak.records if r.kind == kind and r.door == door]
@@ -341,7 +341,7 @@ def main() -> None:
             lat = percentiles([r.seconds for r in rs if r.ok])
             rows[f"{kind}/{door}"] = {"ok": len(rs) - len(failed), "failed": len(failed), "injected": len(own),
                                       "p50_p99": lat, "errors": sorted({r.error for r in failed})[:5]}
-            print(f"{kind:<12}{door:<6}{len(rs) - len(failed):>7}{len(failed):>8}{len(own):>19}   {lat}")
+            print(f"{kind:<14}{door:<6}{len(rs) - len(failed):>7}{len(failed):>8}{len(own):>19}   {lat}")
     unexpected = [r for r in soak.records if not r.ok and not injected(r)]
     print("\nfault                          recovered in")
     for f in faults:

@@ -94,7 +94,7 @@ def main() -> None:
               f"{ratio:.2f}x (import torch + one caption; target <= 1.5)", flush=True)
     ready, split = serve_ready(n)
     print(f"{'vidcap serve --model-host inprocess: ready':<55}{ready:7.2f} s   "
-          f"({re.sub(r'^vidcap ready in [0-9.]+ s ', '', split)})")
+          f"{re.sub(r'^vidcap ready in [0-9.]+ s ', '', split)}")
 
 
 if __name__ == "__main__":
