@@ -147,3 +147,33 @@ def test_a_key_file_caught_half_written_is_read_again(tmp_path):
     finally:
         stop.set()
         writer.join()
+
+
+def test_a_queued_call_that_is_cancelled_never_starts(media, tmp_path):
+    """--max-analyses 1 --max-queued 1: the second call waits; cancelled while it waits, it gives its place up
+    and its analysis never starts once the slot comes free."""
+    log = tmp_path / "serve.log"
+    grpc_port = free_port()
+    with log.open("w") as err:
+        proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(grpc_port),
+                                 "--http-port", str(free_port()), "--no-ui", "--media-dir", str(media),
+                                 "--work-dir", str(tmp_path / "work"), "--max-analyses", "1", "--max-queued", "1",
+                                 "--encoder", "torch"], stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO,
+                                env=cli_env())
+    try:
+        while not proc.stdout.readline().startswith("vidcap ready"):
+            assert proc.poll() is None, log.read_text()
+        with VidcapClient(f"127.0.0.1:{grpc_port}", timeout=120) as client:
+            first = client.analyze_path("long.mp4", every_n_seconds=0.1)
+            assert next(r for r in first if r.WhichOneof("kind") == "frame")
+            waiting = client.analyze_path("clip.mp4")
+            assert next(iter(waiting)).queued.position == 1
+            waiting.cancel()
+            time.sleep(1.5)  # the server notices within a second
+            first.cancel()
+            assert len([r for r in client.analyze_path("clip.mp4") if r.WhichOneof("kind") == "frame"]) == 12
+        stopped = [line for line in log.read_text().splitlines() if "stopped the analysis" in line]
+        assert len(stopped) == 1 and "long.mp4" in stopped[0], stopped  # only the first one ever ran
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

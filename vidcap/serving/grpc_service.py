@@ -13,7 +13,7 @@ import itertools
 import logging
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from vidcap.fileio import media_path, spooled_upload
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits, add_limit_arguments, limits_from_args
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission
-from vidcap.serving.hosts import ModelHost, InProcessHost
+from vidcap.serving.hosts import InProcessHost, ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.video.pipeline import AnalysisParams, pick_moments
@@ -74,15 +74,16 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if request.WhichOneof("source") == "path":
                 path = self._media_path(request.path)
                 with self.admission.enter() as ticket:
-                    yield from _queued(ticket, context)
-                    yield from self._analyze(path, params, context)
+                    if (yield from _queued(ticket, context)):
+                        yield from self._analyze(path, params, context)
                 return
             if not request.video:
                 raise InputError("no video: set `video` (bytes) or `path`")
             self.limits.check_upload_bytes(len(request.video))
             self.limits.check_message_bytes(len(request.video), "the video")
             with self.admission.enter() as ticket:
-                yield from _queued(ticket, context)
+                if not (yield from _queued(ticket, context)):
+                    return
                 with spooled_upload(request.filename, self.spool_dir) as spool:
                     spool.write(request.video)
                     spool.close()
@@ -97,7 +98,8 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             params = _params(first.params, self.limits)
             # A place first, then the upload: a busy server refuses before anything is sent.
             with self.admission.enter() as ticket:
-                yield from _queued(ticket, context)
+                if not (yield from _queued(ticket, context)):
+                    return
                 with spooled_upload(first.filename, self.spool_dir) as spool:
                     size = 0
                     for chunk in itertools.chain([first], request_iterator):
@@ -148,16 +150,18 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")
 
 
-def _queued(ticket, context: grpc.ServicerContext) -> Iterator[pb.AnalyzeVideoResponse]:
-    """Queued messages while the call waits for a slot (each time its place changes); a client that leaves
-    meanwhile gives its place up (the ticket is released by the caller's `with`)."""
+def _queued(ticket, context: grpc.ServicerContext) -> Generator[pb.AnalyzeVideoResponse, None, bool]:
+    """Queued messages while the call waits for a slot (each time its place changes). Returns True once
+    admitted, False when the client left meanwhile (its place is given up when the caller's `with` releases
+    the ticket)."""
     reported = None
     while (position := ticket.wait(QUEUE_REPORT_SECONDS)) is not None:
         if not context.is_active():
-            return
+            return False
         if position != reported:
             reported = position
             yield pb.AnalyzeVideoResponse(queued=pb.Queued(position=position))
+    return True
 
 
 def _params(message: pb.AnalysisParams, limits: Limits) -> AnalysisParams:
