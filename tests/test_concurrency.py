@@ -54,7 +54,11 @@ def test_concurrent_analyses_match_one_at_a_time_and_restore_the_thread_count(me
 
     with ThreadPoolExecutor(at_once) as pool:
         together = list(pool.map(one, range(at_once)))
-    assert all(result == alone for result in together)
+    # The same frames and captions; scores equal up to float rounding (frames are batched differently when
+    # analyses interleave, and a different batch or thread count sums in another order).
+    for result in together:
+        assert [(t, caption) for t, caption, _ in result] == [(t, caption) for t, caption, _ in alone]
+        assert [score for *_, score in result] == pytest.approx([score for *_, score in alone], rel=1e-3, abs=1e-4)
     # While decoding limits, one analysis or several leave the decoder one core: never fewer threads than that.
     assert seen_counts <= {threads_before, max(1, threads_before - 1)}
     assert torch.get_num_threads() == threads_before

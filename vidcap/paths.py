@@ -8,20 +8,16 @@ folder.
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE.parent
 
 
 def _shipped(folder: str, name: str) -> Path:
-    checkout = REPO_ROOT / folder / name
-    if checkout.exists():
-        return checkout
-    try:
-        return Path(str(resources.files(f"vidcap.{folder}") / name))
-    except ModuleNotFoundError:
-        return checkout  # neither: the caller's error names the checkout path
+    """REPO_ROOT/folder/name in a checkout; vidcap/folder/name (package data) in an install."""
+    installed = PACKAGE / folder / name
+    return installed if installed.exists() else REPO_ROOT / folder / name
 
 
 def handler_file() -> Path:

@@ -73,7 +73,10 @@ def build_archive(checkpoint: str | Path | None = None, export_dir: str | Path |
             "handler": {"encoder": settings.encoder, "limits": settings.limits.to_dict()}}, sort_keys=False))
         result = subprocess.run([archiver, "--model-name", settings.name, "--version", "1.0", "--serialized-file",
                                  str(checkpoint), "--handler", str(HANDLER), "--config-file", str(config),
-                                 "--export-path", str(export_dir), "--force"], capture_output=True, text=True)
+                                 "--export-path", str(export_dir), "--force"], capture_output=True, text=True,
+                                # The archiver stages files in $TMPDIR/<model name>: a private TMPDIR keeps two
+                                # archives of one name built at once (two stacks starting) from colliding.
+                                env={**os.environ, "TMPDIR": tmp})
     if result.returncode != 0:
         raise VidcapError(f"torch-model-archiver failed: {result.stderr.strip().splitlines()[-1:]}")
     return export_dir / f"{settings.name}.mar"
