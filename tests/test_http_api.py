@@ -127,6 +127,10 @@ def test_grpc_and_the_web_ui_are_served_by_the_same_stack_and_sigterm_stops_ever
     base, address, proc, ui = stack
     with VidcapClient(address, timeout=60) as client:
         assert client.caption_image(files["image"].read_bytes()).caption
+        with pytest.raises(grpc.RpcError) as refused:  # no --media-dir: no path reaches the upload spool
+            list(client.analyze_path("uploads/anything.mp4"))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "no media folder" in refused.value.details()
     config = httpx.get(f"{ui}/config", timeout=10).json()
     assert config["title"] == "vidcap" and config["analytics_enabled"] is False
     endpoints = httpx.get(f"{ui}/gradio_api/info", timeout=10).json()["named_endpoints"]

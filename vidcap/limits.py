@@ -114,6 +114,7 @@ def add_limit_arguments(parser) -> None:
     for flag, name, kind, unit, text in _FLAGS:
         default = getattr(DEFAULT_LIMITS, name) / unit
         group.add_argument(flag, type=kind, default=kind(default), dest=f"limit_{name}",
+                           metavar=flag.rsplit("-", 1)[-1].upper(),
                            help=f"{text} (default: {kind(default):g})")
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import grpc
 
-from vidcap.errors import VidcapError
+from vidcap.errors import UnauthenticatedError, VidcapError, status_of
 
 API_KEY_ENV = "VIDCAP_API_KEY"
 OPEN_METHODS = ("/grpc.health.v1.Health/",)
+REFUSED = UnauthenticatedError("missing or wrong API key (authorization: Bearer KEY)")
 
 
 def is_loopback(host: str) -> bool:
@@ -95,7 +96,7 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
 
 def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     def refuse(_request, context: grpc.ServicerContext):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key (authorization: Bearer KEY)")
+        context.abort(grpc.StatusCode[status_of(REFUSED)[0]], str(REFUSED))
 
     kinds = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
              (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}

@@ -41,6 +41,7 @@ OnStart = Callable[[float, int], None]
 class ModelHost(ABC):
     NAME = ""
     spool_dir: Path | None = None  # where uploaded videos must be written for this model host to read them
+    media_dir: Path | None = None  # the folder this model host reads videos from by path (TorchServe's worker)
 
     @abstractmethod
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption: ...

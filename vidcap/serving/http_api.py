@@ -41,6 +41,7 @@ from vidcap.fileio import upload_name
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission
+from vidcap.serving.auth import REFUSED
 from vidcap.serving.hosts import ModelHost
 from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
 from vidcap.wire import analysis_params, old_api_params
@@ -102,7 +103,7 @@ class BearerKey:
         if scope["type"] == "http" and scope.get("path") not in self.OPEN_PATHS:
             given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.key}".encode()):
-                return await _send_json(send, 401, {"error": "missing or wrong API key (Authorization: Bearer KEY)"},
+                return await _send_json(send, status_of(REFUSED)[1], {"error": str(REFUSED)},
                                         [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
 

@@ -177,7 +177,7 @@ def _supervise(torchserve: TorchServe, health: Health, stop: threading.Event) ->
 def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: threading.Event,
            torchserve: TorchServe | None, startup: Startup) -> None:
     security = config.security
-    media_dir = config.media_dir or (str(model_host.spool_dir.parent) if model_host.spool_dir else None)
+    media_dir = config.media_dir or model_host.media_dir  # never the in-process host's private upload spool
     if media_dir and not security.allows_media_paths(config.host):
         log.warning("media folder access by path is off: this server is reachable beyond loopback without a key")
         media_dir = None
