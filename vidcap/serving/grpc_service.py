@@ -249,7 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     from vidcap.captioner import Captioner
 
     limits = limits_from_args(args)
-    model_host = InProcessHost(Captioner.load(args.model, device=args.device), limits=limits)
+    from vidcap.paths import default_work_dir
+
+    model_host = InProcessHost(Captioner.load(args.model, device=args.device),
+                               spool_dir=default_work_dir() / "uploads", limits=limits)  # on disk, not in /tmp
     serve(model_host, args.host, args.port, args.media_dir, limits)
 
 
