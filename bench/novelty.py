@@ -3,10 +3,16 @@
     python bench/novelty.py                      # 6 minutes of video per kind (cached in bench/.cache)
     python bench/novelty.py --minutes 2 --ablation
 
-For each kind of generated video (clean, flicker, shake, noise, object-only changes) it reports, for the seed
-scorer (the old project's metric), vidcap's robust scorer and PySceneDetect's ContentDetector and
-AdaptiveDetector on the same files in the same run: F1 of the moments against the truth (a moment within one
-sample of a change counts, one moment per change), false moments per 10 minutes, and wall time.
+For each kind of generated video (clean, flicker, shake, noise, object-only changes, and "still": a parked camera
+on scenes that last 20-60 s, sensor noise on) it reports, for the seed scorer (the old project's metric), vidcap's
+robust scorer and PySceneDetect's ContentDetector and AdaptiveDetector on the same files in the same run: F1 of
+the moments against the truth (a moment within one sample of a change counts, one moment per change), false
+moments per 10 minutes, and wall time.
+
+Every video is captioned twice, as vidcap does by default (a still frame reuses the last caption,
+vidcap/video/stills.py) and with --no-skip (every sample captioned): the robust scorer gets a row for each, the
+seed scorer (the old project captioned every frame) uses the --no-skip captions, and a second table gives the
+share of frames reused and the captioning time both ways.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,12 +40,20 @@ from vidcap.video.novelty import (  # noqa: E402
 from vidcap.video.pipeline import AnalysisParams, captioned_frames, to_captioned_frame  # noqa: E402
 from vidcap.video.synth import Effects, random_segments, truth_path, write_video  # noqa: E402
 
+@dataclass(frozen=True)
+class Kind:
+    effects: Effects
+    object_change_rate: float = 0.35
+    scene_seconds: tuple[float, float] = (4.0, 9.0)
+
+
 KINDS = {
-    "clean": (Effects(), 0.35),
-    "flicker": (Effects(flicker=2.0), 0.35),
-    "shake": (Effects(shake=10), 0.35),
-    "noise": (Effects(noise=12.0), 0.35),
-    "object": (Effects(), 1.0),  # every change after the first scene is one object changing colour or shape
+    "clean": Kind(Effects()),
+    "flicker": Kind(Effects(flicker=2.0)),
+    "shake": Kind(Effects(shake=10)),
+    "noise": Kind(Effects(noise=12.0)),
+    "object": Kind(Effects(), 1.0),  # every change after the first scene is one object changing colour or shape
+    "still": Kind(Effects(noise=12.0, still=True), scene_seconds=(20.0, 60.0)),  # a parked camera: rare changes
 }
 
 
@@ -72,32 +86,34 @@ class Score:
 def make_videos(folder: Path, minutes: float, fps: float, size: tuple[int, int], seed: int = 100) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     videos = {}
-    for n, (kind, (effects, object_rate)) in enumerate(KINDS.items()):
+    for n, (kind, spec) in enumerate(KINDS.items()):
         name = f"{kind}-{minutes:g}min-{size[0]}x{size[1]}" + (f"-seed{seed}" if seed != 100 else "")
         path = folder / f"{name}.mp4"
         if not path.exists() or not truth_path(path).exists():
-            scenes = max(2, round(minutes * 60 / 6.5))  # scenes last 4-9 s
-            segments = random_segments(scenes, seed=seed + n, object_change_rate=object_rate)
+            scenes = max(2, round(minutes * 60 / statistics.mean(spec.scene_seconds)))
+            segments = random_segments(scenes, seed + n, *spec.scene_seconds, spec.object_change_rate)
             t0 = time.perf_counter()
-            write_video(path, segments, fps=fps, size=size, effects=effects, seed=seed - 100 + n)
+            write_video(path, segments, fps=fps, size=size, effects=spec.effects, seed=seed - 100 + n)
             print(f"  made {path.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         videos[kind] = path
     return videos
 
 
-def scorers(window: int, ablation: bool) -> dict[str, object]:
-    out = {"seed (euclidean)": lambda: SeedScorer(window, "euclidean"),
-           "seed (cosine)": lambda: SeedScorer(window, "cosine"),
-           "robust (vidcap default)": lambda: RobustScorer(window)}
+def scorers(window: int, ablation: bool) -> dict[str, tuple[bool, object]]:
+    """name -> (scored on the captions of the run that reuses still frames' captions?, a new scorer)"""
+    out = {"seed (euclidean)": (False, lambda: SeedScorer(window, "euclidean")),
+           "seed (cosine)": (False, lambda: SeedScorer(window, "cosine")),
+           "robust (vidcap default)": (True, lambda: RobustScorer(window)),
+           "robust, --no-skip": (False, lambda: RobustScorer(window))}
     if ablation:
         out.update({
-            "  mean of past, text only": lambda: RobustScorer(window, nearest=False, visual_weight=0.0),
-            "  nearest past, text only": lambda: RobustScorer(window, visual_weight=0.0),
-            "  + pooled feature 0.5": lambda: RobustScorer(window, regions_top_k=0),
-            "  3 most changed regions": lambda: RobustScorer(window, regions_top_k=3),
-            "  regions, no persistence": lambda: RobustScorer(window, persistence=False),
-            "  regions, no n-best beams": lambda: RobustScorer(window, use_beams=False),
-            "  regions, all words": lambda: RobustScorer(window, content_only=False),
+            "  mean of past, text only": (True, lambda: RobustScorer(window, nearest=False, visual_weight=0.0)),
+            "  nearest past, text only": (True, lambda: RobustScorer(window, visual_weight=0.0)),
+            "  + pooled feature 0.5": (True, lambda: RobustScorer(window, regions_top_k=0)),
+            "  3 most changed regions": (True, lambda: RobustScorer(window, regions_top_k=3)),
+            "  regions, no persistence": (True, lambda: RobustScorer(window, persistence=False)),
+            "  regions, no n-best beams": (True, lambda: RobustScorer(window, use_beams=False)),
+            "  regions, all words": (True, lambda: RobustScorer(window, content_only=False)),
         })
     return out
 
@@ -135,17 +151,13 @@ def main() -> None:
     params = AnalysisParams(every_n_seconds=args.every, window=args.window)
     methods = scorers(args.window, args.ablation)
     table: dict[str, dict[str, Score]] = {}
+    stills: dict[str, dict[str, float]] = {}
     for kind, path in videos.items():
         truth = json.loads(truth_path(path).read_text())
         changes, minutes = [c["t"] for c in truth["changes"]], truth["duration"] / 60
-        t0 = time.perf_counter()
-        frames, captions, times = [], [], []
-        for frame, caption in captioned_frames(path, captioner, params):
-            frames.append(to_captioned_frame(frame, caption))
-            captions.append(caption.text)
-            times.append(frame.t)
-        caption_seconds = time.perf_counter() - t0
-        for name, make in methods.items():
+        runs = {skip: caption_video(path, captioner, replace(params, skip_still=skip)) for skip in (True, False)}
+        for name, (skipping, make) in methods.items():
+            frames, captions, times, reused, caption_seconds = runs[skipping]
             t1 = time.perf_counter()
             scorer = make()
             scores = score_all(scorer, frames)
@@ -160,17 +172,40 @@ def main() -> None:
                 continue
             table.setdefault(f"PySceneDetect {detector}", {}).setdefault(kind, Score()).add(
                 cuts, changes, args.every, minutes, time.perf_counter() - t1)
-        print(f"  {kind}: {len(frames)} frames, {len(changes)} changes, captioned in {caption_seconds:.1f} s",
-              file=sys.stderr)
+        n, reused, skip_seconds = len(runs[True][0]), runs[True][3], runs[True][4]
+        stills[kind] = {"frames": n, "reused": reused, "seconds": skip_seconds, "no_skip_seconds": runs[False][4]}
+        print(f"  {kind}: {n} frames ({reused} reused), {len(changes)} changes, captioned in {skip_seconds:.1f} s "
+              f"({runs[False][4]:.1f} s with --no-skip)", file=sys.stderr)
     if not any(name.startswith("PySceneDetect") for name in table):
         print("note: PySceneDetect is not installed (pip install 'vidcap[bench]'); its rows are missing",
               file=sys.stderr)
     print_table(table, args)
+    print_stills(stills)
     if args.json:
-        Path(args.json).write_text(json.dumps({name: {kind: {"f1": s.f1, "tp": s.tp, "fp": s.fp, "fn": s.fn,
-                                                               "false_per_10min": 10 * s.fp / s.minutes,
-                                                               "seconds": s.seconds} for kind, s in row.items()}
-                                               for name, row in table.items()}, indent=1))
+        rows = {name: {kind: {"f1": s.f1, "tp": s.tp, "fp": s.fp, "fn": s.fn, "false_per_10min": 10 * s.fp / s.minutes,
+                              "seconds": s.seconds} for kind, s in row.items()} for name, row in table.items()}
+        Path(args.json).write_text(json.dumps({**rows, "still frames": stills}, indent=1))
+
+
+def caption_video(path: Path, captioner: Captioner, params: AnalysisParams):
+    """-> (frames as the scorers see them, captions, times, frames that reused a caption, wall seconds)"""
+    t0 = time.perf_counter()
+    frames, captions, times, reused = [], [], [], 0
+    for frame, caption, was_reused in captioned_frames(path, captioner, params):
+        frames.append(to_captioned_frame(frame, caption))
+        captions.append(caption.text)
+        times.append(frame.t)
+        reused += was_reused
+    return frames, captions, times, reused, time.perf_counter() - t0
+
+
+def print_stills(stills: dict[str, dict[str, float]]) -> None:
+    print("\nStill frames: captions reused by default vs every sample captioned (--no-skip), same files, same run")
+    print("| kind    | frames | reused | captioning s (default) | captioning s (--no-skip) | speed-up |")
+    print("|---------|-------:|-------:|-----------------------:|-------------------------:|---------:|")
+    for kind, s in stills.items():
+        print(f"| {kind:7s} | {s['frames']:6d} | {100 * s['reused'] / max(1, s['frames']):5.1f}% | "
+              f"{s['seconds']:22.1f} | {s['no_skip_seconds']:24.1f} | {s['no_skip_seconds'] / s['seconds']:7.2f}x |")
 
 
 def print_table(table: dict[str, dict[str, Score]], args: argparse.Namespace) -> None:

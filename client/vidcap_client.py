@@ -32,10 +32,11 @@ def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:
             print(f"# waiting: place {response.queued.position} in the server's queue", flush=True)
         elif kind == "frame":
             f = response.frame
-            print(f"{f.t:8.2f}  {f.score:6.3f}  {f.caption}", flush=True)
+            print(f"{f.t:8.2f}  {f.score:6.3f}  {f.caption}{'  (still: reused)' if f.reused else ''}", flush=True)
         else:
             s = response.summary
-            print(f"# {s.frames} frames, {len(s.moments)} moments ({s.scorer}, {s.metric})")
+            print(f"# {s.frames} frames ({s.reused_frames} still, caption reused), {len(s.moments)} moments "
+                  f"({s.scorer}, {s.metric})")
             for m in s.moments:
                 print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.previous_caption or '(start)'} -> {m.caption}")
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--window", type=int, default=0)
     a.add_argument("--metric", default="")
     a.add_argument("--scorer", default="")
+    a.add_argument("--no-skip", action="store_true", help="caption still frames too (default: reuse the caption)")
     args = p.parse_args(argv)
     try:
         key = Path(args.api_key_file).read_text().strip() if args.api_key_file else os.environ.get("VIDCAP_API_KEY")
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 for image in args.images:
                     print(client.caption_image(Path(image).read_bytes(), args.beam).caption)
                 return 0
-            params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric, scorer=args.scorer)
+            params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric, scorer=args.scorer,
+                          no_skip=args.no_skip)
             if args.path:
                 _print_stream(client.analyze_path(args.path, **params))
             elif args.video:

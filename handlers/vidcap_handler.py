@@ -77,7 +77,8 @@ class VidcapHandler(BaseHandler):
     def _video(self, request: dict, index: int, context) -> str:
         path = self._media_path(str(request.get("video_path", "")))
         params = analysis_params(request.get("every_n_seconds"), request.get("window"), request.get("metric"),
-                                 request.get("scorer"), request.get("beam"), self.limits)
+                                 request.get("scorer"), request.get("beam"), self.limits,
+                                 no_skip=request.get("no_skip"))
         cancel = self._cancel_marker(request.get("job"))
         # Keyed by the request's row in the batch: TorchServe marks that row's headers "more to come". Keyed by 0,
         # a second video in one batch marked the first row instead, and its own stream never ended.

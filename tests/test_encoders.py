@@ -3,6 +3,9 @@ by model, and the ones that cannot run here say why."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -11,7 +14,7 @@ from vidcap.encoders import ENCODER_BACKENDS, available_encoders, make_encoder
 from vidcap.errors import UnavailableError
 from vidcap.preprocess import as_tensor, to_model_input
 
-from conftest import DEMO_MODEL, synthetic_images, tiny_model
+from conftest import DEMO_MODEL, cli_env, synthetic_images, tiny_model
 
 CPU = torch.device("cpu")
 EXACT = {"torch", "openvino-f32", "onnxruntime"}  # fp32 all the way
@@ -108,3 +111,38 @@ def test_tensorrt_fp16_matches_the_reference_on_a_gpu():
         reference = model.encoder(images)
     got = make_encoder("tensorrt", model.encoder, model.config, torch.device("cuda"))(images)
     assert (got - reference).abs().max() <= 2e-2 * reference.abs().max()
+
+
+def test_a_cached_compiled_trunk_starts_without_building_the_pytorch_one(private_cache, tmp_path):
+    """Startup: once OpenVINO's file for a model is cached, loading it builds no torchvision ResNet (importing
+    torchvision costs a second), and the captions are those of a load that builds everything."""
+    if "openvino" not in usable_here:
+        pytest.skip(available_encoders(CPU)["openvino"])
+    model = tiny_model(stages=3, image_size=64, encoded_size=4)
+    model.save(tmp_path / "m.pt")
+    images = [pixels for pixels, _ in synthetic_images(4, seed=5, size=(160, 96))]
+    first = Captioner.load(tmp_path / "m.pt", encoder="openvino-f32")  # cache miss: builds and exports
+    assert first.model.encoder.trunk is not None and len(list(private_cache.glob("*.onnx"))) == 1
+    probe = ("import sys\nfrom vidcap.captioner import Captioner\n"
+             f"c = Captioner.load({str(tmp_path / 'm.pt')!r}, encoder='openvino-f32')\n"
+             "print(c.model.encoder.trunk is None, 'torchvision' in sys.modules)")
+    env = {**cli_env(), "VIDCAP_CACHE": str(private_cache.parent)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.split() == ["True", "False"], result.stderr
+    second = Captioner.load(tmp_path / "m.pt", encoder="openvino-f32")
+    assert second.model.encoder.trunk is None
+    assert [c.words for c in second.caption(images)] == [c.words for c in first.caption(images)]
+    torch_runtime = Captioner.load(tmp_path / "m.pt", encoder="torch")  # a runtime that needs it builds it
+    assert torch_runtime.model.encoder.trunk is not None
+    assert [c.words for c in torch_runtime.caption(images)] == [c.words for c in first.caption(images)]
+
+
+def test_an_unbuilt_trunk_with_wrong_weights_is_a_checkpoint_error(tmp_path):
+    from vidcap.errors import CheckpointError
+    from vidcap.model import CaptionModel
+
+    ckpt = tiny_model(stages=3, image_size=64, encoded_size=4).checkpoint()
+    del ckpt["model"]["encoder.trunk.0.weight"]
+    model = CaptionModel.from_checkpoint(ckpt, build_trunk=False)  # the decoder loads; the trunk waits
+    with pytest.raises(CheckpointError, match="do not match"):
+        model.encoder.require_trunk()

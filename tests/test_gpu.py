@@ -56,7 +56,7 @@ def test_dali_and_tensorrt_keep_frames_on_the_gpu_and_caption_like_the_cpu(video
     _need("dali", "tensorrt")
     gpu = Captioner.load(DEMO_MODEL, device="cuda", encoder="tensorrt")
     params = AnalysisParams(every_n_seconds=1.0, frame_source="dali")
-    frames = [frame for frame, _ in captioned_frames(video, gpu, params)]
+    frames = [frame for frame, _, _ in captioned_frames(video, gpu, params)]
     assert frames and all(f.pixels.is_cuda for f in frames)
     on_gpu = [f.caption for f in analyze(video, gpu, params).frames]
     on_cpu = [f.caption for f in analyze(video, Captioner.load(DEMO_MODEL, encoder="torch"),

@@ -408,3 +408,73 @@ def test_a_source_is_never_closed_under_a_running_decode():
     assert not source.closed.is_set()
     source.may_finish.set()
     assert source.closed.wait(5) and not source.closed_while_decoding
+
+
+# ---- still frames ----------------------------------------------------------------------------------------------
+
+
+def test_still_frames_are_told_apart_from_noise_flashes_shakes_and_small_changes():
+    from vidcap.synthetic import render_scene
+    from vidcap.video.stills import StillFrames
+
+    rng = np.random.default_rng(0)
+    base = render_scene(scene("grass", ("circle", "red", 0), ("square", "blue", 2)), 112, 112).astype(float)
+
+    def noisy(image: np.ndarray, sigma: float = 4.0) -> np.ndarray:  # what sigma 12 at 360p leaves at the model's size
+        return np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+
+    stills = StillFrames()
+    assert not stills.is_still(noisy(base))  # the first frame is always captioned
+    assert all(stills.is_still(noisy(base)) for _ in range(20))  # sensor noise alone: still
+    assert not stills.is_still(noisy(base + 60))  # a flash is captioned (and becomes the reference)
+    assert not stills.is_still(noisy(base))  # so is the frame after it
+    assert not stills.is_still(noisy(np.roll(base, 2, axis=1)))  # a shake of 2 pixels
+    small = scene("grass", ("circle", "red", 0), ("square", "blue", 2))
+    changed = Scene(small.background, (small.objects[0], SceneObject("square", "blue", "small", 2, 5 / 6, 0.5)))
+    stills.is_still(render_scene(small, 112, 112))
+    assert not stills.is_still(render_scene(changed, 112, 112))  # one object shrinking
+
+
+@pytest.fixture(scope="module")
+def parked_camera(tmp_path_factory) -> Path:
+    """36 s of a parked camera with sensor noise: a cut at 12 s and an object change at 24 s."""
+    from vidcap.video.synth import Effects
+
+    path = tmp_path_factory.mktemp("still") / "parked.mp4"
+    first = scene("grass", ("circle", "red", 0), ("square", "blue", 2))
+    second = scene("night", ("star", "yellow", 1))
+    third = scene("night", ("star", "red", 1))
+    write_video(path, [Segment(first, 12.0), Segment(second, 12.0), Segment(third, 12.0)], fps=10,
+                size=(320, 180), effects=Effects(noise=12.0, still=True))
+    return path
+
+
+def test_still_frames_reuse_the_last_caption_and_every_change_is_still_captioned(parked_camera, captioner):
+    skipping = analyze(parked_camera, captioner, AnalysisParams(every_n_seconds=1.0, window=3))
+    every = analyze(parked_camera, captioner, AnalysisParams(every_n_seconds=1.0, window=3, skip_still=False))
+    assert not any(f.reused for f in every.frames)
+    reused = [f for f in skipping.frames if f.reused]
+    assert len(reused) >= 0.8 * len(skipping.frames)
+    fresh = [f.t for f in skipping.frames if not f.reused]
+    for change in json.loads(truth_path(parked_camera).read_text())["changes"]:
+        first_after = min(f.t for f in skipping.frames if f.t >= change["t"])
+        assert first_after in fresh  # the first sample after each change is captioned afresh
+    by_index = {f.index: f for f in skipping.frames}
+    for f in reused:  # a reused caption is the previous sample's (the last captioned frame's, carried on)
+        assert f.caption == by_index[f.index - 1].caption
+    assert [round(m.t) for m in skipping.moments] == [round(m.t) for m in every.moments] == [12, 24]
+
+
+def test_reused_frames_are_marked_in_json_csv_and_the_summary(parked_camera, tmp_path):
+    out = tmp_path / "out"
+    result = run("analyze", str(parked_camera), "--json", str(out / "a.json"), "--csv", str(out / "a.csv"),
+                 "--no-progress")
+    assert result.returncode == 0, result.stderr
+    frames = json.loads((out / "a.json").read_text())["frames"]
+    reused = sum(f["reused"] for f in frames)
+    assert reused >= 0.8 * len(frames)
+    assert sum(int(r["reused"]) for r in csv.DictReader((out / "a.csv").open())) == reused
+    assert f"({reused} still, caption reused)" in result.stdout
+    every = run("analyze", str(parked_camera), "--no-skip", "--json", str(out / "b.json"), "--no-progress")
+    assert every.returncode == 0, every.stderr
+    assert not any(f["reused"] for f in json.loads((out / "b.json").read_text())["frames"])

@@ -52,7 +52,8 @@ class Captioner:
         path = Path(path) if path else default_model_path()
         if path == DEMO_MODEL and not path.is_file():
             raise CheckpointError(f"demo model missing at {path}: run `vidcap train --preset demo` or pass --model")
-        return cls(CaptionModel.from_checkpoint(path), **kwargs)
+        # The trunk is built only if the encoder runtime needs it: a cached compiled one does not (startup).
+        return cls(CaptionModel.from_checkpoint(path, build_trunk=False), **kwargs)
 
     @property
     def image_size(self) -> int:

@@ -167,6 +167,9 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help=f"novelty scorer (default: {DEFAULT_SCORER}; seed = the old project's metric)")
     p.add_argument("--beam", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-skip", action="store_true",
+                   help="caption every sampled frame; by default a still frame (nothing changed since the last "
+                        "captioned one, beyond noise) reuses its caption, marked as reused in every output")
     p.add_argument("--frame-source", "--decoder", dest="frame_source", default="auto",
                    help="what decodes the video: auto, pyav, dali (default: auto; --decoder is its old name)")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
@@ -193,7 +196,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     limits = Limits.for_local_files()
     try:
         params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
-                                args.frame_source).validate(limits)
+                                args.frame_source, skip_still=not args.no_skip).validate(limits)
     except InputError as exc:
         raise renamed(exc, CLI_NAMES) from None
     captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
@@ -217,7 +220,8 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
 def _add_synth_video(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth-video", help="render a synthetic test video with known changes",
-                       description="Render scenes with the synthetic-scenes renderer (objects drifting a little), "
+                       description="Render scenes with the synthetic-scenes renderer (objects drifting a little unless "
+                                   "--still), "
                                    "encode them with PyAV, and write OUT.truth.json next to the video.")
     p.add_argument("out", nargs="?", help="output video (.mp4, .mkv, .mov: H.264; .webm: VP9)")
     source = p.add_mutually_exclusive_group()
@@ -230,6 +234,7 @@ def _add_synth_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shake", type=int, default=0, metavar="PX", help="random camera translation up to PX pixels")
     p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="sensor noise")
     p.add_argument("--drift", action="store_true", help="slow camera pan and lighting change")
+    p.add_argument("--still", action="store_true", help="objects stay put (by default they wander a little)")
     p.add_argument("--keyint", type=int, help="fixed keyframe interval in frames (default: the video codec's own)")
     p.add_argument("--vocab", action="store_true", help="print the shapes, colours and backgrounds and exit")
     p.set_defaults(run=_run_synth_video)
@@ -253,7 +258,7 @@ def _run_synth_video(args: argparse.Namespace) -> int:
         segments = synth.random_segments(args.random, args.seed)
     if args.flicker is not None and not args.flicker > 0:
         raise VidcapError("--flicker must be positive")
-    effects = synth.Effects(args.flicker, args.shake, args.noise, args.drift)
+    effects = synth.Effects(args.flicker, args.shake, args.noise, args.drift, args.still)
     truth = synth.write_video(args.out, segments, args.fps, args.size, effects, args.seed, args.keyint)
     print(f"{args.out}: {truth['duration']:.1f} s, {len(truth['changes'])} changes; truth in "
           f"{synth.truth_path(args.out)}")

@@ -13,7 +13,7 @@ so the region features mean the same whichever runtime made them. The caption de
 | onnxruntime   | ONNX Runtime, fp32                        | CPU   | fp32                                     |
 | tensorrt      | Torch-TensorRT, FP16, dynamic batch       | CUDA  | fp16                                     |
 
-The ONNX files and TensorRT engines are cached on disk (`$VIDCAP_CACHE`, default ~/.cache/vidcap) under a key
+The ONNX files, OpenVINO's compiled networks and TensorRT engines are cached on disk (`$VIDCAP_CACHE`, default ~/.cache/vidcap) under a key
 made of the encoder's configuration and weights, so a changed model is rebuilt and an unchanged one is not.
 """
 
@@ -53,7 +53,7 @@ def cache_dir() -> Path:
 def encoder_key(encoder: Encoder, config: ModelConfig, extra: str = "") -> str:
     """A digest of what the compiled artefact depends on: the architecture and every weight."""
     digest = hashlib.sha256(json.dumps([config.backbone, config.stages, config.image_size, extra]).encode())
-    for name, tensor in sorted(encoder.trunk.state_dict().items()):
+    for name, tensor in sorted(encoder.trunk_weights().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:20]
@@ -99,7 +99,7 @@ class TorchEncoder(EncoderRuntime):
     def __init__(self, encoder: Encoder, config: ModelConfig, device: torch.device):
         super().__init__(encoder, config, device)
         # channels_last: oneDNN's preferred layout on CPU (1.3x on ResNet-152 here), tensor cores' on GPU.
-        self._trunk = encoder.trunk.to(memory_format=torch.channels_last)
+        self._trunk = encoder.require_trunk().to(device, memory_format=torch.channels_last)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         return self._trunk(images.contiguous(memory_format=torch.channels_last))
@@ -120,7 +120,7 @@ def _onnx_file(encoder: Encoder, config: ModelConfig) -> Path:
         return path
     import io
 
-    trunk = copy.deepcopy(encoder.trunk).float().cpu().eval()
+    trunk = copy.deepcopy(encoder.require_trunk()).float().cpu().eval()
     example = torch.zeros(1, 3, config.image_size, config.image_size)
     buffer = io.BytesIO()
     # The TorchScript exporter: deprecated, but fast and complete for a ResNet trunk (10 s for ResNet-152 here).
@@ -146,7 +146,9 @@ class OpenVINOEncoder(EncoderRuntime):
         properties = {"PERFORMANCE_HINT": "LATENCY"}  # one stream on all cores: a sync request per batch
         if self.PRECISION:
             properties["INFERENCE_PRECISION_HINT"] = self.PRECISION
-        self._model = ov.Core().compile_model(self._network(ov, encoder, config), "CPU", properties)
+        core = ov.Core()
+        core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})  # compiled blobs: a later start loads them
+        self._model = core.compile_model(self._network(ov, encoder, config), "CPU", properties)
         self._request = self._model.create_infer_request()
         self._lock = threading.Lock()  # an infer request serves one call at a time
         self.precision = self._model.get_property("INFERENCE_PRECISION_HINT").to_string()  # "bf16", "f32"
@@ -248,7 +250,7 @@ class TensorRTEncoder(EncoderRuntime):
 
     def _build(self, torch_tensorrt, path: Path) -> None:
         side = self.config.image_size
-        trunk = copy.deepcopy(self.encoder.trunk).eval().half().to(self.device)
+        trunk = copy.deepcopy(self.encoder.require_trunk()).eval().half().to(self.device)
         inputs = [torch_tensorrt.Input(min_shape=(1, 3, side, side), opt_shape=(self.OPT_BATCH, 3, side, side),
                                        max_shape=(self.MAX_BATCH, 3, side, side), dtype=torch.half)]
         log.info("building a TensorRT FP16 engine for the encoder (once per model and GPU)...")

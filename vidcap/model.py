@@ -31,30 +31,61 @@ CHECKPOINT_VERSION = 1
 
 
 class Encoder(nn.Module):
-    """ResNet trunk without its classifier, pooled to an SxS grid of region features."""
+    """ResNet trunk without its classifier, pooled to an SxS grid of region features.
 
-    def __init__(self, config: ModelConfig, weights_path: str | Path | None = None):
+    The trunk is a torchvision ResNet, and importing torchvision costs about a second (it imports torch._dynamo).
+    An encoder runtime that runs a cached compiled trunk (OpenVINO reads its ONNX file) never needs the PyTorch
+    module, so an inference load can leave it unbuilt (`build_trunk=False`): the trunk's weights wait in
+    `trunk_state` and `require_trunk()` builds it on first use."""
+
+    TRUNK_PREFIX = "trunk."
+
+    def __init__(self, config: ModelConfig, weights_path: str | Path | None = None, build_trunk: bool = True):
         super().__init__()
         if config.backbone not in RESNET_FEATURE_DIMS:
             raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(RESNET_FEATURE_DIMS)}")
         if not 1 <= config.stages <= 4:
             raise ValueError("stages must be between 1 and 4")
+        self.config = config
+        self.trunk: nn.Sequential | None = None
+        self.trunk_state: dict[str, torch.Tensor] | None = None  # an unbuilt trunk's weights
+        self.pool = nn.AdaptiveAvgPool2d(config.encoded_size)
+        self.pretrained = weights_path is not None
+        if build_trunk or weights_path is not None:
+            self.trunk = self._build_trunk(weights_path)
+
+    def _build_trunk(self, weights_path: str | Path | None = None) -> nn.Sequential:
         import torchvision  # here, where a torchvision model is built: importing it costs a second
 
-        resnet = getattr(torchvision.models, config.backbone)(weights=None)
+        resnet = getattr(torchvision.models, self.config.backbone)(weights=None)
         if weights_path is not None:
             # Pretrained weights cannot be downloaded here; a local torchvision state_dict can be used.
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             resnet.load_state_dict(state)
         stem = [resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool]
-        blocks = [resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4][: config.stages]
-        self.trunk = nn.Sequential(*stem, *blocks)
-        self.pool = nn.AdaptiveAvgPool2d(config.encoded_size)
-        self.pretrained = weights_path is not None
+        blocks = [resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4][: self.config.stages]
+        return nn.Sequential(*stem, *blocks)
+
+    def require_trunk(self) -> nn.Sequential:
+        """The PyTorch trunk, built from `trunk_state` the first time it is needed."""
+        if self.trunk is None:
+            trunk = self._build_trunk()
+            if self.trunk_state is not None:
+                try:
+                    trunk.load_state_dict(self.trunk_state)
+                except RuntimeError as exc:
+                    reason = str(exc).splitlines()[0]
+                    raise CheckpointError(f"checkpoint weights do not match its config: {reason}") from exc
+            self.trunk, self.trunk_state = trunk.eval(), None
+        return self.trunk
+
+    def trunk_weights(self) -> dict[str, torch.Tensor]:
+        """The trunk's weights by name, built or not (what a compiled artefact's cache key is made of)."""
+        return self.trunk.state_dict() if self.trunk is not None else dict(self.trunk_state or {})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images -> (B, S*S, C) region features."""
-        return self.regions(self.trunk(images))
+        return self.regions(self.require_trunk()(images))
 
     def regions(self, trunk_output: torch.Tensor) -> torch.Tensor:
         """The trunk's (B, C, h, w) feature map -> (B, S*S, C) region features. Accelerated encoder runtimes
@@ -184,12 +215,13 @@ def caption_loss(
 class CaptionModel(nn.Module):
     """Encoder + decoder + vocabulary: the unit that is trained, saved, served."""
 
-    def __init__(self, config: ModelConfig, vocab: Vocabulary, encoder_weights: str | Path | None = None):
+    def __init__(self, config: ModelConfig, vocab: Vocabulary, encoder_weights: str | Path | None = None,
+                 build_trunk: bool = True):
         super().__init__()
         config.vocab_size = len(vocab)
         self.config = config
         self.vocab = vocab
-        self.encoder = Encoder(config, encoder_weights)
+        self.encoder = Encoder(config, encoder_weights, build_trunk)
         self.decoder = Decoder(config)
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -362,12 +394,18 @@ class CaptionModel(nn.Module):
         tmp.replace(path)
 
     @classmethod
-    def from_checkpoint(cls, source: str | Path | dict[str, Any], map_location: str = "cpu") -> "CaptionModel":
-        """Rebuild the model from nothing but the checkpoint file (or an already loaded checkpoint dict)."""
+    def from_checkpoint(cls, source: str | Path | dict[str, Any], map_location: str = "cpu",
+                        build_trunk: bool = True) -> "CaptionModel":
+        """Rebuild the model from nothing but the checkpoint file (or an already loaded checkpoint dict).
+        build_trunk=False: leave the encoder's trunk unbuilt until an encoder runtime needs it (see Encoder)."""
         ckpt = source if isinstance(source, dict) else load_checkpoint(source, map_location)
-        model = cls(ModelConfig.from_dict(ckpt["config"]), Vocabulary(ckpt["vocab"]))
+        model = cls(ModelConfig.from_dict(ckpt["config"]), Vocabulary(ckpt["vocab"]), build_trunk=build_trunk)
+        state = dict(ckpt["model"])
+        if not build_trunk:
+            prefix = "encoder." + Encoder.TRUNK_PREFIX
+            model.encoder.trunk_state = {k[len(prefix):]: state.pop(k) for k in list(state) if k.startswith(prefix)}
         try:
-            model.load_state_dict(ckpt["model"])
+            model.load_state_dict(state)  # an unbuilt trunk's weights are checked when it is built
         except RuntimeError as exc:
             raise CheckpointError(f"checkpoint weights do not match its config: {str(exc).splitlines()[0]}") from exc
         return model.eval()

@@ -134,13 +134,16 @@ class _Run:
         # Strings, so the table shows exactly these digits (it rounds numbers to its own taste).
         return pd.DataFrame({"t (s)": [f"{f.t:.2f}" for f in frames], "score": [f"{f.score:.4f}" for f in frames],
                              "caption": [f.caption for f in frames],
-                             "moment": ["yes" if f.index in moments else "" for f in frames]})
+                             "moment": ["yes" if f.index in moments else "" for f in frames],
+                             "still": ["reused" if f.reused else "" for f in frames]})
 
     def status(self, done: bool = False) -> str:
         n, total = len(self.frames), max(self.expected, len(self.frames), 1)
         seconds = time.perf_counter() - self.started
         if done:
-            return (f"<p><b>Done:</b> {n} frames over {self.duration:.1f} s of video in {seconds:.1f} s; "
+            reused = sum(f.reused for f in self.frames)
+            still = f" ({reused} still, caption reused)" if reused else ""
+            return (f"<p><b>Done:</b> {n} frames{still} over {self.duration:.1f} s of video in {seconds:.1f} s; "
                     f"{len(self.moments)} moments ({self.params['scorer']}, {self.params['metric']}).</p>")
         if self.queued:
             return (f"<p>Waiting for the service: every analysis slot is taken; place {self.queued} in its queue, "
@@ -164,14 +167,15 @@ class VidcapUI:
 
     # -- video --
 
-    def analyze(self, video: str | None, every: float, window: float, metric: str, scorer: str
-                ) -> Iterator[tuple]:
+    def analyze(self, video: str | None, every: float, window: float, metric: str, scorer: str,
+                skip_still: bool = True) -> Iterator[tuple]:
         if not video:
             raise gr.Error("Upload a video first.", title="No video")
         if not every or every <= 0:
             raise gr.Error("Every N seconds must be a positive number.", title="Bad parameter")
         metric = "" if metric == SCORER_DEFAULT_METRIC else metric
-        params = {"every_n_seconds": float(every), "window": int(window), "metric": metric, "scorer": scorer}
+        params = {"every_n_seconds": float(every), "window": int(window), "metric": metric, "scorer": scorer,
+                  "no_skip": not skip_still}
         run = _Run(Path(video).name, dict(params))
         last_update = 0.0
         try:
@@ -257,6 +261,8 @@ class VidcapUI:
                                   info="robust: ignores flicker and shake; seed: the old project's metric")
                 metric = gr.Radio([SCORER_DEFAULT_METRIC, *METRICS], value=SCORER_DEFAULT_METRIC, label="Metric",
                                   elem_id="metric")
+                skip_still = gr.Checkbox(True, label="Reuse the caption of still frames", elem_id="skip-still",
+                                         info="a frame that shows nothing new (beyond noise) is not captioned again")
                 run = gr.Button("Analyze", variant="primary", elem_id="analyze")
         status = gr.HTML(elem_id="video-status")
         plot = gr.LinePlot(x="t", y="score", x_title="time (s)", y_title="dissimilarity", height=260,
@@ -264,11 +270,11 @@ class VidcapUI:
         moments = gr.Gallery(label="Moments (click one to play the video from there)", columns=4, height="auto",
                              allow_preview=False, object_fit="contain", elem_id="moments")
         moment_times = gr.State([])
-        table = gr.Dataframe(label="Captions", headers=["t (s)", "score", "caption", "moment"], max_height=360,
+        table = gr.Dataframe(label="Captions", headers=["t (s)", "score", "caption", "moment", "still"], max_height=360,
                              interactive=False, elem_id="captions")
         downloads = gr.File(label="Download (JSON, CSV, plot)", file_count="multiple", interactive=False,
                             elem_id="downloads")
-        run.click(self.analyze, [video, every, window, metric, scorer],
+        run.click(self.analyze, [video, every, window, metric, scorer, skip_still],
                   [plot, table, status, moments, downloads, moment_times], show_progress="minimal",
                   concurrency_id="analyze")
         moments.select(self.seek, moment_times, video).then(

@@ -20,16 +20,18 @@ DEFAULTS = AnalysisParams()
 
 
 def analysis_params(every_n_seconds: Any = None, window: Any = None, metric: Any = None, scorer: Any = None,
-                    beam: Any = None, limits: Limits = DEFAULT_LIMITS, default_scorer: str = DEFAULTS.scorer
-                    ) -> AnalysisParams:
+                    beam: Any = None, limits: Limits = DEFAULT_LIMITS, default_scorer: str = DEFAULTS.scorer,
+                    no_skip: Any = None) -> AnalysisParams:
     """AnalysisParams from wire values: None, 0 and "" mean the default (proto3 cannot tell them apart); text is
-    parsed with a message naming the field; every bound is checked before any work starts."""
+    parsed with a message naming the field; every bound is checked before any work starts. no_skip: caption
+    every sampled frame, still ones too (the default reuses a still frame's caption)."""
     return AnalysisParams(
         every_n_seconds=_number(every_n_seconds, "every_n_seconds", float, DEFAULTS.every_n_seconds),
         window=_number(window, "window", int, DEFAULTS.window),
         metric=str(metric) if metric else None,
         scorer=str(scorer) if scorer else default_scorer,
         beam=_number(beam, "beam", int, DEFAULTS.beam),
+        skip_still=not _flag(no_skip, "no_skip"),
     ).validate(limits)
 
 
@@ -39,7 +41,7 @@ def old_api_params(fields: Mapping[str, str], limits: Limits = DEFAULT_LIMITS) -
     try:
         return analysis_params(fields.get("every_n_second"), fields.get("rolling_window_size"),
                                fields.get("metric") or "euclidean", fields.get("scorer") or "seed",
-                               fields.get("beam"), limits)
+                               fields.get("beam"), limits, no_skip=fields.get("no_skip"))
     except InputError as exc:
         raise renamed(exc, OLD_API_NAMES) from None
 
@@ -59,7 +61,19 @@ def renamed(exc: InputError, names: Mapping[str, str]) -> InputError:
 def params_to_json(params: AnalysisParams) -> dict[str, Any]:
     """What the TorchServe backend sends its handler (read back by `analysis_params(**...)`)."""
     return {"every_n_seconds": params.every_n_seconds, "window": params.window, "metric": params.metric,
-            "scorer": params.scorer, "beam": params.beam}
+            "scorer": params.scorer, "beam": params.beam, "no_skip": not params.skip_still}
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A yes/no field: a bool, or the text a form sends (true/false, 1/0, yes/no, on/off)."""
+    if value is None or value == "" or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InputError(f"{name} must be true or false, got {value!r}")
 
 
 def _number(value: Any, name: str, kind: type, default: float | int) -> Any:
@@ -79,12 +93,13 @@ def _number(value: Any, name: str, kind: type, default: float | int) -> Any:
 
 def frame_to_json(frame: FrameResult) -> dict[str, Any]:
     return {"index": frame.index, "t": round(frame.t, 4), "caption": frame.caption, "score": frame.score,
-            "alternatives": frame.alternatives}
+            "alternatives": frame.alternatives, "reused": frame.reused}
 
 
 def frame_from_json(data: Mapping[str, Any]) -> FrameResult:
     return FrameResult(int(data["index"]), float(data["t"]), data["caption"], float(data["score"]),
-                       data["caption"].split(), list(data.get("alternatives", [])))
+                       data["caption"].split(), list(data.get("alternatives", [])),
+                       reused=bool(data.get("reused", False)))
 
 
 def moment_to_json(moment: Moment) -> dict[str, Any]:
@@ -96,12 +111,12 @@ def frame_to_proto(frame: FrameResult):
     from vidcap.v1 import vidcap_pb2 as pb
 
     return pb.FrameResult(index=frame.index, t=frame.t, caption=frame.caption, score=frame.score,
-                          alternatives=frame.alternatives)
+                          alternatives=frame.alternatives, reused=frame.reused)
 
 
 def frame_from_proto(message) -> FrameResult:
     return FrameResult(message.index, message.t, message.caption, message.score, message.caption.split(),
-                       list(message.alternatives))
+                       list(message.alternatives), reused=message.reused)
 
 
 def moment_to_proto(moment: Moment):

@@ -144,7 +144,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         metrics.MOMENTS.labels("grpc").inc(len(moments))
         yield pb.AnalyzeVideoResponse(summary=pb.Summary(
             duration=info[0].duration if info else 0.0, frames=len(frames), metric=metric, scorer=params.scorer,
-            moments=[moment_to_proto(m) for m in moments]))
+            moments=[moment_to_proto(m) for m in moments], reused_frames=sum(f.reused for f in frames)))
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")
@@ -166,7 +166,7 @@ def _queued(ticket, context: grpc.ServicerContext) -> Generator[pb.AnalyzeVideoR
 
 def _params(message: pb.AnalysisParams, limits: Limits) -> AnalysisParams:
     return analysis_params(message.every_n_seconds, message.window, message.metric, message.scorer, message.beam,
-                           limits)
+                           limits, no_skip=message.no_skip)
 
 
 class _errors_to_status:

@@ -291,8 +291,10 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
         return {
             "video": filename,
             "params": {"every_n_second": params.every_n_seconds, "metric": metric,
-                       "rolling_window_size": params.window, "scorer": params.scorer},
-            "frames": [{"t": f.t, "caption": f.caption, "dissimilarity": f.score} for f in frames],
+                       "rolling_window_size": params.window, "scorer": params.scorer,
+                       "no_skip": not params.skip_still},
+            "frames": [{"t": f.t, "caption": f.caption, "dissimilarity": f.score, "reused": f.reused}
+                       for f in frames],
             "moments": [{"t": m.t, "score": m.score, "caption": m.caption, "previous_caption": m.previous_caption}
                         for m in moments],
         }

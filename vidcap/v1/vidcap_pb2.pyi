@@ -45,18 +45,20 @@ class CaptionImageResponse(_message.Message):
     def __init__(self, caption: _Optional[str] = ..., words: _Optional[_Iterable[str]] = ..., log_prob: _Optional[float] = ..., embeddings: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., feature: _Optional[_Union[Vector, _Mapping]] = ..., attention: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., attention_size: _Optional[int] = ...) -> None: ...
 
 class AnalysisParams(_message.Message):
-    __slots__ = ("every_n_seconds", "window", "metric", "scorer", "beam")
+    __slots__ = ("every_n_seconds", "window", "metric", "scorer", "beam", "no_skip")
     EVERY_N_SECONDS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     SCORER_FIELD_NUMBER: _ClassVar[int]
     BEAM_FIELD_NUMBER: _ClassVar[int]
+    NO_SKIP_FIELD_NUMBER: _ClassVar[int]
     every_n_seconds: float
     window: int
     metric: str
     scorer: str
     beam: int
-    def __init__(self, every_n_seconds: _Optional[float] = ..., window: _Optional[int] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., beam: _Optional[int] = ...) -> None: ...
+    no_skip: bool
+    def __init__(self, every_n_seconds: _Optional[float] = ..., window: _Optional[int] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., beam: _Optional[int] = ..., no_skip: _Optional[bool] = ...) -> None: ...
 
 class AnalyzeVideoRequest(_message.Message):
     __slots__ = ("video", "path", "params", "filename")
@@ -95,18 +97,20 @@ class VideoInfo(_message.Message):
     def __init__(self, duration: _Optional[float] = ..., expected_frames: _Optional[int] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("index", "t", "caption", "score", "alternatives")
+    __slots__ = ("index", "t", "caption", "score", "alternatives", "reused")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     T_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
     index: int
     t: float
     caption: str
     score: float
     alternatives: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ...) -> None: ...
+    reused: bool
+    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ..., reused: _Optional[bool] = ...) -> None: ...
 
 class Moment(_message.Message):
     __slots__ = ("t", "score", "caption", "previous_caption", "index")
@@ -123,20 +127,22 @@ class Moment(_message.Message):
     def __init__(self, t: _Optional[float] = ..., score: _Optional[float] = ..., caption: _Optional[str] = ..., previous_caption: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("duration", "frames", "moments", "wall_seconds", "metric", "scorer")
+    __slots__ = ("duration", "frames", "moments", "wall_seconds", "metric", "scorer", "reused_frames")
     DURATION_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     MOMENTS_FIELD_NUMBER: _ClassVar[int]
     WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     SCORER_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     duration: float
     frames: int
     moments: _containers.RepeatedCompositeFieldContainer[Moment]
     wall_seconds: float
     metric: str
     scorer: str
-    def __init__(self, duration: _Optional[float] = ..., frames: _Optional[int] = ..., moments: _Optional[_Iterable[_Union[Moment, _Mapping]]] = ..., wall_seconds: _Optional[float] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ...) -> None: ...
+    reused_frames: int
+    def __init__(self, duration: _Optional[float] = ..., frames: _Optional[int] = ..., moments: _Optional[_Iterable[_Union[Moment, _Mapping]]] = ..., wall_seconds: _Optional[float] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., reused_frames: _Optional[int] = ...) -> None: ...
 
 class AnalyzeVideoResponse(_message.Message):
     __slots__ = ("started", "frame", "summary", "queued")

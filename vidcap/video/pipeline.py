@@ -23,6 +23,7 @@ from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
 from vidcap.video.frames import Frame, open_frames
+from vidcap.video.stills import StillFrames
 from vidcap.video.novelty import (
     SCORERS,
     CaptionedFrame,
@@ -43,6 +44,7 @@ class AnalysisParams:
     batch_size: int = 8
     frame_source: str = "auto"  # auto | pyav | dali (vidcap/video/frames.py)
     min_gap: float | None = None  # seconds between moments; default: max(2 samples, 2 s)
+    skip_still: bool = True  # a still frame reuses the last caption (vidcap/video/stills.py); False: caption all
 
     def validate(self, limits: Limits = DEFAULT_LIMITS) -> "AnalysisParams":
         limits.check_sampling(self.every_n_seconds)
@@ -69,6 +71,7 @@ class FrameResult:
     words: list[str]
     alternatives: list[str] = field(default_factory=list)
     pixels: np.ndarray | None = field(default=None, repr=False)  # the sampled frame, when asked for
+    reused: bool = False  # a still frame: the caption (and features) of the last captioned frame
 
 
 @dataclass
@@ -216,12 +219,39 @@ class _Balance:
             self.wanting = False
 
 
+class _CaptionsReusingStills:
+    """Captions a batch of frames, except that a still frame takes the caption of the last captioned one (which
+    may be earlier in the same batch, or in an earlier batch)."""
+
+    def __init__(self, captioner: Captioner, beam: int, skip_still: bool):
+        self.captioner, self.beam = captioner, beam
+        self.stills = StillFrames() if skip_still else None
+        self.last: Caption | None = None
+
+    def caption(self, frames: list[Frame]) -> Iterator[tuple[Frame, Caption, bool]]:
+        fresh: list[Frame] = []
+        source: list[int] = []  # per frame: which fresh frame's caption it gets; -1: the previous batch's last
+        for frame in frames:
+            if self.stills is not None and self.stills.is_still(frame.pixels):
+                source.append(len(fresh) - 1)
+            else:
+                source.append(len(fresh))
+                fresh.append(frame)
+        captions = self.captioner.caption([f.pixels for f in fresh], self.beam) if fresh else []
+        for frame, i in zip(frames, source):
+            reused = i < 0 or frame is not fresh[i]
+            yield frame, (captions[i] if i >= 0 else self.last), reused
+        if captions:
+            self.last = captions[-1]
+
+
 def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisParams,
                      keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
-                     limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[Frame, Caption]]:
-    """Each sampled frame with its caption, in time order, as soon as its batch is captioned. Closing the
-    iterator stops decoding. on_start(duration, expected frame count) is called once the video is open; the
-    video's length and sample count are checked against `limits` before that."""
+                     limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[Frame, Caption, bool]]:
+    """Each sampled frame with its caption and whether that caption was reused (a still frame, see
+    vidcap/video/stills.py; only with params.skip_still), in time order, as soon as its batch is captioned.
+    Closing the iterator stops decoding. on_start(duration, expected frame count) is called once the video is
+    open; the video's length and sample count are checked against `limits` before that."""
     params.validate(limits)
     size = (captioner.image_size, captioner.image_size)
     source = open_frames(video, params.every_n_seconds, params.frame_source, size=None if keep_pixels else size)
@@ -234,6 +264,7 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
             on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits)
         reader.start()
         balance = _Balance()
+        captions = _CaptionsReusingStills(captioner, params.beam, params.skip_still)
         finished, first = False, True
         while not finished:
             queue_was_empty = reader.queue.empty()
@@ -242,7 +273,7 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
                 balance.observe(queue_was_empty, reader.queue.qsize(), params.batch_size)
             first = False
             if frames:
-                yield from zip(frames, captioner.caption([f.pixels for f in frames], params.beam))
+                yield from captions.caption(frames)
     finally:
         if balance is not None:
             balance.close()
@@ -256,8 +287,8 @@ def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisPara
     lookahead holds each frame until the next one is captioned). Closing the iterator stops decoding."""
     scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric)
     waiting: dict[int, FrameResult] = {}
-    for frame, caption in captioned_frames(video, captioner, params, keep_pixels, on_start, limits):
-        waiting[frame.index] = _result(frame, caption, keep_pixels)
+    for frame, caption, reused in captioned_frames(video, captioner, params, keep_pixels, on_start, limits):
+        waiting[frame.index] = _result(frame, caption, keep_pixels, reused)
         yield from _emit(scorer.push(to_captioned_frame(frame, caption)), waiting)
     yield from _emit(scorer.finish(), waiting)
 
@@ -303,12 +334,12 @@ def pick_moments(frames: list[FrameResult], params: AnalysisParams) -> tuple[lis
     return moments, scorer.metric
 
 
-def _result(frame: Frame, caption: Caption, keep_pixels: bool) -> FrameResult:
+def _result(frame: Frame, caption: Caption, keep_pixels: bool, reused: bool) -> FrameResult:
     pixels = None
     if keep_pixels:
         pixels = frame.pixels if isinstance(frame.pixels, np.ndarray) else frame.pixels.cpu().numpy()
     return FrameResult(frame.index, frame.t, caption.text, 0.0, caption.words,
-                       [" ".join(a) for a in caption.alternatives], pixels)
+                       [" ".join(a) for a in caption.alternatives], pixels, reused)
 
 
 def _emit(scored: list[tuple[int, float]], waiting: dict[int, FrameResult]) -> Iterator[FrameResult]:

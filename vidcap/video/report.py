@@ -19,9 +19,9 @@ def to_csv(analysis: Analysis) -> str:
     moments = {m.index for m in analysis.moments}
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["t", "score", "caption", "moment"])
+    writer.writerow(["t", "score", "caption", "moment", "reused"])
     for f in analysis.frames:
-        writer.writerow([f"{f.t:.4f}", f"{f.score:.6f}", f.caption, int(f.index in moments)])
+        writer.writerow([f"{f.t:.4f}", f"{f.score:.6f}", f.caption, int(f.index in moments), int(f.reused)])
     return buf.getvalue()
 
 
@@ -54,7 +54,9 @@ def to_png(analysis: Analysis) -> bytes:
 
 
 def summary(analysis: Analysis) -> str:
-    lines = [f"{analysis.video}: {len(analysis.frames)} frames over {analysis.duration:.1f} s analysed in "
+    reused = sum(f.reused for f in analysis.frames)
+    still = f" ({reused} still, caption reused)" if reused else ""
+    lines = [f"{analysis.video}: {len(analysis.frames)} frames{still} over {analysis.duration:.1f} s analysed in "
              f"{analysis.seconds:.1f} s; {len(analysis.moments)} moments"]
     for m in analysis.moments:
         lines.append(f"  {_clock(m.t)}  score {m.score:.3f}  {m.previous_caption or '(start)'}  ->  {m.caption}")

@@ -35,6 +35,7 @@ class Effects:
     shake: int = 0  # random camera translation up to this many pixels, every frame
     noise: float = 0.0  # sensor noise sigma (0-255 scale)
     drift: bool = False  # slow camera pan and slow lighting change
+    still: bool = False  # objects stay put (a parked camera on a still scene); by default they wander a little
 
 
 def truth_path(video: str | Path) -> Path:
@@ -160,7 +161,7 @@ def render_frames(segments: list[Segment], fps: float, width: int, height: int, 
     for f in range(n_frames):
         t = f / fps
         i = min(int(np.searchsorted(ends, t, side="right")), len(segments) - 1)
-        scene = _drifted(segments[i].scene, t, phases[i])
+        scene = segments[i].scene if effects.still else _drifted(segments[i].scene, t, phases[i])
         canvas = render_scene(scene, width + 2 * margin, height + 2 * margin)
         dx = dy = margin
         if effects.drift:
