@@ -146,3 +146,42 @@ def test_an_unbuilt_trunk_with_wrong_weights_is_a_checkpoint_error(tmp_path):
     model = CaptionModel.from_checkpoint(ckpt, build_trunk=False)  # the decoder loads; the trunk waits
     with pytest.raises(CheckpointError, match="do not match"):
         model.encoder.require_trunk()
+
+
+def test_the_export_tensorrt_compiles_keeps_its_batch_axis_dynamic():
+    """The TensorRT engine is built from this export and saved with its dynamic_shapes: on CPU, the same export
+    must run at batch sizes other than its example's, up to the engine's maximum, and match eager."""
+    from vidcap.encoders import TensorRTEncoder, export_with_dynamic_batch
+
+    model = tiny_model(stages=3, image_size=64, encoded_size=4)
+    trunk = model.encoder.require_trunk().eval()
+    exported, _ = export_with_dynamic_batch(trunk, torch.zeros(TensorRTEncoder.OPT_BATCH, 3, 64, 64),
+                                            TensorRTEncoder.MAX_BATCH)
+    program = exported.module()
+    for batch in (1, 3, TensorRTEncoder.MAX_BATCH):
+        images = torch.rand(batch, 3, 64, 64)
+        with torch.no_grad():
+            assert torch.allclose(program(images), trunk(images), atol=1e-5), batch
+    with pytest.raises(Exception):
+        program(torch.rand(TensorRTEncoder.MAX_BATCH + 1, 3, 64, 64))  # beyond the profile: refused, not wrong
+
+
+def test_a_runtime_that_fails_its_test_inference_is_skipped_by_auto_and_refused_by_name(monkeypatch, caplog):
+    """Each compiled runtime runs one inference when it is built (at a batch size no artefact was built for), so
+    a broken one is found at startup: `auto` falls back to the next runtime, a named one is refused."""
+    if "openvino" not in usable_here:
+        pytest.skip(available_encoders(CPU)["openvino"])
+    from vidcap import encoders
+
+    class CroppedOpenVINO(encoders.OpenVINOEncoder):  # a real OpenVINO runtime whose output lost a channel
+        def trunk(self, images):
+            return super().trunk(images)[:, :-1]
+
+    monkeypatch.setitem(encoders.ENCODER_BACKENDS, "openvino", CroppedOpenVINO)
+    model = tiny_model(stages=3, image_size=64, encoded_size=4)
+    with caplog.at_level("WARNING"):
+        runtime = make_encoder("auto", model.encoder, model.config, CPU)
+    assert runtime.NAME == "torch" and "openvino failed to start" in caplog.text
+    assert "wrong test result" in caplog.text
+    with pytest.raises(UnavailableError, match="openvino gave a wrong test result"):
+        make_encoder("openvino", model.encoder, model.config, CPU)

@@ -478,3 +478,54 @@ def test_reused_frames_are_marked_in_json_csv_and_the_summary(parked_camera, tmp
     every = run("analyze", str(parked_camera), "--no-skip", "--json", str(out / "b.json"), "--no-progress")
     assert every.returncode == 0, every.stderr
     assert not any(f["reused"] for f in json.loads((out / "b.json").read_text())["frames"])
+
+
+# ---- the sampling rule as arithmetic (what the GPU frame source uses) -------------------------------------------
+
+
+def _variable_rate_video(path: Path, seconds: float = 8.0) -> Path:
+    """H.264 whose frames last 20, 40 or 100 ms in turn (a phone's variable frame rate)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(1)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        t, n = 0, 0
+        while t < seconds * 1000:
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (96, 160, 3), dtype=np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            t, n = t + (20, 40, 100)[n % 3], n + 1
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["30 fps", "29.97 fps", "variable"])
+def test_sample_frame_indices_pick_the_frames_pyav_samples(tmp_path, kind):
+    from vidcap.video.frames import is_constant_rate, sample_frame_indices
+    from vidcap.video.pyav_source import presentation_times
+
+    path = tmp_path / "v.mp4"
+    if kind == "variable":
+        _variable_rate_video(path)
+    else:
+        fps = 30.0 if kind == "30 fps" else 30000 / 1001
+        write_video(path, random_segments(2, seed=5, min_seconds=6.1, max_seconds=6.1), fps=fps, size=(160, 96))
+    times = presentation_times(path)
+    assert is_constant_rate(times) == (kind != "variable")
+    for every in (1.0, 0.7, 2.5):
+        with open_frames(path, every, "pyav") as source:
+            sampled = [f.t for f in source.frames()]
+            targets = source.sample_times()
+        picked = [times[i] for i in sample_frame_indices(times, targets)]
+        assert len(picked) == len(sampled) and np.allclose(picked, sampled, atol=1e-6), (kind, every)
+
+
+def test_the_gpu_frame_list_names_one_frame_per_sample():
+    from vidcap.video.dali_source import frame_list
+
+    assert frame_list(Path("/m/v.mp4"), [0, 30, 61]) == "/m/v.mp4 0 0 1\n/m/v.mp4 0 30 31\n/m/v.mp4 0 61 62\n"

@@ -11,7 +11,7 @@ so the region features mean the same whichever runtime made them. The caption de
 | openvino-f32  | OpenVINO, fp32 forced                     | CPU   | fp32                                     |
 | openvino-int8 | OpenVINO, int8 post-training quantisation | CPU   | int8 weights and activations (NNCF)      |
 | onnxruntime   | ONNX Runtime, fp32                        | CPU   | fp32                                     |
-| tensorrt      | Torch-TensorRT, FP16, dynamic batch       | CUDA  | fp16                                     |
+| tensorrt      | Torch-TensorRT, FP16, dynamic batch 1-32  | CUDA  | fp16                                     |
 
 The ONNX files, OpenVINO's compiled networks and TensorRT engines are cached on disk (`$VIDCAP_CACHE`, default ~/.cache/vidcap) under a key
 made of the encoder's configuration and weights, so a changed model is rebuilt and an unchanged one is not.
@@ -91,6 +91,24 @@ class EncoderRuntime(ABC):
 
     def describe(self) -> str:
         return self.NAME
+
+    VERIFY_BATCH = 3  # not a compiled runtime's example or optimal batch: a fixed-batch artefact fails here
+
+    def verify(self) -> None:
+        """One small inference right after the runtime is built, so a runtime that cannot run this model (a
+        static-batch engine, a missing kernel, a wrong shape) fails here, where `auto` can still fall back,
+        and not on the first request. Raises UnavailableError with the reason."""
+        side, regions = self.config.image_size, self.config.encoded_size ** 2
+        probe = torch.rand(self.VERIFY_BATCH, 3, side, side, generator=torch.Generator().manual_seed(0))
+        try:
+            out = self(probe.to(self.device))
+        except Exception as exc:
+            raise UnavailableError(f"encoder runtime {self.NAME} failed a test inference: "
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        expected = (self.VERIFY_BATCH, regions, self.config.feature_dim)
+        if tuple(out.shape) != expected or not bool(torch.isfinite(out).all()):
+            raise UnavailableError(f"encoder runtime {self.NAME} gave a wrong test result: shape "
+                                   f"{tuple(out.shape)} (expected {expected}), finite: {bool(torch.isfinite(out).all())}")
 
 
 class TorchEncoder(EncoderRuntime):
@@ -226,10 +244,21 @@ class ONNXRuntimeEncoder(EncoderRuntime):
         return torch.from_numpy(self._session.run(None, {"images": images.detach().cpu().float().numpy()})[0])
 
 
+def export_with_dynamic_batch(trunk: torch.nn.Module, example: torch.Tensor, max_batch: int):
+    """torch.export of a trunk with its batch axis dynamic, 1..max_batch -> (ExportedProgram, dynamic_shapes).
+    What TensorRT compiles and what its saved engine is re-exported with: without the dynamic axis the saved
+    program is specialised to the example's batch and every other batch size fails."""
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    dynamic_shapes = ({0: batch},)
+    with torch.no_grad():
+        return torch.export.export(trunk, (example,), dynamic_shapes=dynamic_shapes), dynamic_shapes
+
+
 class TensorRTEncoder(EncoderRuntime):
     """Torch-TensorRT (dynamo, ahead of time), FP16 weights and inputs, batch 1..MAX_BATCH in one engine, saved
-    as an ExportedProgram. In Torch-TensorRT 2.14 `enabled_precisions` is ignored on the dynamo path, hence half
-    weights and inputs."""
+    as an ExportedProgram with the batch axis dynamic. In Torch-TensorRT 2.14 `enabled_precisions` is ignored on
+    the dynamo path, hence half weights and inputs. Built, loaded and run on the captioner's own GPU (a
+    TorchServe worker's may not be GPU 0)."""
 
     NAME = "tensorrt"
     DEVICE_TYPES = ("cuda",)
@@ -242,29 +271,33 @@ class TensorRTEncoder(EncoderRuntime):
         import torch_tensorrt
 
         gpu = torch.cuda.get_device_name(device).replace(" ", "_")
-        key = encoder_key(encoder, config, f"trt-fp16-{torch_tensorrt.__version__}-{gpu}-{self.MAX_BATCH}")
+        key = encoder_key(encoder, config, f"trt-fp16-dyn-{torch_tensorrt.__version__}-{gpu}-{self.MAX_BATCH}")
         path = cache_dir() / f"trunk-{config.backbone}-{key}.ep"
-        if not path.is_file():
-            self._build(torch_tensorrt, path)
-        self._module = torch.export.load(str(path)).module()
+        with torch.cuda.device(device):
+            if not path.is_file():
+                self._build(torch_tensorrt, path)
+            self._module = torch.export.load(str(path)).module()
 
     def _build(self, torch_tensorrt, path: Path) -> None:
         side = self.config.image_size
         trunk = copy.deepcopy(self.encoder.require_trunk()).eval().half().to(self.device)
+        example = torch.zeros(self.OPT_BATCH, 3, side, side, dtype=torch.half, device=self.device)
+        exported, dynamic_shapes = export_with_dynamic_batch(trunk, example, self.MAX_BATCH)
         inputs = [torch_tensorrt.Input(min_shape=(1, 3, side, side), opt_shape=(self.OPT_BATCH, 3, side, side),
                                        max_shape=(self.MAX_BATCH, 3, side, side), dtype=torch.half)]
         log.info("building a TensorRT FP16 engine for the encoder (once per model and GPU)...")
-        compiled = torch_tensorrt.compile(trunk, ir="dynamo", inputs=inputs)
-        example = torch.zeros(self.OPT_BATCH, 3, side, side, dtype=torch.half, device=self.device)
+        compiled = torch_tensorrt.dynamo.compile(exported, inputs=inputs)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".partial-{os.getpid()}-{path.name}")  # unique: workers may race
-        torch_tensorrt.save(compiled, str(partial), output_format="exported_program", arg_inputs=[example])
+        torch_tensorrt.save(compiled, str(partial), output_format="exported_program", arg_inputs=[example],
+                            dynamic_shapes=dynamic_shapes)
         partial.replace(path)
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
         out = []
-        for start in range(0, len(images), self.MAX_BATCH):  # the engine's profile ends at MAX_BATCH
-            out.append(self._module(images[start : start + self.MAX_BATCH].to(self.device).half()))
+        with torch.cuda.device(self.device):
+            for start in range(0, len(images), self.MAX_BATCH):  # the engine's profile ends at MAX_BATCH
+                out.append(self._module(images[start : start + self.MAX_BATCH].to(self.device).half()))
         return torch.cat(out)
 
 
@@ -280,12 +313,14 @@ def available_encoders(device: torch.device) -> dict[str, str | None]:
 
 
 def make_encoder(name: str, encoder: Encoder, config: ModelConfig, device: torch.device) -> EncoderRuntime:
-    """The named backend, or with "auto" the first usable one of AUTO_ORDER for the device."""
+    """The named backend, or with "auto" the first usable one of AUTO_ORDER for the device. Every runtime but the
+    PyTorch reference runs a test inference first (EncoderRuntime.verify): with "auto" one that fails is
+    skipped with a warning, a named one is an UnavailableError."""
     if name == "auto":
         for candidate in AUTO_ORDER.get(device.type, ("torch",)):
             if ENCODER_BACKENDS[candidate].unavailable_reason(device) is None:
                 try:
-                    return ENCODER_BACKENDS[candidate](encoder, config, device)
+                    return _built(ENCODER_BACKENDS[candidate], encoder, config, device)
                 except Exception as exc:  # a runtime that cannot take this model: the next one will
                     log.warning("encoder runtime %s failed to start (%s); trying the next one", candidate, exc)
         return TorchEncoder(encoder, config, device)
@@ -295,4 +330,11 @@ def make_encoder(name: str, encoder: Encoder, config: ModelConfig, device: torch
     reason = ENCODER_BACKENDS[name].unavailable_reason(device)
     if reason:
         raise UnavailableError(f"encoder runtime {name} is not usable here: {reason}")
-    return ENCODER_BACKENDS[name](encoder, config, device)
+    return _built(ENCODER_BACKENDS[name], encoder, config, device)
+
+
+def _built(cls: type[EncoderRuntime], encoder: Encoder, config: ModelConfig, device: torch.device) -> EncoderRuntime:
+    runtime = cls(encoder, config, device)
+    if not isinstance(runtime, TorchEncoder):  # the reference needs no check, and is the last resort
+        runtime.verify()
+    return runtime

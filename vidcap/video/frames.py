@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,35 @@ class FrameSource(ABC):
         self.close()
 
 
+SAME_TIME = 1e-6  # seconds: timestamps are rationals turned into floats
+
+
+def sample_frame_indices(frame_times: Sequence[float], targets: Sequence[float]) -> list[int]:
+    """The sampling rule every frame source follows, as plain arithmetic: for each target time, the first frame
+    shown at or after it; one frame serves each target once (a frame later than several targets is taken once);
+    targets past the last frame get none. frame_times: seconds from the first frame, in presentation order."""
+    indices: list[int] = []
+    k = 0
+    for i, t in enumerate(frame_times):
+        if k == len(targets):
+            break
+        if t < targets[k] - SAME_TIME:
+            continue
+        indices.append(i)
+        while k < len(targets) and targets[k] <= t + SAME_TIME:
+            k += 1
+    return indices
+
+
+def is_constant_rate(frame_times: Sequence[float], tolerance: float = 0.01) -> bool:
+    """Whether every frame lasts as long as the median frame, within tolerance (29.97 fps is constant)."""
+    if len(frame_times) < 3:
+        return True
+    steps = sorted(b - a for a, b in zip(frame_times, frame_times[1:]))
+    typical = steps[len(steps) // 2]
+    return typical > 0 and all(abs(step - typical) <= tolerance * typical for step in steps)
+
+
 def check_video_file(path: Path) -> None:
     require_file(path, "video", VideoOpenError)
 
@@ -92,10 +121,12 @@ def available_sources() -> dict[str, type[FrameSource]]:
 
 
 def open_frames(path: str | Path, every_n_seconds: float, name: str = "auto",
-                size: tuple[int, int] | None = None) -> FrameSource:
+                size: tuple[int, int] | None = None, device: torch.device | None = None) -> FrameSource:
     """Open a video with the named frame source, or the best available one ('auto'): DALI with a GPU, else PyAV.
-    A DALI failure on a file falls back to PyAV with a warning."""
+    A DALI failure on a file falls back to PyAV with a warning; so does a variable-frame-rate file under 'auto'
+    (DALI's reader is made for constant rates). device: the GPU a GPU source decodes on (the captioner's)."""
     sources = available_sources()
+    explicit = name != "auto"
     if name == "auto":
         name = next(iter(sources))
     if name not in sources:
@@ -104,10 +135,10 @@ def open_frames(path: str | Path, every_n_seconds: float, name: str = "auto",
 
             raise InputError(f"DALI decoding is not available here: {dali_unavailable_reason()}")
         raise InputError(f"unknown frame source {name!r}; available: {', '.join(sources)}")
+    if name == "pyav":
+        return sources["pyav"](path, every_n_seconds, size)
     try:
-        return sources[name](path, every_n_seconds, size)
-    except VideoOpenError:
-        if name == "pyav":
-            raise
-        log.warning("%s could not open %s; falling back to PyAV", name, path)
+        return sources[name](path, every_n_seconds, size, device=device, constant_rate_only=not explicit)
+    except VideoOpenError as exc:
+        log.warning("%s could not open %s (%s); falling back to PyAV", name, Path(path).name, exc)
         return sources["pyav"](path, every_n_seconds, size)

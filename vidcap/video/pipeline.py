@@ -254,7 +254,8 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
     open; the video's length and sample count are checked against `limits` before that."""
     params.validate(limits)
     size = (captioner.image_size, captioner.image_size)
-    source = open_frames(video, params.every_n_seconds, params.frame_source, size=None if keep_pixels else size)
+    source = open_frames(video, params.every_n_seconds, params.frame_source, size=None if keep_pixels else size,
+                         device=captioner.device)
     reader = _FrameReader(source, capacity=2 * params.batch_size)
     balance = None
     try:

@@ -9,9 +9,9 @@ from pathlib import Path
 import av
 
 from vidcap.errors import InputError
-from vidcap.video.frames import Frame, FrameSource, VideoOpenError
+from vidcap.video.frames import SAME_TIME, Frame, FrameSource, VideoOpenError
 
-_EPS = 1e-6  # seconds: timestamps are rationals turned into floats
+_EPS = SAME_TIME
 _SKIP_MARGIN_SECONDS = 0.5
 
 
@@ -145,6 +145,16 @@ def frames_at(path: str | Path, times: list[float], max_side: int | None = None)
             if found is not None:
                 frames.append(Frame(index, found.pts * time_base - start, _scaled_rgb(found, max_side)))
     return frames
+
+
+def presentation_times(path: str | Path) -> list[float]:
+    """Every frame's presentation time (seconds from the first frame), in order, from the packets alone (demuxing,
+    no decoding: a 2-hour file takes seconds). What a GPU source needs to pick its frames by number."""
+    with _open(Path(path)) as container:
+        stream = container.streams.video[0]
+        time_base = float(stream.time_base)
+        times = sorted(p.pts * time_base for p in container.demux(stream) if p.pts is not None and p.size)
+    return [t - times[0] for t in times] if times else []
 
 
 def _decode_packet(packet: av.Packet) -> list[av.VideoFrame]:
