@@ -53,6 +53,7 @@ from vidcap.encoders import available_encoders, make_encoder  # noqa: E402
 from vidcap.model import CaptionModel, ModelConfig  # noqa: E402
 from vidcap.preprocess import as_tensor, to_model_input  # noqa: E402
 from vidcap.synthetic import random_scene, render_scene  # noqa: E402
+from vidcap.video.frames import available_sources  # noqa: E402
 from vidcap.video.novelty import CaptionedFrame, SeedScorer  # noqa: E402
 from vidcap.video.pipeline import AnalysisParams, analyze  # noqa: E402
 from vidcap.video.synth import random_segments, write_video  # noqa: E402
@@ -103,10 +104,12 @@ def resnet152_realistic_model(path: Path, random_model: Path, scenes: int = 256,
     worst = CaptionModel.from_checkpoint(random_model)
     model = CaptionModel(ModelConfig.from_dict(vars(worst.config)), vocab)
     model.encoder.load_state_dict(worst.encoder.state_dict())
-    model.encoder.eval()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).encoder.eval()
     with torch.no_grad():
         features = torch.cat([model.encoder(torch.cat([to_model_input(as_tensor(render_scene(s, 320, 180)),
-                                                                      model.config.image_size) for s in batch]))
+                                                                      model.config.image_size) for s in batch]
+                                                      ).to(device))
                               for batch in (drawn[i : i + 16] for i in range(0, scenes, 16))])
     optimizer = torch.optim.Adam(model.decoder.parameters(), lr=1e-3)
     model.decoder.train()
@@ -116,14 +119,14 @@ def resnet152_realistic_model(path: Path, random_model: Path, scenes: int = 256,
         captions = torch.zeros(len(rows), max(map(len, encoded)), dtype=torch.long)
         for i, ids in enumerate(encoded):
             captions[i, : len(ids)] = torch.tensor(ids)
-        logits, alphas = model.decoder(features[rows], captions)
-        loss, _ = caption_loss(logits, alphas, captions, alpha_c=1 / features.size(1))  # as the demo preset
+        logits, alphas = model.decoder(features[torch.as_tensor(rows, device=device)], captions.to(device))
+        loss, _ = caption_loss(logits, alphas, captions.to(device), alpha_c=1 / features.size(1))  # as the demo preset
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 100 == 0:
             print(f"  realistic ResNet-152 decoder: step {step}, loss {loss.item():.2f}", file=sys.stderr)
-    model.eval().save(path)
+    model.cpu().eval().save(path)
     return path
 
 
@@ -271,10 +274,16 @@ def main() -> None:
     p.add_argument("--skip", default="", help="rows to leave out, e.g. d,e,whole")
     p.add_argument("--whole", default="40,600", help="video lengths in seconds for the whole-process rows")
     p.add_argument("--quick", action="store_true", help="20 s of video, 1 repeat, whole process on 40 s only")
+    p.add_argument("--gpu-table", action="store_true",
+                   help="what bench/gpu_check.sh prints: the encoder runtimes (eager vs TensorRT FP16), vidcap "
+                        "in-process (DALI + TensorRT) with the realistic ResNet-152 and the demo model, and the "
+                        "whole `analyze` process on 40 s; leaves out the old path, TorchServe and PySceneDetect")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     if args.quick:
         args.seconds, args.repeats, args.whole = 20, 1, "40"
+    if args.gpu_table:
+        args.skip, args.whole, args.batches = "a,c8,d,e", "40", "1,8,32"
     torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", str(min(os.cpu_count() or 1, 16)))))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     media = CACHE / "throughput-media"
@@ -286,10 +295,15 @@ def main() -> None:
     skip = set(args.skip.split(","))
     fps: dict[str, float] = {}
     words: dict[str, float] = {}
-    auto_encoder = ""
+    auto_encoder = frame_source = ""
     print(f"machine: {machine()}", flush=True)
 
     for kind, model_path in models.items():
+        if args.gpu_table and kind == "worst":  # the encoder ceiling still comes from the worst-case model
+            model = CaptionModel.from_checkpoint(model_path).eval().to(device)
+            best_name, best_batch, fps["b"], ceiling = encoder_ceiling(
+                model, device, [int(b) for b in args.batches.split(",")], args.repeats)
+            continue
         model = CaptionModel.from_checkpoint(model_path).eval().to(device)
         if "a" not in skip:
             fps[f"a {kind}"], _ = median_rate(lambda: old_path(video, model, args.every), args.repeats)
@@ -303,9 +317,10 @@ def main() -> None:
             every_n_seconds=args.every)).frames)  # also the warm-up (and the ONNX export / engine build, cached)
         fps[f"c {kind}"], _ = median_rate(lambda: in_process(video, captioner, args.every), args.repeats)
         auto_encoder = captioner.encoder.describe()
+        frame_source = next(iter(available_sources()))  # what `auto` decodes with here: dali on a GPU
         print(f"(c, {kind}) done: {fps[f'c {kind}']:.2f} frames/s with {auto_encoder}, "
               f"{words[kind]:.1f} words a caption", flush=True)
-        if available_encoders(device).get("openvino-int8") is None:
+        if "c8" not in skip and available_encoders(device).get("openvino-int8") is None:
             int8 = Captioner(model, device=str(device), encoder="openvino-int8")
             in_process(video, int8, args.every)
             fps[f"c8 {kind}"], _ = median_rate(lambda: in_process(video, int8, args.every), args.repeats)
@@ -334,7 +349,7 @@ def main() -> None:
     frames_per_video_second = 1 / args.every
     labels = {"a": "old path: OpenCV seek, batch 1, eager fp32, greedy",
               "b": f"encoder alone: {best_name}, batch {best_batch} (ceiling)",
-              "c": f"vidcap in-process (analyze, auto encoder = {auto_encoder}, beam 3)",
+              "c": f"vidcap in-process (analyze, auto encoder = {auto_encoder}, frame source {frame_source}, beam 3)",
               "c8": "vidcap in-process, encoder openvino-int8 (opt-in), beam 3",
               "d": "vidcap gRPC + TorchServe",
               "e": "PySceneDetect ContentDetector (no captions)"}

@@ -41,6 +41,8 @@ class VidcapHandler(BaseHandler):
         properties = context.system_properties
         gpu = properties.get("gpu_id")
         device = f"cuda:{gpu}" if torch.cuda.is_available() and gpu is not None else "cpu"
+        if device != "cpu":  # the GPU TorchServe gave this worker, also for whatever uses "the current" one
+            torch.cuda.set_device(int(gpu))
         checkpoint = Path(properties["model_dir"]) / context.manifest["model"]["serializedFile"]
         handler_config = (getattr(context, "model_yaml_config", None) or {}).get("handler") or {}
         self.captioner = Captioner.load(checkpoint, device=device, encoder=handler_config.get("encoder", "auto"))
