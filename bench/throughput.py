@@ -277,7 +277,7 @@ def main() -> None:
     p.add_argument("--gpu-table", action="store_true",
                    help="what bench/gpu_check.sh prints: the encoder runtimes (eager vs TensorRT FP16), vidcap "
                         "in-process (DALI + TensorRT) with the realistic ResNet-152 and the demo model, and the "
-                        "whole `analyze` process on 40 s; leaves out the old path, TorchServe and PySceneDetect")
+                        "whole `analyze` process on 40 s; leaves out the old path, TorchServe and the in-process PySceneDetect row")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     if args.quick:

@@ -529,3 +529,27 @@ def test_the_gpu_frame_list_names_one_frame_per_sample():
     from vidcap.video.dali_source import frame_list
 
     assert frame_list(Path("/m/v.mp4"), [0, 30, 61]) == "/m/v.mp4 0 0 1\n/m/v.mp4 0 30 31\n/m/v.mp4 0 61 62\n"
+
+
+def test_photo_footage_has_real_pictures_a_moving_camera_and_a_truth_file(tmp_path):
+    out = tmp_path / "photos.mp4"
+    result = run("synth-video", str(out), "--photos", "4", "--seed", "3", "--size", "320x180", "--fps", "10")
+    assert result.returncode == 0, result.stderr
+    truth = json.loads(truth_path(out).read_text())
+    assert len(truth["changes"]) == 3 and {c["kind"] for c in truth["changes"]} <= {"cut", "fade"}
+    shots = truth["shots"]
+    assert all(a["photo"] != b["photo"] for a, b in zip(shots, shots[1:]))
+    starts = np.cumsum([0] + [s["duration"] for s in shots])
+    with open_frames(out, 0.5) as source:
+        frames = list(source.frames())
+    assert abs(source.duration - truth["duration"]) < 0.2
+    middle = [min(frames, key=lambda f: abs(f.t - (a + b) / 2)).pixels.astype(int) for a, b in zip(starts, starts[1:])]
+    assert all(np.abs(a - b).mean() > 10 for a, b in zip(middle, middle[1:]))  # each shot shows another photo
+    moving = [s for s in shots if s["motion"] != "still"]
+    if moving:  # the camera moves within a moving shot: its first and last second differ
+        i = shots.index(moving[0])
+        first = min(frames, key=lambda f: abs(f.t - (starts[i] + 1.5))).pixels.astype(int)
+        last = min(frames, key=lambda f: abs(f.t - (starts[i + 1] - 1.5))).pixels.astype(int)
+        assert np.abs(first - last).mean() > 3
+    bad = run("synth-video", str(tmp_path / "x.mp4"), "--photos", "2", "--shake", "5")
+    assert bad.returncode == 2 and "--photos takes" in bad.stderr

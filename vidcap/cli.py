@@ -227,6 +227,9 @@ def _add_synth_video(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--script", help="JSON scene script (see docs/video.md)")
     source.add_argument("--random", type=int, metavar="N", help="N random scenes of random length")
+    source.add_argument("--photos", type=int, metavar="N",
+                        help="N shots of real photographs (scikit-image's) filmed by a moving camera, joined by "
+                             "cuts and cross-fades: footage the demo model was not trained on")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT (default: 1280x720)")
@@ -246,8 +249,18 @@ def _run_synth_video(args: argparse.Namespace) -> int:
     if args.vocab:
         print(synth.vocab_text())
         return 0
-    if not args.out or (args.script is None and args.random is None):
-        raise VidcapError("give OUT and one of --script FILE or --random N (or --vocab)")
+    if not args.out or (args.script is None and args.random is None and args.photos is None):
+        raise VidcapError("give OUT and one of --script FILE, --random N or --photos N (or --vocab)")
+    if args.photos is not None:
+        from vidcap.video import photo_footage
+
+        if args.flicker is not None or args.shake or args.drift or args.still:
+            raise VidcapError("--photos takes --noise, --fps, --size and --seed; the camera moves by itself")
+        truth = photo_footage.write_photo_video(args.out, photo_footage.random_shots(args.photos, args.seed),
+                                                args.fps, args.size, args.noise, args.seed)
+        print(f"{args.out}: {truth['duration']:.1f} s, {len(truth['changes'])} cuts and fades; truth in "
+              f"{synth.truth_path(args.out)}")
+        return 0
     if args.script:
         try:
             script = json.loads(Path(args.script).read_text())

@@ -205,7 +205,7 @@ def write_video(path: str | Path, segments: list[Segment], fps: float = 30.0, si
     tmp_video = path.with_name(".partial-" + path.name)
     tmp_truth = path.with_name(".partial-" + truth_path(path).name)
     try:
-        _encode(tmp_video, render_frames(segments, fps, width, height, effects, seed), fps, width, height, keyint)
+        encode_frames(tmp_video, render_frames(segments, fps, width, height, effects, seed), fps, width, height, keyint)
         tmp_truth.write_text(json.dumps(truth, indent=1))
         tmp_video.replace(path)
         tmp_truth.replace(truth_path(path))
@@ -215,8 +215,10 @@ def write_video(path: str | Path, segments: list[Segment], fps: float = 30.0, si
     return truth
 
 
-def _encode(path: Path, frames: Iterator[np.ndarray], fps: float, width: int, height: int,
-            keyint: int | None) -> None:
+def encode_frames(path: Path, frames: Iterator[np.ndarray], fps: float, width: int, height: int,
+                  keyint: int | None = None, crf: int = 23) -> None:
+    """H.264 (VP9 for .webm) from RGB frames; keyint: a fixed keyframe interval; crf: x264's quality (lower is
+    better, 23 its default)."""
     from fractions import Fraction
 
     webm = path.suffix.lower() == ".webm"
@@ -225,7 +227,7 @@ def _encode(path: Path, frames: Iterator[np.ndarray], fps: float, width: int, he
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if not webm:
             params = "keyint={0}:min-keyint={0}:scenecut=0".format(keyint) if keyint else ""
-            stream.options = {"preset": "veryfast", "crf": "23", **({"x264-params": params} if params else {})}
+            stream.options = {"preset": "veryfast", "crf": str(crf), **({"x264-params": params} if params else {})}
         for pixels in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 container.mux(packet)
