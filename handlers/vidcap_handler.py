@@ -90,7 +90,9 @@ class VidcapHandler(BaseHandler):
             send_intermediate_predict_response({index: line}, reply, message, 200, context)
 
         def started(duration: float, expected: int) -> None:
-            send(json.dumps({"started": {"duration": duration, "expected_frames": expected}}) + "\n", "started")
+            trained_on = self.captioner.domain.trained_on if self.captioner.domain else ""
+            send(json.dumps({"started": {"duration": duration, "expected_frames": expected, "trained_on": trained_on}})
+                 + "\n", "started")
 
         count = 0
         results = analyze_frames(path, self.captioner, params, on_start=started, limits=self.limits)

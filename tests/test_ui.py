@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vidcap.video.photo_footage import random_shots, write_photo_video
 from vidcap.video.synth import random_segments, write_video
 
 from conftest import REPO, VIDCAP, cli_env, synthetic_images
@@ -87,6 +88,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (folder / "too-big.mp4").write_bytes(os.urandom((UI_UPLOAD_LIMIT_MB + 1) * 1024**2))
     pixels, _ = synthetic_images(1, seed=4, size=(320, 240))[0]
     Image.fromarray(pixels).save(folder / "scene.png")
+    write_photo_video(folder / "photos.mp4", random_shots(2, seed=2, min_seconds=3, max_seconds=3), fps=10,
+                      size=(320, 180))
     return {p.name: p for p in folder.iterdir()}
 
 
@@ -223,6 +226,21 @@ def test_video_streams_into_plot_table_and_moments_and_a_click_plays_from_there(
                            " return v && !v.paused && v.currentTime > 0; }", timeout=10_000)
     position = page.evaluate("document.querySelector('#video-input video').currentTime")
     assert moments[last]["t"] - 0.1 <= position <= moments[last]["t"] + 3.0, (position, moments[last])
+
+
+def test_footage_unlike_the_models_training_images_gets_a_plain_warning(page, files):
+    page.locator("#video-input input[type=file]").set_input_files(files["photos.mp4"])
+    page.wait_for_selector("#video-input video")
+    page.click("#analyze")
+    page.wait_for_selector("#video-status :text('Done')", timeout=120_000)
+    warning = page.locator("#domain-warning").inner_text()
+    assert "captions are not meaningful for this footage" in warning and "docs/training.md" in warning
+    links = page.locator("#downloads a")
+    json_link = next(links.nth(i).get_attribute("href") for i in range(links.count())
+                     if links.nth(i).get_attribute("href").split("?")[0].endswith(".json"))
+    analysis = page.request.get(json_link).json()
+    assert analysis["domain"]["out_of_domain_share"] > 0.8
+    _no_traceback(page)
 
 
 def test_a_file_that_is_not_a_video_gets_a_clear_message(page, files):

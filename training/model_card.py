@@ -102,6 +102,12 @@ No ImageNet weights (they cannot be downloaded where it was built): the encoder 
 learns from the synthetic scenes alone; small shapes in wide frames are its weakest point; synthetic
 domain only; captions follow the grammar's phrasings. Squashed 16:9 frames are in its training distribution
 (images are rendered at aspect ratios 1:1 to 1.8:1 and squashed to a square).
+
+## Its domain
+
+The checkpoint carries a domain profile of its training images (`vidcap calibrate`, vidcap/domain.py): every
+analysed frame gets an in-domain score, and on footage unlike rendered scenes (camera footage, films, screen
+recordings, the photographs in scikit-image) vidcap warns that the captions are not meaningful.
 """
 
 

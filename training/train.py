@@ -266,6 +266,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if stop:
             log.info("stopping: %s", "time budget reached" if out_of_time else "no improvement (early stopping)")
             break
+    if is_main and (out / "best.pt").is_file():  # what tells this model's kind of images from others
+        profile_best_checkpoint(out / "best.pt", cfg.dataset, train_set, val_set, device)
     summary = {"preset": args.preset, "best_val_bleu4": best, "minutes": (time.monotonic() - started) / 60,
                "steps": global_step, "history": history, "best_checkpoint": str(out / "best.pt"),
                "encoder_pretraining": asdict(pretrain) if pretrain else None}
@@ -276,6 +278,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if world > 1:
         dist.destroy_process_group()
     return summary
+
+
+def profile_best_checkpoint(path: Path, dataset: str, train_set, val_set, device: torch.device) -> None:
+    """The domain profile of the best checkpoint's encoder (vidcap/domain.py), written into it: fit on training
+    images, calibrated on validation ones."""
+    from vidcap.config import DATASET_DOMAINS
+    from vidcap.domain import profile_from_datasets, write_profile
+
+    best = CaptionModel.from_checkpoint(path).to(device)
+    write_profile(path, profile_from_datasets(best, train_set, val_set, DATASET_DOMAINS[dataset], device))
+    log.info("wrote the domain profile of %s", path)
 
 
 def maybe_pretrain_encoder(model: CaptionModel, cfg: TrainConfig, resuming: bool, device: torch.device,

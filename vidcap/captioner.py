@@ -13,7 +13,8 @@ import torch
 from vidcap.encoders import make_encoder
 from vidcap.errors import CheckpointError
 from vidcap.images import DEFAULT_MAX_PIXELS, load_image
-from vidcap.model import Caption, CaptionModel
+from vidcap.domain import DomainProfile
+from vidcap.model import Caption, CaptionModel, load_checkpoint
 from vidcap.paths import demo_model
 from vidcap.preprocess import as_tensor, to_model_input
 
@@ -37,8 +38,10 @@ class Captioner:
     """A loaded model on a device, captioning batches of RGB uint8 images."""
 
     def __init__(self, model: CaptionModel, device: str = "auto", beam_size: int = 3, batch_size: int = 16,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, encoder: str = "auto"):
-        """encoder: the backend that runs the CNN (vidcap/encoders.py): auto, torch, torch-bf16, openvino, ..."""
+                 max_pixels: int = DEFAULT_MAX_PIXELS, encoder: str = "auto", domain: DomainProfile | None = None):
+        """encoder: the backend that runs the CNN (vidcap/encoders.py): auto, torch, torch-bf16, openvino, ...
+        domain: the checkpoint's profile of its training images (vidcap/domain.py), to tell frames unlike them."""
+        self.domain = domain
         if beam_size < 1:
             raise ValueError("beam size must be at least 1")
         self.device = resolve_device(device)
@@ -52,8 +55,10 @@ class Captioner:
         path = Path(path) if path else default_model_path()
         if path == DEMO_MODEL and not path.is_file():
             raise CheckpointError(f"demo model missing at {path}: run `vidcap train --preset demo` or pass --model")
+        checkpoint = load_checkpoint(path)
         # The trunk is built only if the encoder runtime needs it: a cached compiled one does not (startup).
-        return cls(CaptionModel.from_checkpoint(path, build_trunk=False), **kwargs)
+        model = CaptionModel.from_checkpoint(checkpoint, build_trunk=False)
+        return cls(model, domain=DomainProfile.from_dict(checkpoint.get("domain")), **kwargs)
 
     @property
     def image_size(self) -> int:
@@ -74,6 +79,13 @@ class Captioner:
             batch = self.preprocess(pixels[start : start + self.batch_size])
             captions.extend(self.model.caption_features(self.encoder(batch), beam))
         return captions
+
+    def typicality(self, captions: Sequence[Caption]) -> list[float | None]:
+        """How typical of the model's training images each captioned image is (vidcap/domain.py); None when the
+        checkpoint carries no domain profile."""
+        if self.domain is None or not captions:
+            return [None] * len(captions)
+        return [float(t) for t in self.domain.typicality(torch.stack([c.feature for c in captions]).numpy())]
 
     def caption_files(self, sources: Sequence[str | Path | bytes], beam_size: int | None = None) -> list[Caption]:
         """Paths or encoded bytes. Every image is read (and checked) before any is captioned."""

@@ -54,18 +54,26 @@ def _run_caption(args: argparse.Namespace) -> int:
     for image in args.images:  # before the model is loaded: a typo is answered at once
         require_file(image, "image")
     from vidcap.captioner import Captioner
+    from vidcap.domain import OUT_OF_DOMAIN
     from vidcap.images import DEFAULT_MAX_PIXELS
 
     captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder, beam_size=args.beam,
                                max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     captions = captioner.caption_files(args.images)
+    typicality = captioner.typicality(captions)
+    unlike = [path for path, t in zip(args.images, typicality) if t is not None and t < OUT_OF_DOMAIN]
+    if unlike:
+        names = ", ".join(Path(p).name for p in unlike[:3]) + (", ..." if len(unlike) > 3 else "")
+        print(f"warning: {len(unlike)} of {len(captions)} images ({names}) are unlike anything the model was trained "
+              f"on ({captioner.domain.trained_on}): their captions are not meaningful; use a model trained for "
+              f"such images (docs/training.md)", file=sys.stderr)
     if not args.json:
         print("\n".join(c.text for c in captions))
         return 0
     records = []
-    for path, c in zip(args.images, captions):
+    for path, c, t in zip(args.images, captions, typicality):
         record: dict[str, Any] = {"image": path, "caption": c.text, "words": c.words, "token_ids": c.token_ids,
-                                  "log_prob": c.log_prob}
+                                  "log_prob": c.log_prob, "in_domain": t}
         if args.embeddings:
             record["embeddings"] = c.embeddings.tolist()
         if args.attention:
@@ -115,6 +123,47 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="also write the scores to this JSON file")
     _add_encoder(p)
     p.set_defaults(run=_run_eval)
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    from vidcap.config import DATASET_NAMES
+
+    p = sub.add_parser("calibrate", help="add a profile of its training images to a checkpoint",
+                       description="Write into CHECKPOINT what tells the model's own kind of images from others "
+                                   "(vidcap/domain.py: a Gaussian of the encoder's pooled feature over training "
+                                   "images, calibrated on held-out ones), so every analysed frame gets an "
+                                   "in-domain score. `vidcap train` does this itself; use this for an older "
+                                   "checkpoint. The weights are not changed.")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", choices=DATASET_NAMES, default="synthetic", help="what the model was trained on")
+    p.add_argument("--data", help="dataset folder (Karpathy split JSON + images)")
+    p.add_argument("--images", type=int, default=1000, help="training images to fit on (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: dataset seed (the demo model used 0)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    require_file(args.checkpoint, "checkpoint")
+    from vidcap.captioner import resolve_device
+    from vidcap.config import DATASET_DOMAINS
+    from vidcap.data import open_dataset
+    from vidcap.domain import profile_from_datasets, write_profile
+    from vidcap.model import CaptionModel
+
+    if args.images < 10:
+        raise VidcapError("--images must be at least 10")
+    device = resolve_device(args.device)
+    model = CaptionModel.from_checkpoint(args.checkpoint).to(device)
+    size = model.config.image_size
+    fit_set = open_dataset(args.dataset, "train", size, args.data, args.images if args.dataset == "synthetic"
+                           else None, args.seed)
+    held_out = open_dataset(args.dataset, "val", size, args.data, None, args.seed)
+    profile = profile_from_datasets(model, fit_set, held_out, DATASET_DOMAINS[args.dataset], device, args.images)
+    write_profile(args.checkpoint, profile)
+    print(f"{args.checkpoint}: domain profile of {min(args.images, len(fit_set))} {args.dataset} training images "
+          f"({len(profile.components)} components), calibrated on {len(profile.held_out)} held-out images")
+    return 0
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -421,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_caption(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_calibrate(sub)
     _add_analyze(sub)
     _add_synth_video(sub)
     _add_serve(sub)

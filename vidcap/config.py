@@ -11,6 +11,9 @@ RESNET_FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resn
 
 KARPATHY_FILES = {"coco": "dataset_coco.json", "flickr8k": "dataset_flickr8k.json", "flickr30k": "dataset_flickr30k.json"}
 DATASET_NAMES = ("synthetic", *KARPATHY_FILES)
+# What a model trained on each dataset knows, in words, for the messages about footage unlike it (vidcap/domain.py).
+DATASET_DOMAINS = {"synthetic": "synthetic scenes: coloured shapes on textured backgrounds",
+                   "coco": "COCO photographs", "flickr8k": "Flickr8k photographs", "flickr30k": "Flickr30k photographs"}
 
 
 @dataclass

@@ -22,6 +22,7 @@ from vidcap.paths import default_work_dir  # noqa: E402
 os.environ.setdefault("GRADIO_TEMP_DIR", str(default_work_dir() / "ui-uploads"))
 
 import atexit  # noqa: E402
+import html  # noqa: E402
 import logging  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -37,6 +38,7 @@ import pandas as pd  # noqa: E402
 
 from vidcap.attention_maps import attention_overlay  # noqa: E402
 from vidcap.client import VidcapClient  # noqa: E402
+from vidcap.domain import DomainSummary  # noqa: E402
 from vidcap.images import load_image  # noqa: E402
 from vidcap.limits import DEFAULT_LIMITS  # noqa: E402
 from vidcap.video import report  # noqa: E402
@@ -106,6 +108,7 @@ class _Run:
     moments: list[Moment] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     queued: int = 0  # the place in the service's queue while every analysis slot is taken
+    domain: DomainSummary | None = None  # from the Summary, when the model has a domain profile
 
     def add(self, response) -> None:
         kind = response.WhichOneof("kind")
@@ -120,10 +123,12 @@ class _Run:
             s = response.summary
             self.params.update(metric=s.metric, scorer=s.scorer)
             self.moments = [moment_from_proto(m) for m in s.moments]
+            if s.HasField("out_of_domain_share"):
+                self.domain = DomainSummary(s.out_of_domain_share, s.trained_on)
 
     def analysis(self) -> Analysis:
         return Analysis(self.name, self.params, self.duration, self.frames, self.moments,
-                        time.perf_counter() - self.started)
+                        time.perf_counter() - self.started, self.domain)
 
     def plot_data(self) -> pd.DataFrame:
         return pd.DataFrame({"t": [f.t for f in self.frames], "score": [f.score for f in self.frames]})
@@ -143,8 +148,11 @@ class _Run:
         if done:
             reused = sum(f.reused for f in self.frames)
             still = f" ({reused} still, caption reused)" if reused else ""
+            warning = ""
+            if self.domain is not None and self.domain.warning():
+                warning = f"<p id='domain-warning' style='color:#a40000'><b>Warning:</b> {html.escape(self.domain.warning())}</p>"
             return (f"<p><b>Done:</b> {n} frames{still} over {self.duration:.1f} s of video in {seconds:.1f} s; "
-                    f"{len(self.moments)} moments ({self.params['scorer']}, {self.params['metric']}).</p>")
+                    f"{len(self.moments)} moments ({self.params['scorer']}, {self.params['metric']}).</p>{warning}")
         if self.queued:
             return (f"<p>Waiting for the service: every analysis slot is taken; place {self.queued} in its queue, "
                     f"{seconds:.0f} s</p>")

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from vidcap.domain import DomainSummary
 from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.video.novelty import Moment
@@ -93,13 +94,14 @@ def _number(value: Any, name: str, kind: type, default: float | int) -> Any:
 
 def frame_to_json(frame: FrameResult) -> dict[str, Any]:
     return {"index": frame.index, "t": round(frame.t, 4), "caption": frame.caption, "score": frame.score,
-            "alternatives": frame.alternatives, "reused": frame.reused}
+            "alternatives": frame.alternatives, "reused": frame.reused,
+            "in_domain": None if frame.in_domain is None else round(frame.in_domain, 4)}
 
 
 def frame_from_json(data: Mapping[str, Any]) -> FrameResult:
     return FrameResult(int(data["index"]), float(data["t"]), data["caption"], float(data["score"]),
                        data["caption"].split(), list(data.get("alternatives", [])),
-                       reused=bool(data.get("reused", False)))
+                       reused=bool(data.get("reused", False)), in_domain=data.get("in_domain"))
 
 
 def moment_to_json(moment: Moment) -> dict[str, Any]:
@@ -111,12 +113,29 @@ def frame_to_proto(frame: FrameResult):
     from vidcap.v1 import vidcap_pb2 as pb
 
     return pb.FrameResult(index=frame.index, t=frame.t, caption=frame.caption, score=frame.score,
-                          alternatives=frame.alternatives, reused=frame.reused)
+                          alternatives=frame.alternatives, reused=frame.reused, in_domain=frame.in_domain)
 
 
 def frame_from_proto(message) -> FrameResult:
     return FrameResult(message.index, message.t, message.caption, message.score, message.caption.split(),
-                       list(message.alternatives), reused=message.reused)
+                       list(message.alternatives), reused=message.reused,
+                       in_domain=message.in_domain if message.HasField("in_domain") else None)
+
+
+def domain_to_json(domain: DomainSummary | None) -> dict[str, Any] | None:
+    """The share of frames outside the model's domain and, when most are, the warning (vidcap/domain.py)."""
+    if domain is None:
+        return None
+    return {"out_of_domain_share": round(domain.out_of_domain_share, 4), "trained_on": domain.trained_on,
+            "warning": domain.warning()}
+
+
+def domain_to_proto_fields(domain: DomainSummary | None) -> dict[str, Any]:
+    """Summary fields; none when the model has no domain profile."""
+    if domain is None:
+        return {}
+    return {"out_of_domain_share": domain.out_of_domain_share, "trained_on": domain.trained_on,
+            "domain_warning": domain.warning()}
 
 
 def moment_to_proto(moment: Moment):

@@ -30,7 +30,8 @@ from vidcap.serving.hosts import InProcessHost, ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.video.pipeline import AnalysisParams, pick_moments
-from vidcap.wire import analysis_params, frame_to_proto, moment_to_proto
+from vidcap.domain import summarize
+from vidcap.wire import analysis_params, domain_to_proto_fields, frame_to_proto, moment_to_proto
 
 log = logging.getLogger("vidcap.grpc")
 
@@ -144,7 +145,8 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         metrics.MOMENTS.labels("grpc").inc(len(moments))
         yield pb.AnalyzeVideoResponse(summary=pb.Summary(
             duration=info[0].duration if info else 0.0, frames=len(frames), metric=metric, scorer=params.scorer,
-            moments=[moment_to_proto(m) for m in moments], reused_frames=sum(f.reused for f in frames)))
+            moments=[moment_to_proto(m) for m in moments], reused_frames=sum(f.reused for f in frames),
+            **domain_to_proto_fields(summarize([f.in_domain for f in frames], self.model_host.trained_on))))
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")

@@ -25,6 +25,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vidcap.captioner import Captioner
+from vidcap.domain import DomainProfile
 from vidcap.errors import UnavailableError, InputError, InputTooLargeError
 from vidcap.images import load_image
 from vidcap.limits import DEFAULT_LIMITS, Limits
@@ -42,6 +43,7 @@ class ModelHost(ABC):
     NAME = ""
     spool_dir: Path | None = None  # where uploaded videos must be written for this model host to read them
     media_dir: Path | None = None  # the folder this model host reads videos from by path (TorchServe's worker)
+    trained_on: str = ""  # what the model was trained on, in words (its domain profile's), once known
 
     @abstractmethod
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption: ...
@@ -68,8 +70,23 @@ class InProcessHost(ModelHost):
             self.spool_dir.mkdir(parents=True, exist_ok=True)
 
     @property
-    def image_size(self) -> int:  # with `caption`, what the video pipeline needs of a captioner
-        return self.captioner.image_size
+    def image_size(self) -> int:  # with `caption`, `device`, `domain` and `typicality`, what the video pipeline
+        return self.captioner.image_size  # needs of a captioner
+
+    @property
+    def device(self) -> torch.device:
+        return self.captioner.device
+
+    @property
+    def domain(self) -> DomainProfile | None:
+        return self.captioner.domain
+
+    @property
+    def trained_on(self) -> str:
+        return self.captioner.domain.trained_on if self.captioner.domain else ""
+
+    def typicality(self, captions: Sequence[Caption]) -> list[float | None]:
+        return self.captioner.typicality(captions)
 
     def caption(self, pixels: Sequence[np.ndarray] | torch.Tensor, beam_size: int | None = None) -> list[Caption]:
         with self._lock:
@@ -168,6 +185,7 @@ class TorchServeHost(ModelHost):
                     if "frame" in message:
                         yield frame_from_json(message["frame"])
                     elif "started" in message:
+                        self.trained_on = message["started"].get("trained_on") or self.trained_on
                         if on_start is not None:
                             on_start(message["started"]["duration"], message["started"]["expected_frames"])
                     elif "done" in message:

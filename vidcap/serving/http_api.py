@@ -44,7 +44,8 @@ from vidcap.serving.admission import Admission
 from vidcap.serving.auth import REFUSED
 from vidcap.serving.hosts import ModelHost
 from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
-from vidcap.wire import analysis_params, old_api_params
+from vidcap.domain import summarize
+from vidcap.wire import analysis_params, domain_to_json, old_api_params
 
 log = logging.getLogger("vidcap.http")
 
@@ -293,10 +294,11 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
             "params": {"every_n_second": params.every_n_seconds, "metric": metric,
                        "rolling_window_size": params.window, "scorer": params.scorer,
                        "no_skip": not params.skip_still},
-            "frames": [{"t": f.t, "caption": f.caption, "dissimilarity": f.score, "reused": f.reused}
-                       for f in frames],
+            "frames": [{"t": f.t, "caption": f.caption, "dissimilarity": f.score, "reused": f.reused,
+                        "in_domain": f.in_domain} for f in frames],
             "moments": [{"t": m.t, "score": m.score, "caption": m.caption, "previous_caption": m.previous_caption}
                         for m in moments],
+            "domain": domain_to_json(summarize([f.in_domain for f in frames], model_host.trained_on)),
         }
 
     wrapped = BodyLimit(app, max(limits.max_upload_bytes, limits.max_image_bytes) + MIB)

@@ -97,20 +97,22 @@ class VideoInfo(_message.Message):
     def __init__(self, duration: _Optional[float] = ..., expected_frames: _Optional[int] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("index", "t", "caption", "score", "alternatives", "reused")
+    __slots__ = ("index", "t", "caption", "score", "alternatives", "reused", "in_domain")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     T_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
+    IN_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     index: int
     t: float
     caption: str
     score: float
     alternatives: _containers.RepeatedScalarFieldContainer[str]
     reused: bool
-    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ..., reused: _Optional[bool] = ...) -> None: ...
+    in_domain: float
+    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ..., reused: _Optional[bool] = ..., in_domain: _Optional[float] = ...) -> None: ...
 
 class Moment(_message.Message):
     __slots__ = ("t", "score", "caption", "previous_caption", "index")
@@ -127,7 +129,7 @@ class Moment(_message.Message):
     def __init__(self, t: _Optional[float] = ..., score: _Optional[float] = ..., caption: _Optional[str] = ..., previous_caption: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("duration", "frames", "moments", "wall_seconds", "metric", "scorer", "reused_frames")
+    __slots__ = ("duration", "frames", "moments", "wall_seconds", "metric", "scorer", "reused_frames", "out_of_domain_share", "domain_warning", "trained_on")
     DURATION_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     MOMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +137,9 @@ class Summary(_message.Message):
     METRIC_FIELD_NUMBER: _ClassVar[int]
     SCORER_FIELD_NUMBER: _ClassVar[int]
     REUSED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_DOMAIN_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_WARNING_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     duration: float
     frames: int
     moments: _containers.RepeatedCompositeFieldContainer[Moment]
@@ -142,7 +147,10 @@ class Summary(_message.Message):
     metric: str
     scorer: str
     reused_frames: int
-    def __init__(self, duration: _Optional[float] = ..., frames: _Optional[int] = ..., moments: _Optional[_Iterable[_Union[Moment, _Mapping]]] = ..., wall_seconds: _Optional[float] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., reused_frames: _Optional[int] = ...) -> None: ...
+    out_of_domain_share: float
+    domain_warning: str
+    trained_on: str
+    def __init__(self, duration: _Optional[float] = ..., frames: _Optional[int] = ..., moments: _Optional[_Iterable[_Union[Moment, _Mapping]]] = ..., wall_seconds: _Optional[float] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., reused_frames: _Optional[int] = ..., out_of_domain_share: _Optional[float] = ..., domain_warning: _Optional[str] = ..., trained_on: _Optional[str] = ...) -> None: ...
 
 class AnalyzeVideoResponse(_message.Message):
     __slots__ = ("started", "frame", "summary", "queued")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vidcap.captioner import Captioner
+from vidcap.domain import DomainSummary, summarize
 from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
@@ -72,6 +73,7 @@ class FrameResult:
     alternatives: list[str] = field(default_factory=list)
     pixels: np.ndarray | None = field(default=None, repr=False)  # the sampled frame, when asked for
     reused: bool = False  # a still frame: the caption (and features) of the last captioned frame
+    in_domain: float | None = None  # how typical of the model's training images (vidcap/domain.py); None: unknown
 
 
 @dataclass
@@ -82,15 +84,17 @@ class Analysis:
     frames: list[FrameResult]
     moments: list[Moment]
     seconds: float  # wall time
+    domain: DomainSummary | None = None  # what share of the frames the model's domain does not cover
 
     def to_json(self) -> dict[str, Any]:
-        from vidcap.wire import frame_to_json, moment_to_json
+        from vidcap.wire import domain_to_json, frame_to_json, moment_to_json
 
         return {
             "video": self.video,
             "params": self.params,
             "duration": self.duration,
             "wall_seconds": round(self.seconds, 3),
+            "domain": domain_to_json(self.domain),
             "frames": [frame_to_json(f) for f in self.frames],
             "moments": [moment_to_json(m) for m in self.moments],
         }
@@ -289,7 +293,7 @@ def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisPara
     scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric)
     waiting: dict[int, FrameResult] = {}
     for frame, caption, reused in captioned_frames(video, captioner, params, keep_pixels, on_start, limits):
-        waiting[frame.index] = _result(frame, caption, keep_pixels, reused)
+        waiting[frame.index] = _result(frame, caption, keep_pixels, reused, captioner.typicality([caption])[0])
         yield from _emit(scorer.push(to_captioned_frame(frame, caption)), waiting)
     yield from _emit(scorer.finish(), waiting)
 
@@ -312,8 +316,9 @@ def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = An
         if on_frame is not None:
             on_frame(result)
     moments, metric = pick_moments(frames, params)
+    domain = summarize([f.in_domain for f in frames], captioner.domain.trained_on) if captioner.domain else None
     return Analysis(str(video), {**asdict(params), "metric": metric}, duration[0], frames, moments,
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, domain)
 
 
 def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
@@ -335,12 +340,13 @@ def pick_moments(frames: list[FrameResult], params: AnalysisParams) -> tuple[lis
     return moments, scorer.metric
 
 
-def _result(frame: Frame, caption: Caption, keep_pixels: bool, reused: bool) -> FrameResult:
+def _result(frame: Frame, caption: Caption, keep_pixels: bool, reused: bool, in_domain: float | None
+            ) -> FrameResult:
     pixels = None
     if keep_pixels:
         pixels = frame.pixels if isinstance(frame.pixels, np.ndarray) else frame.pixels.cpu().numpy()
     return FrameResult(frame.index, frame.t, caption.text, 0.0, caption.words,
-                       [" ".join(a) for a in caption.alternatives], pixels, reused)
+                       [" ".join(a) for a in caption.alternatives], pixels, reused, in_domain)
 
 
 def _emit(scored: list[tuple[int, float]], waiting: dict[int, FrameResult]) -> Iterator[FrameResult]:

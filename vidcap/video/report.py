@@ -19,9 +19,10 @@ def to_csv(analysis: Analysis) -> str:
     moments = {m.index for m in analysis.moments}
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["t", "score", "caption", "moment", "reused"])
+    writer.writerow(["t", "score", "caption", "moment", "reused", "in_domain"])
     for f in analysis.frames:
-        writer.writerow([f"{f.t:.4f}", f"{f.score:.6f}", f.caption, int(f.index in moments), int(f.reused)])
+        writer.writerow([f"{f.t:.4f}", f"{f.score:.6f}", f.caption, int(f.index in moments), int(f.reused),
+                         "" if f.in_domain is None else f"{f.in_domain:.4f}"])
     return buf.getvalue()
 
 
@@ -58,6 +59,11 @@ def summary(analysis: Analysis) -> str:
     still = f" ({reused} still, caption reused)" if reused else ""
     lines = [f"{analysis.video}: {len(analysis.frames)} frames{still} over {analysis.duration:.1f} s analysed in "
              f"{analysis.seconds:.1f} s; {len(analysis.moments)} moments"]
+    if analysis.domain is not None:
+        lines.append(f"  {100 * analysis.domain.out_of_domain_share:.0f}% of the frames are outside the model's "
+                     f"domain ({analysis.domain.trained_on})")
+        if analysis.domain.warning():
+            lines.append(f"WARNING: {analysis.domain.warning()}")
     for m in analysis.moments:
         lines.append(f"  {_clock(m.t)}  score {m.score:.3f}  {m.previous_caption or '(start)'}  ->  {m.caption}")
     return "\n".join(lines)
