@@ -32,6 +32,7 @@ import torch  # noqa: E402
 
 from vidcap.captioner import Captioner  # noqa: E402
 from vidcap.video.novelty import (  # noqa: E402
+    OnlinePicker,
     RobustScorer,
     SeedScorer,
     find_moments,
@@ -156,6 +157,7 @@ def main() -> None:
     methods = scorers(args.window, args.ablation)
     table: dict[str, dict[str, Score]] = {}
     stills: dict[str, dict[str, float]] = {}
+    delays: list[float] = []
     for kind, path in videos.items():
         truth = json.loads(truth_path(path).read_text())
         changes, minutes = [c["t"] for c in truth["changes"]], truth["duration"] / 60
@@ -169,6 +171,21 @@ def main() -> None:
             seconds = caption_seconds + time.perf_counter() - t1
             table.setdefault(name, {}).setdefault(kind, Score()).add([m.t for m in moments], changes, args.every,
                                                                      minutes, seconds)
+            if name == "robust (vidcap default)":  # the same scores, moments decided as they stream
+                picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score)
+                online = []
+                for i, (t, score, caption) in enumerate(zip(times, scores, captions)):
+                    online += [(m, i) for m in picker.push(i, t, score, caption)]
+                online += [(m, len(times) - 1) for m in picker.finish()]
+                table.setdefault("robust, online picker (streams)", {}).setdefault(kind, Score()).add(
+                    [m.t for m, _ in online], changes, args.every, minutes, seconds)
+                # Delay: from the change to the sample whose score decided its moment (the picker's look-ahead
+                # plus the scorer's own), in seconds of video.
+                decided_at = {m.index: min(i + scorer.lookahead, len(times) - 1) for m, i in online}
+                for m in (m for m, _ in online):
+                    change = min(changes, key=lambda c: abs(c - m.t))
+                    if abs(change - m.t) <= args.every:
+                        delays.append(times[decided_at[m.index]] - change)
         for detector in ("ContentDetector", "AdaptiveDetector"):
             t1 = time.perf_counter()
             cuts = scenedetect_cuts(path, detector)
@@ -189,11 +206,15 @@ def main() -> None:
         stills[f"still, {Path(args.still_model).stem}"] = {"frames": len(runs[True][0]), "reused": runs[True][3],
                                                            "seconds": runs[True][4], "no_skip_seconds": runs[False][4]}
     print_table(table, args)
+    if delays:
+        print(f"\nonline picker: from a change to its moment, in seconds of video: median "
+              f"{statistics.median(delays):.2f}, p90 {sorted(delays)[int(0.9 * (len(delays) - 1))]:.2f}, "
+              f"max {max(delays):.2f} ({len(delays)} moments)")
     print_stills(stills)
     if args.json:
         rows = {name: {kind: {"f1": s.f1, "tp": s.tp, "fp": s.fp, "fn": s.fn, "false_per_10min": 10 * s.fp / s.minutes,
                               "seconds": s.seconds} for kind, s in row.items()} for name, row in table.items()}
-        Path(args.json).write_text(json.dumps({**rows, "still frames": stills}, indent=1))
+        Path(args.json).write_text(json.dumps({**rows, "still frames": stills, "online delays": delays}, indent=1))
 
 
 def caption_video(path: Path, captioner: Captioner, params: AnalysisParams):

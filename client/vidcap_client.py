@@ -33,12 +33,15 @@ def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:
         elif kind == "frame":
             f = response.frame
             print(f"{f.t:8.2f}  {f.score:6.3f}  {f.caption}{'  (still: reused)' if f.reused else ''}", flush=True)
+        elif kind == "moment":  # decided while the frames stream
+            m = response.moment
+            print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.previous_caption or '(start)'} -> {m.caption}", flush=True)
         else:
             s = response.summary
             print(f"# {s.frames} frames ({s.reused_frames} still, caption reused), {len(s.moments)} moments "
                   f"({s.scorer}, {s.metric})")
-            for m in s.moments:
-                print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.previous_caption or '(start)'} -> {m.caption}")
+            if s.domain_warning:
+                print(f"# warning: {s.domain_warning}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,11 +119,18 @@ def test_streamed_analysis_one_message_per_sample_in_order(client, media):
     responses = list(client.analyze_bytes((media / "short.mp4").read_bytes(), "short.mp4", every_n_seconds=1.0,
                                           window=3))
     kinds = [r.WhichOneof("kind") for r in responses]
-    assert kinds[0] == "started" and kinds[-1] == "summary" and set(kinds[1:-1]) == {"frame"}
+    assert kinds[0] == "started" and kinds[-1] == "summary" and set(kinds[1:-1]) <= {"frame", "moment"}
     assert responses[0].started.expected_frames == 12
-    frames = [r.frame for r in responses[1:-1]]
+    frames = [r.frame for r in responses if r.WhichOneof("kind") == "frame"]
     assert [round(f.t) for f in frames] == list(range(12)) and [f.index for f in frames] == list(range(12))
     summary = responses[-1].summary
+    # Each moment streams as soon as it is decided: at most 3 samples (+1 for the scorer) after its frame, and
+    # the Summary lists the same moments.
+    streamed = [(i, r.moment) for i, r in enumerate(responses) if r.WhichOneof("kind") == "moment"]
+    assert streamed and [m.t for _, m in streamed] == [m.t for m in summary.moments]
+    for position, moment in streamed:
+        frames_before = kinds[:position].count("frame")
+        assert frames_before <= moment.index + 1 + 3 + 1 or frames_before == 12, (moment.index, frames_before)
     assert summary.frames == 12 and summary.scorer == "robust" and summary.metric == "cosine"
     assert 11.5 < summary.duration < 12.5
     uploaded = [r.frame.caption for r in client.analyze_file(media / "short.mp4", every_n_seconds=1.0, window=3)
@@ -169,8 +176,10 @@ def test_client_cli_prints_captions_and_live_frames(server, media, image_bytes, 
                              text=True, timeout=300)
     lines = analyze.stdout.splitlines()
     assert analyze.returncode == 0 and lines[0].startswith("# 12.0 s, 6 frames")
-    assert [float(line.split()[0]) for line in lines[1:7]] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
-    assert lines[7].startswith("# 6 frames")
+    frames = [line for line in lines[1:] if not line.startswith(("#", "moment"))]
+    assert [float(line.split()[0]) for line in frames] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    moments = [line for line in lines if line.startswith("moment")]  # printed as they are decided
+    assert moments and lines[-1].startswith("# 6 frames") and f"{len(moments)} moments" in lines[-1]
     bad = subprocess.run([*cli, "analyze", "--path", "../etc/passwd"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "PERMISSION_DENIED" in bad.stderr
 

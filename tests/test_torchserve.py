@@ -129,6 +129,9 @@ def test_grpc_through_torchserve_matches_in_process(stack, image):
         assert streamed[0].WhichOneof("kind") == "started" and streamed[-1].WhichOneof("kind") == "summary"
         assert [f.caption for f in frames] == expected_video
         assert [round(f.t) for f in frames] == list(range(12))
+        summary = streamed[-1].summary  # the worker's domain profile reaches the Summary: in domain, no warning
+        assert all(f.HasField("in_domain") for f in frames) and "synthetic scenes" in summary.trained_on
+        assert summary.HasField("out_of_domain_share") and summary.domain_warning == ""
         by_path = [r.frame.caption for r in client.analyze_path("clip.mp4", every_n_seconds=1.0, window=3)
                    if r.WhichOneof("kind") == "frame"]
         assert by_path == expected_video

@@ -553,3 +553,43 @@ def test_photo_footage_has_real_pictures_a_moving_camera_and_a_truth_file(tmp_pa
         assert np.abs(first - last).mean() > 3
     bad = run("synth-video", str(tmp_path / "x.mp4"), "--photos", "2", "--shake", "5")
     assert bad.returncode == 2 and "--photos takes" in bad.stderr
+
+
+# ---- moments decided as the video plays ------------------------------------------------------------------------
+
+
+def test_the_online_picker_decides_like_the_whole_video_picker_within_three_samples():
+    from vidcap.video.novelty import OnlinePicker, find_moments
+
+    rng = np.random.default_rng(7)
+    same = 0
+    for _ in range(50):
+        scores = list(np.abs(rng.normal(0.03, 0.02, 90)))
+        captions, caption = [], "a red circle"
+        changes = sorted(rng.choice(np.arange(3, 90), 6, replace=False))
+        for i in range(90):
+            if i in changes:
+                scores[i], caption = float(rng.uniform(0.3, 0.9)), f"scene {i}"
+            captions.append(caption)
+        times = [float(i) for i in range(90)]
+        picker, decided = OnlinePicker(min_gap=2.0, every_n_seconds=1.0, min_score=0.12), []
+        for i, (t, s, c) in enumerate(zip(times, scores, captions)):
+            for m in picker.push(i, t, s, c):
+                assert i - m.index <= 3  # decided from the past and at most 3 samples ahead
+                decided.append(m)
+        decided += picker.finish()
+        offline = find_moments(times, scores, captions, 2.0, 0.12)
+        same += [m.t for m in decided] == [m.t for m in offline]
+        assert [m.t for m in decided] == [m.t for m in picker.moments]
+    assert same >= 45
+
+
+def test_the_online_picker_drops_a_scene_that_comes_back_within_its_look_ahead():
+    from vidcap.video.novelty import pick_online
+
+    times = [float(i) for i in range(12)]
+    scores = [0.0, 0.02, 0.01, 0.02, 0.8, 0.02, 0.7, 0.01, 0.02, 0.01, 0.02, 0.01]
+    captions = ["a"] * 4 + ["b"] * 2 + ["a"] * 6  # A -> B -> A two samples later: no lasting change
+    assert pick_online(times, scores, captions, min_gap=2.0, every_n_seconds=1.0, min_score=0.12) == []
+    captions = ["a"] * 4 + ["b"] * 2 + ["c"] * 6  # A -> B -> C: two changes
+    assert [m.t for m in pick_online(times, scores, captions, 2.0, 1.0, 0.12)] == [4.0, 6.0]

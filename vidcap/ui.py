@@ -119,6 +119,8 @@ class _Run:
         elif kind == "frame":
             self.queued = 0
             self.frames.append(frame_from_proto(response.frame))
+        elif kind == "moment":  # decided while the frames stream; the Summary lists them all again
+            self.moments.append(moment_from_proto(response.moment))
         else:
             s = response.summary
             self.params.update(metric=s.metric, scorer=s.scorer)
@@ -185,22 +187,29 @@ class VidcapUI:
         params = {"every_n_seconds": float(every), "window": int(window), "metric": metric, "scorer": scorer,
                   "no_skip": not skip_still}
         run = _Run(Path(video).name, dict(params))
+        thumbnails: list[tuple[np.ndarray, str]] = []  # one per moment, shown as soon as the moment is decided
         last_update = 0.0
         try:
             with self.config.client() as client:
                 for response in client.analyze_file(video, **params):
                     run.add(response)
-                    if response.WhichOneof("kind") == "summary":
+                    kind = response.WhichOneof("kind")
+                    if kind == "summary":
                         break
-                    if (time.perf_counter() - last_update >= LIVE_UPDATE_SECONDS
-                            or response.WhichOneof("kind") == "queued"):
+                    if kind == "moment":
+                        thumbnails += self._thumbnails(video, run.moments[-1:])
+                        yield (run.plot_data(), run.table(LIVE_TABLE_ROWS), run.status(), list(thumbnails),
+                               gr.skip(), [m.t for m in run.moments])
+                    elif time.perf_counter() - last_update >= LIVE_UPDATE_SECONDS or kind == "queued":
                         last_update = time.perf_counter()
                         yield (run.plot_data(), run.table(LIVE_TABLE_ROWS), run.status(), gr.skip(), gr.skip(),
                                gr.skip())
         except grpc.RpcError as exc:
             raise _service_error(exc, self.config.grpc_address) from None
-        yield (run.plot_data(), run.table(), run.status(done=True), self._thumbnails(video, run.moments),
-               self._downloads(run.analysis()), [m.t for m in run.moments])
+        if len(thumbnails) != len(run.moments):  # a thumbnail could not be made: try them all once more
+            thumbnails = self._thumbnails(video, run.moments)
+        yield (run.plot_data(), run.table(), run.status(done=True), thumbnails, self._downloads(run.analysis()),
+               [m.t for m in run.moments])
 
     def _thumbnails(self, video: str, moments: list[Moment]) -> list[tuple[np.ndarray, str]]:
         try:

@@ -29,7 +29,8 @@ from vidcap.serving.admission import Admission
 from vidcap.serving.hosts import InProcessHost, ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
-from vidcap.video.pipeline import AnalysisParams, pick_moments
+from vidcap.video.novelty import make_scorer
+from vidcap.video.pipeline import AnalysisParams, online_picker
 from vidcap.domain import summarize
 from vidcap.wire import analysis_params, domain_to_proto_fields, frame_to_proto, moment_to_proto
 
@@ -120,6 +121,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             info.append(pb.VideoInfo(duration=duration, expected_frames=expected))
 
         results = self.model_host.analyze(path, params, on_start=started)
+        picker = online_picker(params)  # each moment goes out as soon as it is decided
         frames = []
         completed = False
         metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
@@ -132,6 +134,10 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 frames.append(result)
                 metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=frame_to_proto(result))
+                for moment in picker.push(result.index, result.t, result.score, result.caption):
+                    yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
+            for moment in picker.finish():
+                yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
             completed = True
         finally:
             # Reached on cancellation too: gRPC closes this generator (GeneratorExit at the yield) or we return
@@ -141,11 +147,11 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if not completed:
                 log.info("client cancelled or failed after %d frames; stopped the analysis of %s", len(frames),
                          path.name)
-        moments, metric = pick_moments(frames, params)
-        metrics.MOMENTS.labels("grpc").inc(len(moments))
+        metrics.MOMENTS.labels("grpc").inc(len(picker.moments))
+        metric = make_scorer(params.scorer, params.window, params.metric).metric
         yield pb.AnalyzeVideoResponse(summary=pb.Summary(
             duration=info[0].duration if info else 0.0, frames=len(frames), metric=metric, scorer=params.scorer,
-            moments=[moment_to_proto(m) for m in moments], reused_frames=sum(f.reused for f in frames),
+            moments=[moment_to_proto(m) for m in picker.moments], reused_frames=sum(f.reused for f in frames),
             **domain_to_proto_fields(summarize([f.in_domain for f in frames], self.model_host.trained_on))))
 
     def _media_path(self, relative: str) -> Path:

@@ -153,13 +153,15 @@ class Summary(_message.Message):
     def __init__(self, duration: _Optional[float] = ..., frames: _Optional[int] = ..., moments: _Optional[_Iterable[_Union[Moment, _Mapping]]] = ..., wall_seconds: _Optional[float] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., reused_frames: _Optional[int] = ..., out_of_domain_share: _Optional[float] = ..., domain_warning: _Optional[str] = ..., trained_on: _Optional[str] = ...) -> None: ...
 
 class AnalyzeVideoResponse(_message.Message):
-    __slots__ = ("started", "frame", "summary", "queued")
+    __slots__ = ("started", "frame", "summary", "queued", "moment")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
+    MOMENT_FIELD_NUMBER: _ClassVar[int]
     started: VideoInfo
     frame: FrameResult
     summary: Summary
     queued: Queued
-    def __init__(self, started: _Optional[_Union[VideoInfo, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ...) -> None: ...
+    moment: Moment
+    def __init__(self, started: _Optional[_Union[VideoInfo, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., moment: _Optional[_Union[Moment, _Mapping]] = ...) -> None: ...

@@ -66,7 +66,8 @@ class VidcapServicer:
         """Analyze a video given as bytes or as a path inside the server's media folder. While every analysis slot
         is taken the stream carries Queued (the call's place in the queue); beyond the queue the call ends at once
         with RESOURCE_EXHAUSTED. Then a VideoInfo, one FrameResult per sampled frame, in time order, as soon as
-        its score is final, and a Summary holding the moments. Cancelling the call stops the work on the server.
+        its score is final, each Moment as soon as it is decided (from the past and at most 3 samples ahead), and a
+        Summary holding all the moments. Cancelling the call stops the work on the server.
         Errors: INVALID_ARGUMENT (a bad parameter or file), RESOURCE_EXHAUSTED (above a limit, or busy),
         UNAVAILABLE (the captioning runtime failed: not the caller's fault, try again), UNAUTHENTICATED.
         """

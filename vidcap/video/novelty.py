@@ -10,6 +10,7 @@ sample later; a flash is gone by then), which delays each score by one sample.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
@@ -251,6 +252,86 @@ def find_moments(times: list[float], scores: list[float], captions: list[str], m
             continue
         moments.append(Moment(times[i], float(s[i]), captions[i], before, i))
     return moments
+
+
+class OnlinePicker:
+    """Moments decided as the scores arrive, from the past and at most `max_lookahead` samples ahead, for
+    results that stream (the gRPC stream, the web UI, live sources): `find_moments`' rules, made causal.
+
+    - The threshold is median + sensitivity x robust spread of the scores of the last `history` samples (the
+      whole-video picker uses every score of the video), never below min_score.
+    - A peak is a score at or above the threshold, at least its predecessor and above its successor.
+    - Of peaks closer than min_gap the higher wins, looking as far ahead as the look-ahead allows
+      (min_gap, but at most max_lookahead samples); a moment already given out is never taken back.
+    - A caption change undone within the look-ahead (A -> B -> A) is no moment, nor is its return; a return
+      that comes later than that drops only the return (the first change has been given out).
+    Each moment is decided `lookahead` samples after its frame's score (plus the scorer's own look-ahead)."""
+
+    def __init__(self, min_gap: float, every_n_seconds: float, min_score: float = 0.0, sensitivity: float = 5.0,
+                 max_lookahead: int = 3, history: int = 600):
+        self.min_gap, self.min_score, self.sensitivity = min_gap, min_score, sensitivity
+        self.lookahead = max(1, min(max_lookahead, math.ceil(min_gap / every_n_seconds - 1e-9)))
+        self._scores: deque[float] = deque(maxlen=history)
+        # (index, t, score, caption): the decided frame before the undecided ones, then those; at first, a
+        # placeholder before the first frame
+        self._frames: list[tuple[int, float, float, str]] = [(-1, float("-inf"), float("-inf"), "")]
+        self._last_candidate: Moment | None = None  # the latest peak, given out or not (for the came-back rule)
+        self._last_given: Moment | None = None
+        self.moments: list[Moment] = []  # every moment given out so far
+
+    def push(self, index: int, t: float, score: float, caption: str) -> list[Moment]:
+        """The next frame's final score -> the moments decided now (oldest first)."""
+        self._scores.append(score)
+        self._frames.append((index, t, score, caption))
+        decided = []
+        while len(self._frames) >= self.lookahead + 2:  # [predecessor, candidate, lookahead...]
+            decided += self._decide(1)
+            self._frames.pop(0)
+        return decided
+
+    def finish(self) -> list[Moment]:
+        """The end of the video: decide what is left with the look-ahead there is."""
+        decided = []
+        while len(self._frames) >= 2:
+            decided += self._decide(1)
+            self._frames.pop(0)
+        return decided
+
+    def _threshold(self) -> float:
+        s = np.fromiter(self._scores, dtype=np.float64)
+        median = float(np.median(s))
+        spread = 1.4826 * float(np.median(np.abs(s - median)))
+        return max(median + self.sensitivity * spread, self.min_score, 1e-9)
+
+    def _decide(self, at: int) -> list[Moment]:
+        index, t, score, caption = self._frames[at]
+        before = self._frames[at - 1]
+        ahead = self._frames[at + 1 :]
+        if score < self._threshold() or score < before[2] or (ahead and score <= ahead[0][2]):
+            return []
+        if self._last_given is not None and t - self._last_given.t < self.min_gap:
+            return []  # a higher (or earlier) peak close by was given out already
+        if any(other[2] > score and other[1] - t < self.min_gap for other in ahead):
+            return []  # a higher peak is coming within min_gap
+        moment = Moment(t, float(score), caption, before[3] if before[0] >= 0 else "", index)
+        previous, self._last_candidate = self._last_candidate, moment
+        if previous is not None and _came_back(previous, caption) and t - previous.t < 2 * self.min_gap:
+            return []  # the scene came back
+        if not _same(caption, moment.previous_caption) and any(_same(c[3], moment.previous_caption) for c in ahead):
+            return []  # it is coming back within the look-ahead
+        self._last_given = moment
+        self.moments.append(moment)
+        return [moment]
+
+
+def pick_online(times: list[float], scores: list[float], captions: list[str], min_gap: float,
+                every_n_seconds: float, min_score: float = 0.0) -> list[Moment]:
+    """The online picker run over a whole score sequence (to compare it with `find_moments`)."""
+    picker = OnlinePicker(min_gap, every_n_seconds, min_score)
+    for i, (t, score, caption) in enumerate(zip(times, scores, captions)):
+        picker.push(i, t, score, caption)
+    picker.finish()
+    return picker.moments
 
 
 def _came_back(previous: Moment, caption: str) -> bool:

@@ -29,6 +29,7 @@ from vidcap.video.novelty import (
     SCORERS,
     CaptionedFrame,
     Moment,
+    OnlinePicker,
     find_moments,
     make_scorer,
     normalize_metric,
@@ -330,6 +331,12 @@ def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
         feature=caption.feature.numpy(),
         regions=caption.regions.numpy(),
     )
+
+
+def online_picker(params: AnalysisParams) -> OnlinePicker:
+    """Moments decided while the results stream (vidcap/video/novelty.py), with the scorer's settings."""
+    scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
+    return OnlinePicker(params.moment_gap, params.every_n_seconds, scorer.min_moment_score)
 
 
 def pick_moments(frames: list[FrameResult], params: AnalysisParams) -> tuple[list[Moment], str]:
