@@ -185,6 +185,9 @@ def test_video_streams_into_plot_table_and_moments_and_a_click_plays_from_there(
     page.wait_for_selector("#score-plot canvas, #score-plot svg", timeout=30_000)
     progress = page.locator("#video-status progress")
     assert int(progress.get_attribute("value")) < int(progress.get_attribute("max"))
+    # Moments appear as soon as they are decided, while frames are still coming in.
+    page.wait_for_selector("#moments img", timeout=120_000)
+    assert "Done" not in page.locator("#video-status").inner_text()
     page.wait_for_selector("#video-status :text('Done')", timeout=240_000)
     _no_traceback(page)
 
@@ -200,10 +203,11 @@ def test_video_streams_into_plot_table_and_moments_and_a_click_plays_from_there(
     assert len(page.request.get(hrefs[".csv"]).text().strip().splitlines()) == len(frames) + 1
 
     # The moments are at the scene changes (every 4 s), one thumbnail each, captions as the service gave them.
+    # They were decided as the frames streamed, from at most 3 samples ahead (0.75 s at this sampling): a caption
+    # that flickers a second before a cut can make one moment more than the whole-video picker would.
     truth = json.loads((files["scenes.mp4"].with_suffix(".truth.json")).read_text())["changes"]
-    assert moments, "no moments found"
-    for m in moments:
-        assert min(abs(m["t"] - c["t"]) for c in truth) <= 0.25 + 1e-6, (m, truth)
+    near = [m for m in moments if min(abs(m["t"] - c["t"]) for c in truth) <= 0.25 + 1e-6]
+    assert len(near) == len(truth) and len(moments) - len(near) <= 0.2 * len(moments), (moments, truth)
     thumbs = page.locator("#moments img")
     assert thumbs.count() == len(moments)
     gallery_text = page.locator("#moments").inner_text()

@@ -262,7 +262,8 @@ class OnlinePicker:
       whole-video picker uses every score of the video), never below min_score.
     - A peak is a score at or above the threshold, at least its predecessor and above its successor.
     - Of peaks closer than min_gap the higher wins, looking as far ahead as the look-ahead allows
-      (min_gap, but at most max_lookahead samples); a moment already given out is never taken back.
+      (min_gap, but at most max_lookahead samples); a moment already given out is never taken back, so a higher
+      peak that comes later within min_gap is given out too (the whole-video picker would keep only it).
     - A caption change undone within the look-ahead (A -> B -> A) is no moment, nor is its return; a return
       that comes later than that drops only the return (the first change has been given out).
     Each moment is decided `lookahead` samples after its frame's score (plus the scorer's own look-ahead)."""
@@ -309,8 +310,8 @@ class OnlinePicker:
         ahead = self._frames[at + 1 :]
         if score < self._threshold() or score < before[2] or (ahead and score <= ahead[0][2]):
             return []
-        if self._last_given is not None and t - self._last_given.t < self.min_gap:
-            return []  # a higher (or earlier) peak close by was given out already
+        if self._last_given is not None and t - self._last_given.t < self.min_gap and score <= self._last_given.score:
+            return []  # a higher peak close by was given out already (a lower one given out cannot hide this one)
         if any(other[2] > score and other[1] - t < self.min_gap for other in ahead):
             return []  # a higher peak is coming within min_gap
         moment = Moment(t, float(score), caption, before[3] if before[0] >= 0 else "", index)
