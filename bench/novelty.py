@@ -3,8 +3,9 @@
     python bench/novelty.py                      # 6 minutes of video per kind (cached in bench/.cache)
     python bench/novelty.py --minutes 2 --ablation
 
-For each kind of generated video (clean, flicker, shake, noise, object-only changes, and "still": a parked camera
-on scenes that last 20-60 s, sensor noise on) it reports, for the seed scorer (the old project's metric), vidcap's
+For each kind of generated video (clean, flicker, shake, noise, object-only changes, "still": a parked camera
+on scenes that last 20-60 s, sensor noise on, and "photos": real photographs filmed by a panning and zooming
+camera, joined by cuts and cross-fades, footage the demo model was not trained on) it reports, for the seed scorer (the old project's metric), vidcap's
 robust scorer and PySceneDetect's ContentDetector and AdaptiveDetector on the same files in the same run: F1 of
 the moments against the truth (a moment within one sample of a change counts, one moment per change), false
 moments per 10 minutes, and wall time.
@@ -39,6 +40,7 @@ from vidcap.video.novelty import (  # noqa: E402
     score_all,
 )
 from vidcap.video.pipeline import AnalysisParams, captioned_frames, to_captioned_frame  # noqa: E402
+from vidcap.video.photo_footage import random_shots, write_photo_video  # noqa: E402
 from vidcap.video.synth import Effects, random_segments, truth_path, write_video  # noqa: E402
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Kind:
     effects: Effects
     object_change_rate: float = 0.35
     scene_seconds: tuple[float, float] = (4.0, 9.0)
+    photos: bool = False  # real photographs filmed by a moving camera (vidcap/video/photo_footage.py)
 
 
 KINDS = {
@@ -55,6 +58,7 @@ KINDS = {
     "noise": Kind(Effects(noise=12.0)),
     "object": Kind(Effects(), 1.0),  # every change after the first scene is one object changing colour or shape
     "still": Kind(Effects(noise=12.0, still=True), scene_seconds=(20.0, 60.0)),  # a parked camera: rare changes
+    "photos": Kind(Effects(noise=3.0), photos=True),  # footage the demo model was not trained on: cuts and fades
 }
 
 
@@ -92,9 +96,13 @@ def make_videos(folder: Path, minutes: float, fps: float, size: tuple[int, int],
         path = folder / f"{name}.mp4"
         if not path.exists() or not truth_path(path).exists():
             scenes = max(2, round(minutes * 60 / statistics.mean(spec.scene_seconds)))
-            segments = random_segments(scenes, seed + n, *spec.scene_seconds, spec.object_change_rate)
             t0 = time.perf_counter()
-            write_video(path, segments, fps=fps, size=size, effects=spec.effects, seed=seed - 100 + n)
+            if spec.photos:
+                write_photo_video(path, random_shots(scenes, seed + n, *spec.scene_seconds), fps=fps, size=size,
+                                  noise=spec.effects.noise, seed=seed - 100 + n)
+            else:
+                segments = random_segments(scenes, seed + n, *spec.scene_seconds, spec.object_change_rate)
+                write_video(path, segments, fps=fps, size=size, effects=spec.effects, seed=seed - 100 + n)
             print(f"  made {path.name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         videos[kind] = path
     return videos
