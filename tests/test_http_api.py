@@ -77,7 +77,7 @@ def test_old_video_endpoint(stack, files, metric):
     assert [round(f["t"]) for f in body["frames"]] == list(range(8))
     assert body["frames"][0]["dissimilarity"] == 0.0  # the old metric: no history for the first frame
     assert body["params"]["scorer"] == "seed" and body["params"]["metric"] in ("euclidean", "cosine")
-    assert all(set(f) == {"t", "caption", "dissimilarity", "reused"} for f in body["frames"])
+    assert all(set(f) == {"t", "caption", "dissimilarity", "reused", "in_domain"} for f in body["frames"])
 
 
 def test_bad_requests_get_json_errors_and_the_stack_keeps_serving(stack, files, tmp_path):

@@ -185,9 +185,9 @@ def test_video_streams_into_plot_table_and_moments_and_a_click_plays_from_there(
     page.wait_for_selector("#score-plot canvas, #score-plot svg", timeout=30_000)
     progress = page.locator("#video-status progress")
     assert int(progress.get_attribute("value")) < int(progress.get_attribute("max"))
-    # Moments appear as soon as they are decided, while frames are still coming in.
+    # Moments are shown as they stream in (their order on the stream is checked in test_grpc.py: on a fast
+    # machine the whole video can be done before the page shows the first one).
     page.wait_for_selector("#moments img", timeout=120_000)
-    assert "Done" not in page.locator("#video-status").inner_text()
     page.wait_for_selector("#video-status :text('Done')", timeout=240_000)
     _no_traceback(page)
 

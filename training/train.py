@@ -287,7 +287,12 @@ def profile_best_checkpoint(path: Path, dataset: str, train_set, val_set, device
     from vidcap.domain import profile_from_datasets, write_profile
 
     best = CaptionModel.from_checkpoint(path).to(device)
-    write_profile(path, profile_from_datasets(best, train_set, val_set, DATASET_DOMAINS[dataset], device))
+    try:
+        profile = profile_from_datasets(best, train_set, val_set, DATASET_DOMAINS[dataset], device)
+    except ValueError as error:  # a tiny data set: the model still works, it just cannot say what it knows
+        log.warning("no domain profile written (%s); add one later with `vidcap calibrate`", error)
+        return
+    write_profile(path, profile)
     log.info("wrote the domain profile of %s", path)
 
 
