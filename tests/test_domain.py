@@ -4,10 +4,8 @@ photographs, and every door (CLI, gRPC, HTTP) says so for footage it was not tra
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -128,6 +128,7 @@ def test_streamed_analysis_one_message_per_sample_in_order(client, media):
     # the Summary lists the same moments.
     streamed = [(i, r.moment) for i, r in enumerate(responses) if r.WhichOneof("kind") == "moment"]
     assert streamed and [m.t for _, m in streamed] == [m.t for m in summary.moments]
+    assert all(m.reason in ("cut", "caption change", "visual change") for _, m in streamed)
     for position, moment in streamed:
         frames_before = kinds[:position].count("frame")
         assert frames_before <= moment.index + 1 + 3 + 1 or frames_before == 12, (moment.index, frames_before)

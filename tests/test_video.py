@@ -203,6 +203,8 @@ def test_analyze_cli_writes_json_csv_plot_and_summary(known_changes, tmp_path):
     assert data["moments"] and {"t", "score", "caption", "previous_caption"} <= set(data["moments"][0])
     rows = list(csv.DictReader((out / "a.csv").open()))
     assert len(rows) == 20 and sum(int(r["moment"]) for r in rows) == len(data["moments"])
+    assert [r["reason"] for r in rows if r["moment"] == "1"] == [m["reason"] for m in data["moments"]]
+    assert all(m["reason"] in result.stdout for m in data["moments"])
     assert (out / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"{len(data['moments'])} moments" in result.stdout
     seed = run("analyze", str(known_changes), "--scorer", "seed", "--metric", "euclidian", "--json",
@@ -593,3 +595,55 @@ def test_the_online_picker_drops_a_scene_that_comes_back_within_its_look_ahead()
     assert pick_online(times, scores, captions, min_gap=2.0, every_n_seconds=1.0, min_score=0.12) == []
     captions = ["a"] * 4 + ["b"] * 2 + ["c"] * 6  # A -> B -> C: two changes
     assert [m.t for m in pick_online(times, scores, captions, 2.0, 1.0, 0.12)] == [4.0, 6.0]
+
+
+# ---- the cut signal: what a pixel detector sees, whatever the model knows ------------------------------------
+
+
+def test_a_cut_wins_over_a_nearby_caption_peak_and_is_never_taken_for_a_scene_coming_back():
+    from vidcap.video.novelty import CUT_THRESHOLD, pick_online
+
+    times = [float(i) for i in range(14)]
+    scores = [0.0, 0.02, 0.01, 0.02, 0.9, 0.3, 0.02, 0.01, 0.02, 0.5, 0.01, 0.02, 0.01, 0.02]
+    cuts = [0.0, 0.05, 0.04, 0.05, 0.1, 0.7, 0.05, 0.04, 0.05, 0.6, 0.05, 0.04, 0.05, 0.03]
+    # The caption changes a sample before the picture does (4, 5), and at 9 the first shot's caption is back
+    # (a model that does not know the footage may well give two shots the same caption).
+    captions = ["a"] * 4 + ["b"] * 5 + ["a"] * 5
+    for moments in (find_moments(times, scores, captions, 3.0, 0.12, cuts=cuts),
+                    pick_online(times, scores, captions, 3.0, 1.0, 0.12, cuts=cuts)):
+        assert [(m.t, m.reason) for m in moments] == [(5.0, "cut"), (9.0, "cut")]
+    # Without the cut signal the same scores read as A -> B -> A within twice min_gap: no moment at all.
+    assert find_moments(times, scores, captions, 3.0, 0.12) == []
+    # (online, the return comes after the look-ahead: the first change has been given out, only the return drops)
+    assert [m.t for m in pick_online(times, scores, captions, 3.0, 1.0, 0.12)] == [4.0]
+    assert max(cuts) > CUT_THRESHOLD > 0.5 * max(cuts)
+
+
+def test_cuts_between_photographs_are_found_and_named_whatever_the_captions(tmp_path, captioner):
+    from vidcap.video.photo_footage import random_shots, write_photo_video
+
+    shots = random_shots(6, seed=11, min_seconds=3.0, max_seconds=5.0)
+    path = tmp_path / "photos.mp4"
+    truth = write_photo_video(path, shots, fps=10, size=(320, 180), noise=3.0)["changes"]
+    analysis = analyze(path, captioner, AnalysisParams(every_n_seconds=0.5, window=5))
+    for change in truth:
+        near = [m for m in analysis.moments if abs(m.t - change["t"]) <= 1.0]
+        assert near, (change, [(m.t, m.reason) for m in analysis.moments])
+        if change["kind"] == "cut":
+            assert near[0].reason == "cut" and abs(near[0].t - change["t"]) <= 0.5
+    assert len(analysis.moments) <= len(truth) + 1, [(m.t, m.reason) for m in analysis.moments]
+    cut_frames = [f for f in analysis.frames if f.cut >= 0.45]
+    assert cut_frames and all(any(abs(f.t - c["t"]) <= 1.0 for c in truth) for f in cut_frames)
+
+
+def test_the_cut_signal_stays_low_on_flicker_shake_noise_and_a_moving_scene(tmp_path, captioner):
+    from vidcap.video.novelty import CUT_THRESHOLD
+    from vidcap.video.synth import Effects
+
+    path = tmp_path / "rough.mp4"
+    write_video(path, random_segments(1, seed=9, min_seconds=12, max_seconds=12), fps=10, size=(320, 180),
+                effects=Effects(flicker=1.5, shake=10, noise=12.0), seed=2)
+    analysis = analyze(path, captioner, AnalysisParams(every_n_seconds=0.25, window=5))
+    assert len(analysis.frames) == 48
+    assert max(f.cut for f in analysis.frames) < 0.5 * CUT_THRESHOLD
+    assert not [m for m in analysis.moments if m.reason == "cut"]

@@ -136,12 +136,12 @@ class _Run:
         return pd.DataFrame({"t": [f.t for f in self.frames], "score": [f.score for f in self.frames]})
 
     def table(self, rows: int | None = None) -> pd.DataFrame:
-        moments = {m.index for m in self.moments}
+        moments = {m.index: m.reason or "yes" for m in self.moments}
         frames = self.frames[-rows:] if rows else self.frames
         # Strings, so the table shows exactly these digits (it rounds numbers to its own taste).
         return pd.DataFrame({"t (s)": [f"{f.t:.2f}" for f in frames], "score": [f"{f.score:.4f}" for f in frames],
                              "caption": [f.caption for f in frames],
-                             "moment": ["yes" if f.index in moments else "" for f in frames],
+                             "moment": [moments.get(f.index, "") for f in frames],
                              "still": ["reused" if f.reused else "" for f in frames]})
 
     def status(self, done: bool = False) -> str:
@@ -217,7 +217,8 @@ class VidcapUI:
         except Exception as exc:  # the service read the file, so this is unexpected: keep the results anyway
             log.warning("no thumbnails for %s: %s", video, exc)
             return []
-        return [(f.pixels, f"{m.t:.1f} s · {m.score:.2f} — {m.previous_caption or '(start)'} → {m.caption}")
+        return [(f.pixels, f"{m.t:.1f} s · {m.reason} · {m.score:.2f} — {m.previous_caption or '(start)'} → "
+                           f"{m.caption}")
                 for f, m in zip(frames, moments)]
 
     def _downloads(self, analysis: Analysis) -> list[str]:

@@ -95,31 +95,33 @@ def _number(value: Any, name: str, kind: type, default: float | int) -> Any:
 def frame_to_json(frame: FrameResult) -> dict[str, Any]:
     return {"index": frame.index, "t": round(frame.t, 4), "caption": frame.caption, "score": frame.score,
             "alternatives": frame.alternatives, "reused": frame.reused,
-            "in_domain": None if frame.in_domain is None else round(frame.in_domain, 4)}
+            "in_domain": None if frame.in_domain is None else round(frame.in_domain, 4), "cut": round(frame.cut, 4)}
 
 
 def frame_from_json(data: Mapping[str, Any]) -> FrameResult:
     return FrameResult(int(data["index"]), float(data["t"]), data["caption"], float(data["score"]),
                        data["caption"].split(), list(data.get("alternatives", [])),
-                       reused=bool(data.get("reused", False)), in_domain=data.get("in_domain"))
+                       reused=bool(data.get("reused", False)), in_domain=data.get("in_domain"),
+                       cut=float(data.get("cut", 0.0)))
 
 
 def moment_to_json(moment: Moment) -> dict[str, Any]:
     return {"t": round(moment.t, 4), "score": moment.score, "caption": moment.caption,
-            "previous_caption": moment.previous_caption, "index": moment.index}
+            "previous_caption": moment.previous_caption, "index": moment.index, "reason": moment.reason}
 
 
 def frame_to_proto(frame: FrameResult):
     from vidcap.v1 import vidcap_pb2 as pb
 
     return pb.FrameResult(index=frame.index, t=frame.t, caption=frame.caption, score=frame.score,
-                          alternatives=frame.alternatives, reused=frame.reused, in_domain=frame.in_domain)
+                          alternatives=frame.alternatives, reused=frame.reused, in_domain=frame.in_domain,
+                          cut=frame.cut)
 
 
 def frame_from_proto(message) -> FrameResult:
     return FrameResult(message.index, message.t, message.caption, message.score, message.caption.split(),
                        list(message.alternatives), reused=message.reused,
-                       in_domain=message.in_domain if message.HasField("in_domain") else None)
+                       in_domain=message.in_domain if message.HasField("in_domain") else None, cut=message.cut)
 
 
 def domain_to_json(domain: DomainSummary | None) -> dict[str, Any] | None:
@@ -142,8 +144,9 @@ def moment_to_proto(moment: Moment):
     from vidcap.v1 import vidcap_pb2 as pb
 
     return pb.Moment(t=moment.t, score=moment.score, caption=moment.caption,
-                     previous_caption=moment.previous_caption, index=moment.index)
+                     previous_caption=moment.previous_caption, index=moment.index, reason=moment.reason)
 
 
 def moment_from_proto(message) -> Moment:
-    return Moment(message.t, message.score, message.caption, message.previous_caption, message.index)
+    return Moment(message.t, message.score, message.caption, message.previous_caption, message.index,
+                  message.reason)

@@ -134,7 +134,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 frames.append(result)
                 metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=frame_to_proto(result))
-                for moment in picker.push(result.index, result.t, result.score, result.caption):
+                for moment in picker.push(result.index, result.t, result.score, result.caption, result.cut):
                     yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
             for moment in picker.finish():
                 yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))

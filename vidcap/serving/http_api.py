@@ -296,8 +296,8 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
                        "no_skip": not params.skip_still},
             "frames": [{"t": f.t, "caption": f.caption, "dissimilarity": f.score, "reused": f.reused,
                         "in_domain": f.in_domain} for f in frames],
-            "moments": [{"t": m.t, "score": m.score, "caption": m.caption, "previous_caption": m.previous_caption}
-                        for m in moments],
+            "moments": [{"t": m.t, "score": m.score, "caption": m.caption, "previous_caption": m.previous_caption,
+                         "reason": m.reason} for m in moments],
             "domain": domain_to_json(summarize([f.in_domain for f in frames], model_host.trained_on)),
         }
 

@@ -97,7 +97,7 @@ class VideoInfo(_message.Message):
     def __init__(self, duration: _Optional[float] = ..., expected_frames: _Optional[int] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("index", "t", "caption", "score", "alternatives", "reused", "in_domain")
+    __slots__ = ("index", "t", "caption", "score", "alternatives", "reused", "in_domain", "cut")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     T_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class FrameResult(_message.Message):
     ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
     IN_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    CUT_FIELD_NUMBER: _ClassVar[int]
     index: int
     t: float
     caption: str
@@ -112,21 +113,24 @@ class FrameResult(_message.Message):
     alternatives: _containers.RepeatedScalarFieldContainer[str]
     reused: bool
     in_domain: float
-    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ..., reused: _Optional[bool] = ..., in_domain: _Optional[float] = ...) -> None: ...
+    cut: float
+    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ..., reused: _Optional[bool] = ..., in_domain: _Optional[float] = ..., cut: _Optional[float] = ...) -> None: ...
 
 class Moment(_message.Message):
-    __slots__ = ("t", "score", "caption", "previous_caption", "index")
+    __slots__ = ("t", "score", "caption", "previous_caption", "index", "reason")
     T_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_CAPTION_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     t: float
     score: float
     caption: str
     previous_caption: str
     index: int
-    def __init__(self, t: _Optional[float] = ..., score: _Optional[float] = ..., caption: _Optional[str] = ..., previous_caption: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
+    reason: str
+    def __init__(self, t: _Optional[float] = ..., score: _Optional[float] = ..., caption: _Optional[str] = ..., previous_caption: _Optional[str] = ..., index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("duration", "frames", "moments", "wall_seconds", "metric", "scorer", "reused_frames", "out_of_domain_share", "domain_warning", "trained_on")

@@ -30,6 +30,7 @@ from vidcap.video.novelty import (
     CaptionedFrame,
     Moment,
     OnlinePicker,
+    colour_histogram,
     find_moments,
     make_scorer,
     normalize_metric,
@@ -75,6 +76,7 @@ class FrameResult:
     pixels: np.ndarray | None = field(default=None, repr=False)  # the sampled frame, when asked for
     reused: bool = False  # a still frame: the caption (and features) of the last captioned frame
     in_domain: float | None = None  # how typical of the model's training images (vidcap/domain.py); None: unknown
+    cut: float = 0.0  # the cut signal: colour novelty, 0..1 (vidcap/video/novelty.py: CUT_THRESHOLD)
 
 
 @dataclass
@@ -295,8 +297,8 @@ def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisPara
     waiting: dict[int, FrameResult] = {}
     for frame, caption, reused in captioned_frames(video, captioner, params, keep_pixels, on_start, limits):
         waiting[frame.index] = _result(frame, caption, keep_pixels, reused, captioner.typicality([caption])[0])
-        yield from _emit(scorer.push(to_captioned_frame(frame, caption)), waiting)
-    yield from _emit(scorer.finish(), waiting)
+        yield from _emit(scorer.push(to_captioned_frame(frame, caption)), waiting, scorer)
+    yield from _emit(scorer.finish(), waiting, scorer)
 
 
 def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
@@ -330,6 +332,7 @@ def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
         alternatives=[(w, e.numpy()) for w, e in zip(caption.alternatives, caption.alternative_embeddings)],
         feature=caption.feature.numpy(),
         regions=caption.regions.numpy(),
+        colours=colour_histogram(frame.pixels),
     )
 
 
@@ -343,7 +346,7 @@ def pick_moments(frames: list[FrameResult], params: AnalysisParams) -> tuple[lis
     """The moments of an analysed video, with the metric the scorer used."""
     scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
     moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
-                           params.moment_gap, scorer.min_moment_score)
+                           params.moment_gap, scorer.min_moment_score, cuts=[f.cut for f in frames])
     return moments, scorer.metric
 
 
@@ -356,8 +359,8 @@ def _result(frame: Frame, caption: Caption, keep_pixels: bool, reused: bool, in_
                        [" ".join(a) for a in caption.alternatives], pixels, reused, in_domain)
 
 
-def _emit(scored: list[tuple[int, float]], waiting: dict[int, FrameResult]) -> Iterator[FrameResult]:
+def _emit(scored: list[tuple[int, float]], waiting: dict[int, FrameResult], scorer) -> Iterator[FrameResult]:
     for index, score in scored:
         result = waiting.pop(index)
-        result.score = score
+        result.score, result.cut = score, scorer.cut_of(index)
         yield result

@@ -16,13 +16,13 @@ def to_json(analysis: Analysis) -> str:
 
 
 def to_csv(analysis: Analysis) -> str:
-    moments = {m.index for m in analysis.moments}
+    reasons = {m.index: m.reason for m in analysis.moments}
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["t", "score", "caption", "moment", "reused", "in_domain"])
+    writer.writerow(["t", "score", "caption", "moment", "reason", "cut", "reused", "in_domain"])
     for f in analysis.frames:
-        writer.writerow([f"{f.t:.4f}", f"{f.score:.6f}", f.caption, int(f.index in moments), int(f.reused),
-                         "" if f.in_domain is None else f"{f.in_domain:.4f}"])
+        writer.writerow([f"{f.t:.4f}", f"{f.score:.6f}", f.caption, int(f.index in reasons), reasons.get(f.index, ""),
+                         f"{f.cut:.4f}", int(f.reused), "" if f.in_domain is None else f"{f.in_domain:.4f}"])
     return buf.getvalue()
 
 
@@ -65,7 +65,8 @@ def summary(analysis: Analysis) -> str:
         if analysis.domain.warning():
             lines.append(f"WARNING: {analysis.domain.warning()}")
     for m in analysis.moments:
-        lines.append(f"  {_clock(m.t)}  score {m.score:.3f}  {m.previous_caption or '(start)'}  ->  {m.caption}")
+        lines.append(f"  {_clock(m.t)}  {m.reason:<14}  score {m.score:.3f}  {m.previous_caption or '(start)'}  ->  "
+                     f"{m.caption}")
     return "\n".join(lines)
 
 
