@@ -193,14 +193,28 @@ def test_video_streams_into_plot_table_and_moments_and_a_click_plays_from_there(
 
     # The downloads hold the whole analysis, in the same shape as `vidcap analyze --json`.
     links = page.locator("#downloads a")
-    hrefs = {Path(links.nth(i).get_attribute("href").split("?")[0]).suffix: links.nth(i).get_attribute("href")
-             for i in range(links.count())}
-    assert set(hrefs) == {".json", ".csv", ".png"}
-    analysis = page.request.get(hrefs[".json"]).json()
+    hrefs = {Path(links.nth(i).get_attribute("href").split("?")[0]).name.split(".", 1)[1]:
+             links.nth(i).get_attribute("href") for i in range(links.count())}
+    assert set(hrefs) == {"vidcap.json", "vidcap.csv", "vidcap.png", "captions.vtt", "captions.srt", "chapters.vtt",
+                          "chapters.ffmetadata.txt", "chapters.txt"}
+    analysis = page.request.get(hrefs["vidcap.json"]).json()
     frames, moments = analysis["frames"], analysis["moments"]
     assert len(frames) == 192 and analysis["params"]["scorer"] == "robust"
-    assert page.request.get(hrefs[".png"]).body()[:4] == b"\x89PNG"
-    assert len(page.request.get(hrefs[".csv"]).text().strip().splitlines()) == len(frames) + 1
+    assert page.request.get(hrefs["vidcap.png"]).body()[:4] == b"\x89PNG"
+    assert len(page.request.get(hrefs["vidcap.csv"]).text().strip().splitlines()) == len(frames) + 1
+    assert page.request.get(hrefs["captions.vtt"]).text().startswith("WEBVTT")
+    chapter_lines = page.request.get(hrefs["chapters.txt"]).text().splitlines()
+    assert len(chapter_lines) == len(moments) + 1 and chapter_lines[0].startswith("00:00 ")
+    # The player gets the caption track, and Chromium parses its cues.
+    page.wait_for_selector("#video-input video track", state="attached", timeout=30_000)
+    cues = page.evaluate("""() => new Promise((done) => {
+        const track = document.querySelector('#video-input video').textTracks[0];
+        track.mode = 'hidden';  // loads the cues without drawing them
+        const poll = () => track.cues && track.cues.length ? done(Array.from(track.cues, c => c.text))
+                                                           : setTimeout(poll, 100);
+        poll();
+    })""")
+    assert cues and set(cues) <= {f["caption"] for f in frames} and len(cues) < len(frames) / 3
 
     # The moments are at the scene changes (every 4 s), one thumbnail each, captions as the service gave them.
     # They were decided as the frames streamed, from at most 3 samples ahead (0.75 s at this sampling): a caption

@@ -226,6 +226,14 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="write frames and moments as JSON")
     p.add_argument("--csv", metavar="OUT", help="write per-frame times, scores and captions as CSV")
     p.add_argument("--plot", metavar="OUT.png", help="plot the score over time with the moments")
+    p.add_argument("--vtt", metavar="OUT.vtt", help="write the captions as WebVTT subtitles, one cue per stable "
+                                                    "caption stretch")
+    p.add_argument("--srt", metavar="OUT.srt", help="the same as SubRip subtitles")
+    p.add_argument("--chapters", metavar="OUT.txt", help="write chapters at the moments as FFmpeg metadata (ffmpeg "
+                   "-i VIDEO -i OUT.txt -map_metadata 1 -c copy OUT.mp4)")
+    p.add_argument("--chapters-vtt", metavar="OUT.vtt", help="the chapters as WebVTT chapters")
+    p.add_argument("--chapter-list", metavar="OUT.txt", help="the chapters as '00:00 caption' lines, for a video "
+                                                             "description")
     p.add_argument("--no-progress", action="store_true")
     _add_encoder(p)
     p.set_defaults(run=_run_analyze)
@@ -259,12 +267,25 @@ def _run_analyze(args: argparse.Namespace) -> int:
                            limits=limits)
     finally:
         bar.close()
-    outputs = {args.json: report.to_json, args.csv: report.to_csv, args.plot: report.to_png}
+    outputs = {args.json: report.to_json, args.csv: report.to_csv, args.plot: report.to_png, **subtitle_outputs(args)}
     rendered = {path: make(analysis) for path, make in outputs.items() if path}  # all or nothing
     for path, data in rendered.items():
         write_atomic(path, data)
     print(report.summary(analysis))
     return 0
+
+
+def subtitle_outputs(args: argparse.Namespace) -> dict:
+    """The caption track and chapter files asked for: path -> Analysis -> text."""
+    from vidcap.video import subtitles as st
+
+    return {path: make for path, make in (
+        (args.vtt, lambda a: st.to_vtt(st.caption_stretches(a))),
+        (args.srt, lambda a: st.to_srt(st.caption_stretches(a))),
+        (args.chapters, lambda a: st.to_ffmetadata(st.chapters(a))),
+        (args.chapters_vtt, lambda a: st.to_vtt(st.chapters(a))),
+        (args.chapter_list, lambda a: st.to_chapter_list(st.chapters(a))),
+    ) if path}
 
 
 def _add_synth_video(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,8 @@
     (`vidcap serve` starts it with the rest of the stack)
 
 Video tab: upload, parameters, a dissimilarity plot that grows while the frames stream in, the table of
-captions, the moments as thumbnails (a click plays the video from there), JSON/CSV/PNG downloads.
+captions, the moments as thumbnails (a click plays the video from there), JSON/CSV/PNG, subtitle and chapter
+downloads.
 Image tab: the caption and, for every word, its attention map laid over the image.
 
 Every failure reaches the page as a sentence (gr.Error), never as a traceback: the gRPC status of a bad upload
@@ -41,7 +42,7 @@ from vidcap.client import VidcapClient  # noqa: E402
 from vidcap.domain import DomainSummary  # noqa: E402
 from vidcap.images import load_image  # noqa: E402
 from vidcap.limits import DEFAULT_LIMITS  # noqa: E402
-from vidcap.video import report  # noqa: E402
+from vidcap.video import report, subtitles  # noqa: E402
 from vidcap.video.frames import VIDEO_SUFFIXES  # noqa: E402
 from vidcap.video.novelty import METRICS, SCORERS, Moment  # noqa: E402
 from vidcap.video.pipeline import Analysis, FrameResult  # noqa: E402
@@ -224,11 +225,22 @@ class VidcapUI:
     def _downloads(self, analysis: Analysis) -> list[str]:
         folder = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
         stem = Path(analysis.video).stem or "video"
-        paths = [folder / f"{stem}.vidcap.json", folder / f"{stem}.vidcap.csv", folder / f"{stem}.vidcap.png"]
-        paths[0].write_text(report.to_json(analysis))
-        paths[1].write_text(report.to_csv(analysis))
-        paths[2].write_bytes(report.to_png(analysis))
-        return [str(p) for p in paths]
+        cues, chapters = subtitles.caption_stretches(analysis), subtitles.chapters(analysis)
+        files = {f"{stem}.vidcap.json": report.to_json(analysis), f"{stem}.vidcap.csv": report.to_csv(analysis),
+                 f"{stem}.vidcap.png": report.to_png(analysis),
+                 f"{stem}.captions.vtt": subtitles.to_vtt(cues), f"{stem}.captions.srt": subtitles.to_srt(cues),
+                 f"{stem}.chapters.vtt": subtitles.to_vtt(chapters),
+                 f"{stem}.chapters.ffmetadata.txt": subtitles.to_ffmetadata(chapters),
+                 f"{stem}.chapters.txt": subtitles.to_chapter_list(chapters)}
+        for name, data in files.items():
+            (folder / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+        return [str(folder / name) for name in files]
+
+    @staticmethod
+    def show_captions(downloads: list[str] | None) -> gr.Video:
+        """The analysed video's caption track, on the player (its CC button shows it)."""
+        track = next((d for d in downloads or [] if str(d).endswith(".captions.vtt")), None)
+        return gr.Video(subtitles=track) if track else gr.skip()
 
     @staticmethod
     def seek(moment_times: list[float], evt: gr.SelectData) -> gr.Video:
@@ -290,11 +302,11 @@ class VidcapUI:
         moment_times = gr.State([])
         table = gr.Dataframe(label="Captions", headers=["t (s)", "score", "caption", "moment", "still"], max_height=360,
                              interactive=False, elem_id="captions")
-        downloads = gr.File(label="Download (JSON, CSV, plot)", file_count="multiple", interactive=False,
-                            elem_id="downloads")
+        downloads = gr.File(label="Download (JSON, CSV, plot, subtitles, chapters)", file_count="multiple",
+                            interactive=False, elem_id="downloads")
         run.click(self.analyze, [video, every, window, metric, scorer, skip_still],
                   [plot, table, status, moments, downloads, moment_times], show_progress="minimal",
-                  concurrency_id="analyze")
+                  concurrency_id="analyze").success(self.show_captions, downloads, video)
         moments.select(self.seek, moment_times, video).then(
             None, js="() => { const v = document.querySelector('#video-input video'); if (v) { v.play(); } }")
 

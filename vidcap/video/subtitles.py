@@ -1,0 +1,109 @@
+"""Caption tracks and chapters from an analysed video.
+
+- a caption track (WebVTT, SubRip) with one cue per stable caption stretch, not one per sample: consecutive
+  samples with the same caption are one cue, and a caption seen for a single sample joins the stretch before it
+  (as the novelty scorer does not take a one-sample blip for a change);
+- chapters at the moments: WebVTT chapters, FFmpeg's FFMETADATA (`ffmpeg -i in.mp4 -i chapters.txt
+  -map_metadata 1 -c copy out.mp4`), and "00:00 caption" lines for a video description.
+
+Everything here is plain text from an `Analysis`'s frames and moments: no model, no video decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vidcap.video.pipeline import Analysis
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float  # seconds
+    end: float
+    text: str
+
+
+def caption_stretches(analysis: Analysis) -> list[Cue]:
+    """One cue per stable caption stretch; each lasts until the next begins, the last until the video ends. A
+    caption held for a single sample is not a stretch of its own (a synonym the beam preferred once, a flash): its
+    time goes to the stretch before it (after it, at the start)."""
+    times = [f.t for f in analysis.frames]
+    runs: list[list] = []  # [first index, samples, caption]
+    for i, frame in enumerate(analysis.frames):
+        if runs and runs[-1][2] == frame.caption:
+            runs[-1][1] += 1
+        else:
+            runs.append([i, 1, frame.caption])
+    stable: list[list] = []
+    for run in runs:
+        if stable and (run[1] == 1 or stable[-1][2] == run[2]):
+            stable[-1][1] += run[1]  # a one-sample blip, or the stretch before it continuing after one
+        elif stable and stable[-1][1] == 1 and len(stable) == 1:
+            stable[-1] = [stable[-1][0], stable[-1][1] + run[1], run[2]]  # a blip at the very start
+        else:
+            stable.append(list(run))
+    end = max(analysis.duration, times[-1] if times else 0.0)
+    return [Cue(times[first], times[stable[k + 1][0]] if k + 1 < len(stable) else end, caption)
+            for k, (first, _, caption) in enumerate(stable)]
+
+
+def chapters(analysis: Analysis) -> list[Cue]:
+    """A chapter from the start and one at each moment, titled with the caption there."""
+    if not analysis.frames:
+        return []
+    starts = [(0.0, analysis.frames[0].caption)]
+    starts += [(m.t, m.caption) for m in analysis.moments if m.t > 0.0]
+    end = max(analysis.duration, analysis.frames[-1].t)
+    return [Cue(t, starts[k + 1][0] if k + 1 < len(starts) else end, text) for k, (t, text) in enumerate(starts)]
+
+
+def to_vtt(cues: list[Cue]) -> str:
+    """WebVTT: a caption track, or chapters (the same cue format, `kind="chapters"` on the <track>)."""
+    blocks = ["WEBVTT\n"]
+    for n, cue in enumerate(cues, 1):
+        blocks.append(f"{n}\n{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{_one_line(cue.text)}\n")
+    return "\n".join(blocks)
+
+
+def to_srt(cues: list[Cue]) -> str:
+    return "\n".join(f"{n}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{_one_line(c.text)}\n"
+                     for n, c in enumerate(cues, 1))
+
+
+def to_ffmetadata(cues: list[Cue]) -> str:
+    """FFmpeg's metadata file with one [CHAPTER] per cue, times in milliseconds."""
+    lines = [";FFMETADATA1"]
+    for cue in cues:
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={round(cue.start * 1000)}", f"END={round(cue.end * 1000)}",
+                  f"title={_ffmetadata_escape(_one_line(cue.text))}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_chapter_list(cues: list[Cue]) -> str:
+    """'00:00 caption' lines, as video sites read chapters from a description (hours only when needed)."""
+    hours = bool(cues) and cues[-1].start >= 3600
+    return "".join(f"{_short_clock(c.start, hours)} {_one_line(c.text)}\n" for c in cues)
+
+
+def _clock(t: float, decimal: str) -> str:
+    ms = round(max(t, 0.0) * 1000)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    seconds, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{decimal}{ms:03d}"
+
+
+def _short_clock(t: float, hours: bool) -> str:
+    whole = int(max(t, 0.0))
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if hours else f"{m:02d}:{s:02d}"
+
+
+def _one_line(text: str) -> str:
+    # A cue's text ends at an empty line and "-->" would read as a timing line: keep captions on one safe line.
+    return " ".join(text.split()).replace("-->", "->") or "(no caption)"
+
+
+def _ffmetadata_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "=;#\\" else ch for ch in text)
