@@ -288,6 +288,114 @@ def subtitle_outputs(args: argparse.Namespace) -> dict:
     ) if path}
 
 
+# ---- library: index and search ----------------------------------------------------------------------------
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="analyse videos into the library (to search them)",
+                       description="Analyse every video named (files, folders searched recursively, glob patterns) "
+                                   "into the library database. Videos already indexed with the same content, "
+                                   "parameters and model are skipped, so the same command continues after Ctrl-C "
+                                   "or a crash; a video that cannot be read is recorded as failed and the rest go "
+                                   "on; videos gone from disk are marked missing.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video files, folders or glob patterns")
+    p.add_argument("--index", metavar="DB", help="the library database (default: $VIDCAP_DATA/library.db, else "
+                                                 "~/.local/share/vidcap/library.db)")
+    p.add_argument("--every", type=float, default=1.0, metavar="SECONDS", help="sampling step (default: 1)")
+    p.add_argument("--window", type=int, default=5, metavar="N", help="previous frames compared with (default: 5)")
+    p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    _add_encoder(p)
+    p.set_defaults(run=_run_index)
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from vidcap.library.indexer import IndexReport, collect_videos
+
+    files = collect_videos(args.paths)  # before torch is imported: a typo is answered at once
+    from tqdm import tqdm
+
+    from vidcap.captioner import Captioner, default_model_path
+    from vidcap.library.indexer import Indexer
+    from vidcap.library.store import Library
+    from vidcap.video.pipeline import AnalysisParams
+
+    params = AnalysisParams(args.every, args.window).validate(Limits.for_local_files())
+    checkpoint = Path(args.model) if args.model else default_model_path()
+    require_file(checkpoint, "model")
+    with Library.open(args.index) as library:
+        captioner = Captioner.load(checkpoint, device=args.device, encoder=args.encoder)
+        indexer, report = Indexer(library, captioner, params, checkpoint), IndexReport()
+        indexer.mark_missing(report)
+        files_bar = tqdm(files, unit="video", disable=args.no_progress, file=sys.stderr, position=0)
+        frames_bar = tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, position=1, leave=False)
+        try:
+            for path in files_bar:
+                files_bar.set_postfix_str(path.name[-40:])
+                done = indexer.is_current(path)
+                if done == "indexed":
+                    report.skipped.append(str(path))
+                    continue
+                if done == "failed":
+                    report.failed.append((str(path), f"{indexer.failure(path)} (as before: not tried again until "
+                                                     f"the file changes)"))
+                    continue
+                reason = indexer.index(path, on_start=lambda _, n: frames_bar.reset(total=n),
+                                       on_frame=lambda _: frames_bar.update())
+                if reason:
+                    report.failed.append((str(path), reason))
+                else:
+                    report.indexed.append(str(path))
+        except KeyboardInterrupt:
+            print(f"interrupted after {report.summary()}; run the same command again to continue",
+                  file=sys.stderr)
+            return 130
+        finally:
+            frames_bar.close()
+            files_bar.close()
+    for path, reason in report.failed:
+        print(f"failed: {path}: {reason}")
+    for path in report.missing:
+        print(f"missing: {path}")
+    print(f"{report.summary()}; library {library.path}")
+    return 0
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="find where something was seen across the library",
+                       description="Ranked caption stretches (video, time span, caption, score) for a text query, "
+                                   "by full text and the model's own word similarity (a synonym the model uses "
+                                   "finds the same stretch).")
+    p.add_argument("query", help="what was seen, e.g. 'red star on grass'")
+    p.add_argument("--index", metavar="DB", help="the library database (default: as vidcap index)")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="hits to show (default: 10)")
+    p.add_argument("--json", action="store_true", help="print the hits as JSON")
+    p.set_defaults(run=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vidcap.library.search import search
+    from vidcap.library.store import Library
+
+    with Library.open(args.index, create=False) as library:
+        hits = search(library, args.query, args.top)
+    if args.json:
+        print(json.dumps([asdict(h) for h in hits], indent=1))
+    elif not hits:
+        print(f"no hits for {args.query!r}")
+    for h in [] if args.json else hits:
+        print(f"{h.score:.2f}  {h.path}  {_clock(h.start)}-{_clock(h.end)}  {h.caption}")
+    return 0
+
+
+def _clock(t: float) -> str:
+    minutes, seconds = divmod(int(t), 60)
+    return f"{minutes:02d}:{seconds:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
 def _add_synth_video(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth-video", help="render a synthetic test video with known changes",
                        description="Render scenes with the synthetic-scenes renderer (objects drifting a little unless "
@@ -493,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_calibrate(sub)
     _add_analyze(sub)
+    _add_index(sub)
+    _add_search(sub)
     _add_synth_video(sub)
     _add_serve(sub)
     _add_archive(sub)

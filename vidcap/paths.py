@@ -1,4 +1,4 @@
-"""Where vidcap's own files are: the TorchServe handler and the demo model.
+"""Where vidcap's own files are: the TorchServe handler and the demo model; where it keeps its data.
 
 In a source checkout they are `handlers/` and `model_store/` at the top of the repository; `pip install .` installs
 the same files as package data (`vidcap.handlers`, `vidcap.model_store`), so an installed vidcap runs from any
@@ -37,3 +37,11 @@ def default_work_dir() -> Path:
     """Where the servers keep run folders and uploads: on disk, not in a RAM-backed /tmp, since uploads of
     several GB are spooled there."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidcap"
+
+
+def default_data_dir() -> Path:
+    """Where the library database lives unless told otherwise: $VIDCAP_DATA, else $XDG_DATA_HOME/vidcap, else
+    ~/.local/share/vidcap."""
+    if os.environ.get("VIDCAP_DATA"):
+        return Path(os.environ["VIDCAP_DATA"])
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vidcap"

@@ -1,8 +1,8 @@
 """Caption tracks and chapters from an analysed video.
 
 - a caption track (WebVTT, SubRip) with one cue per stable caption stretch, not one per sample: consecutive
-  samples with the same caption are one cue, and a caption seen for a single sample joins the stretch before it
-  (as the novelty scorer does not take a one-sample blip for a change);
+  samples with the same caption are one cue, and a caption seen for a single sample joins the neighbouring
+  stretch that shares more of its words (as the novelty scorer does not take a one-sample blip for a change);
 - chapters at the moments: WebVTT chapters, FFmpeg's FFMETADATA (`ffmpeg -i in.mp4 -i chapters.txt
   -map_metadata 1 -c copy out.mp4`), and "00:00 caption" lines for a video description.
 
@@ -25,26 +25,36 @@ class Cue:
 
 def caption_stretches(analysis: Analysis) -> list[Cue]:
     """One cue per stable caption stretch; each lasts until the next begins, the last until the video ends. A
-    caption held for a single sample is not a stretch of its own (a synonym the beam preferred once, a flash): its
-    time goes to the stretch before it (after it, at the start)."""
-    times = [f.t for f in analysis.frames]
+    caption held for a single sample is not a stretch of its own (a synonym the beam preferred once, a flash, the
+    first sample of a new scene said in other words): it joins the neighbouring stretch whose caption shares more
+    of its words."""
     runs: list[list] = []  # [first index, samples, caption]
     for i, frame in enumerate(analysis.frames):
         if runs and runs[-1][2] == frame.caption:
             runs[-1][1] += 1
         else:
             runs.append([i, 1, frame.caption])
-    stable: list[list] = []
-    for run in runs:
-        if stable and (run[1] == 1 or stable[-1][2] == run[2]):
-            stable[-1][1] += run[1]  # a one-sample blip, or the stretch before it continuing after one
-        elif stable and stable[-1][1] == 1 and len(stable) == 1:
-            stable[-1] = [stable[-1][0], stable[-1][1] + run[1], run[2]]  # a blip at the very start
-        else:
-            stable.append(list(run))
+    stable = [run for run in runs if run[1] > 1] or runs[:1]
+    for k, run in enumerate(runs):
+        if run[1] == 1 and run not in stable:
+            before = next((r for r in reversed(stable) if r[0] < run[0]), None)
+            after = next((r for r in stable if r[0] > run[0]), None)
+            if after is not None and (before is None or _overlap(run[2], after[2]) > _overlap(run[2], before[2])):
+                after[0] = run[0]  # the next stretch starts here
+    merged: list[list] = []
+    for run in sorted(stable, key=lambda r: r[0]):
+        if merged and merged[-1][2] == run[2]:
+            continue  # the same caption again after a blip: one stretch
+        merged.append(run)
+    times = [f.t for f in analysis.frames]
     end = max(analysis.duration, times[-1] if times else 0.0)
-    return [Cue(times[first], times[stable[k + 1][0]] if k + 1 < len(stable) else end, caption)
-            for k, (first, _, caption) in enumerate(stable)]
+    return [Cue(times[first], times[merged[k + 1][0]] if k + 1 < len(merged) else end, caption)
+            for k, (first, _, caption) in enumerate(merged)]
+
+
+def _overlap(a: str, b: str) -> float:
+    words_a, words_b = set(a.split()), set(b.split())
+    return len(words_a & words_b) / max(1, len(words_a | words_b))
 
 
 def chapters(analysis: Analysis) -> list[Cue]:

@@ -1,0 +1,132 @@
+"""`vidcap index`: analyse every video named (files, folders, globs) into the library.
+
+A video already indexed with the same content, parameters and model is skipped; one changed since is indexed
+again; one deleted since is marked missing; one that cannot be decoded is recorded as failed with its reason and
+the rest go on. Each video's results are written in one transaction when it is done, so after Ctrl-C or a crash
+the same command continues with the first video not yet written.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from vidcap.errors import InputError
+from vidcap.library.store import Library
+from vidcap.video.frames import VIDEO_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_BYTES = 1 << 20  # read at the start, the middle and the end of a file
+
+
+@dataclass
+class IndexReport:
+    indexed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already indexed, unchanged
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    missing: list[str] = field(default_factory=list)  # in the library, gone from disk
+
+    def summary(self) -> str:
+        return (f"{len(self.indexed)} indexed, {len(self.skipped)} already indexed, {len(self.failed)} failed, "
+                f"{len(self.missing)} missing")
+
+
+def collect_videos(paths: list[str]) -> list[Path]:
+    """Files as named, folders searched recursively for video files, glob patterns expanded; sorted, unique."""
+    found: dict[Path, None] = {}
+    for name in paths:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            matches = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()]
+        elif path.is_file():
+            matches = [path]
+        elif glob.has_magic(name):
+            matches = [Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).is_file()]
+        else:
+            raise InputError(f"no such file or folder: {name}")
+        found.update((p.resolve(), None) for p in matches)
+    return list(found)
+
+
+def fingerprint(path: Path) -> str:
+    """The size and three sampled MiB: a changed file (almost surely) changes it, a touched one does not."""
+    size = path.stat().st_size
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with path.open("rb") as f:
+        for offset in sorted({0, max(0, size // 2 - FINGERPRINT_BYTES // 2), max(0, size - FINGERPRINT_BYTES)}):
+            f.seek(offset)
+            digest.update(f.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()
+
+
+def model_key(checkpoint: Path) -> str:
+    digest = hashlib.sha256()
+    with checkpoint.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Indexer:
+    """Analyses videos into a library with one loaded captioner."""
+
+    def __init__(self, library: Library, captioner, params, checkpoint: Path):
+        from vidcap.library.search import output_word_vectors
+
+        self.library, self.captioner, self.params = library, captioner, params
+        self.settings = json.dumps({k: v for k, v in sorted(asdict(params).items()) if k != "frame_source"})
+        self.model_key = model_key(checkpoint)
+        library.add_model(self.model_key, list(captioner.model.vocab.words), output_word_vectors(captioner.model))
+
+    def mark_missing(self, report: IndexReport) -> None:
+        for record in self.library.videos():
+            if record.status != "missing" and not Path(record.path).exists():
+                self.library.mark(record.path, "missing")
+                report.missing.append(record.path)
+
+    def is_current(self, path: Path) -> str | None:
+        """Done already with this content, these parameters and this model? -> "indexed" or "failed" (a file that
+        could not be read is not tried again until it changes), else None."""
+        record = self.library.video(str(path))
+        if record is None or record.status not in ("indexed", "failed") or (record.settings, record.model_key) != (
+                self.settings, self.model_key):
+            return None
+        stat = path.stat()
+        if (record.size, record.mtime) == (stat.st_size, stat.st_mtime):
+            return record.status
+        if record.fingerprint == fingerprint(path):  # touched or copied back, same content
+            self.library.mark(str(path), record.status, error=record.error, size=stat.st_size, mtime=stat.st_mtime)
+            return record.status
+        return None
+
+    def failure(self, path: Path) -> str:
+        record = self.library.video(str(path))
+        return record.error if record and record.error else "failed"
+
+    def index(self, path: Path, on_start: Callable[[float, int], None] | None = None,
+              on_frame: Callable[[object], None] | None = None) -> str | None:
+        """Analyse one video into the library -> None, or why it failed."""
+        from vidcap.video.pipeline import analyze
+        from vidcap.video.subtitles import caption_stretches
+
+        stat = path.stat()
+        video_id = self.library.mark(str(path), "indexing", size=stat.st_size, mtime=stat.st_mtime,
+                                     fingerprint=fingerprint(path), settings=self.settings, model_key=self.model_key)
+        try:
+            analysis = analyze(path, self.captioner, self.params, on_frame=on_frame, on_start=on_start)
+        except Exception as exc:  # a corrupt or odd file must not stop the other videos
+            reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            self.library.mark(str(path), "failed", error=reason)
+            log.info("failed: %s: %s", path, reason)
+            return reason
+        frames = [(f.index, f.t, f.caption, f.score, int(f.reused), f.in_domain, f.cut) for f in analysis.frames]
+        moments = [(m.t, m.score, m.reason, m.caption, m.previous_caption) for m in analysis.moments]
+        stretches = [(c.start, c.end, c.text) for c in caption_stretches(analysis)]
+        self.library.store_analysis(video_id, frames, moments, stretches, analysis.duration)
+        return None
