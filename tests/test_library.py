@@ -170,3 +170,28 @@ def _indexed(db: Path) -> int:
             return connection.execute("SELECT COUNT(*) FROM videos WHERE status = 'indexed'").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0
+
+
+def _frames(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT v.path, f.idx, f.t, f.caption FROM frames f JOIN videos v ON v.id = "
+                                  "f.video_id ORDER BY v.path, f.idx").fetchall()
+
+
+def test_ray_workers_on_a_local_cluster_index_what_one_process_does(videos, library, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'vidcap[ray]')")
+    db = tmp_path / "ray.db"
+    result = vidcap("index", str(videos), "--index", str(db), "--ray", "--workers", "2", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "2 indexed, 0 already indexed, 1 failed, 0 missing" in result.stdout
+    assert _frames(db) == _frames(library) and len(_frames(db)) > 10
+    unreachable = vidcap("index", str(videos), "--index", str(db), "--ray", "127.0.0.1:9", "--no-progress",
+                         timeout=60)
+    assert "0 indexed, 2 already indexed" in unreachable.stdout  # nothing to do: no cluster needed
+    (videos / "more" / "late.mp4").write_bytes((videos / "garden.mp4").read_bytes())
+    try:
+        unreachable = vidcap("index", str(videos), "--index", str(db), "--ray", "127.0.0.1:9", "--no-progress",
+                             timeout=60)
+    finally:
+        (videos / "more" / "late.mp4").unlink()
+    assert unreachable.returncode == 2 and "cannot reach a Ray cluster at 127.0.0.1:9" in unreachable.stderr

@@ -305,6 +305,10 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=int, default=5, metavar="N", help="previous frames compared with (default: 5)")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="spread the videos over a Ray cluster (each worker loads the model once); without an "
+                        "address, a local cluster on this machine (docs/library.md)")
+    p.add_argument("--workers", type=int, metavar="N", help="Ray workers (default: one per CPU of the cluster)")
     p.add_argument("--no-progress", action="store_true")
     _add_encoder(p)
     p.set_defaults(run=_run_index)
@@ -316,43 +320,46 @@ def _run_index(args: argparse.Namespace) -> int:
     files = collect_videos(args.paths)  # before torch is imported: a typo is answered at once
     from tqdm import tqdm
 
-    from vidcap.captioner import Captioner, default_model_path
+    from vidcap.captioner import default_model_path
+    from vidcap.errors import InputError
     from vidcap.library.indexer import Indexer
     from vidcap.library.store import Library
     from vidcap.video.pipeline import AnalysisParams
 
     params = AnalysisParams(args.every, args.window).validate(Limits.for_local_files())
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers must be at least 1")
     checkpoint = Path(args.model) if args.model else default_model_path()
     require_file(checkpoint, "model")
+    report = IndexReport()
     with Library.open(args.index) as library:
-        captioner = Captioner.load(checkpoint, device=args.device, encoder=args.encoder)
-        indexer, report = Indexer(library, captioner, params, checkpoint), IndexReport()
+        indexer = Indexer(library, None, params, checkpoint)
         indexer.mark_missing(report)
-        files_bar = tqdm(files, unit="video", disable=args.no_progress, file=sys.stderr, position=0)
-        frames_bar = tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, position=1, leave=False)
+        todo = []
+        for path in files:
+            done = indexer.is_current(path)
+            if done == "indexed":
+                report.skipped.append(str(path))
+            elif done == "failed":
+                report.failed.append((str(path), f"{indexer.failure(path)} (as before: not tried again until the "
+                                                  f"file changes)"))
+            else:
+                todo.append(path)
+        files_bar = tqdm(total=len(files), initial=len(files) - len(todo), unit="video", disable=args.no_progress,
+                         file=sys.stderr, position=0)
         try:
-            for path in files_bar:
-                files_bar.set_postfix_str(path.name[-40:])
-                done = indexer.is_current(path)
-                if done == "indexed":
-                    report.skipped.append(str(path))
-                    continue
-                if done == "failed":
-                    report.failed.append((str(path), f"{indexer.failure(path)} (as before: not tried again until "
-                                                     f"the file changes)"))
-                    continue
-                reason = indexer.index(path, on_start=lambda _, n: frames_bar.reset(total=n),
-                                       on_frame=lambda _: frames_bar.update())
-                if reason:
-                    report.failed.append((str(path), reason))
-                else:
-                    report.indexed.append(str(path))
+            if args.ray and todo:
+                from vidcap.library.distributed import index_on_ray
+
+                index_on_ray(indexer, todo, report, checkpoint, args.encoder, None if args.ray == "local" else args.ray,
+                             args.workers, on_done=lambda _: files_bar.update())
+            else:
+                _index_here(indexer, todo, report, args, files_bar)
         except KeyboardInterrupt:
             print(f"interrupted after {report.summary()}; run the same command again to continue",
                   file=sys.stderr)
             return 130
         finally:
-            frames_bar.close()
             files_bar.close()
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}")
@@ -360,6 +367,29 @@ def _run_index(args: argparse.Namespace) -> int:
         print(f"missing: {path}")
     print(f"{report.summary()}; library {library.path}")
     return 0
+
+
+def _index_here(indexer, todo: list[Path], report, args: argparse.Namespace, files_bar) -> None:
+    from tqdm import tqdm
+
+    from vidcap.captioner import Captioner
+
+    if not todo:
+        return
+    indexer.captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
+    frames_bar = tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, position=1, leave=False)
+    try:
+        for path in todo:
+            files_bar.set_postfix_str(path.name[-40:])
+            reason = indexer.index(path, on_start=lambda _, n: frames_bar.reset(total=n),
+                                   on_frame=lambda _: frames_bar.update())
+            if reason:
+                report.failed.append((str(path), reason))
+            else:
+                report.indexed.append(str(path))
+            files_bar.update()
+    finally:
+        frames_bar.close()
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:

@@ -77,12 +77,17 @@ class Indexer:
     """Analyses videos into a library with one loaded captioner."""
 
     def __init__(self, library: Library, captioner, params, checkpoint: Path):
+        """captioner: None where the videos are analysed elsewhere (on Ray workers)."""
         from vidcap.library.search import output_word_vectors
+        from vidcap.model import load_checkpoint
 
         self.library, self.captioner, self.params = library, captioner, params
         self.settings = json.dumps({k: v for k, v in sorted(asdict(params).items()) if k != "frame_source"})
         self.model_key = model_key(checkpoint)
-        library.add_model(self.model_key, list(captioner.model.vocab.words), output_word_vectors(captioner.model))
+        if library.model_vectors(self.model_key) is None:  # the words search will match, from the model itself
+            state = load_checkpoint(checkpoint)
+            library.add_model(self.model_key, list(state["vocab"]),
+                              output_word_vectors(state["model"]["decoder.classifier.weight"]))
 
     def mark_missing(self, report: IndexReport) -> None:
         for record in self.library.videos():
@@ -112,21 +117,39 @@ class Indexer:
     def index(self, path: Path, on_start: Callable[[float, int], None] | None = None,
               on_frame: Callable[[object], None] | None = None) -> str | None:
         """Analyse one video into the library -> None, or why it failed."""
-        from vidcap.video.pipeline import analyze
-        from vidcap.video.subtitles import caption_stretches
-
-        stat = path.stat()
-        video_id = self.library.mark(str(path), "indexing", size=stat.st_size, mtime=stat.st_mtime,
-                                     fingerprint=fingerprint(path), settings=self.settings, model_key=self.model_key)
+        video_id = self.start(path)
         try:
-            analysis = analyze(path, self.captioner, self.params, on_frame=on_frame, on_start=on_start)
+            rows = analyse_video(path, self.captioner, self.params, on_start, on_frame)
         except Exception as exc:  # a corrupt or odd file must not stop the other videos
-            reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-            self.library.mark(str(path), "failed", error=reason)
-            log.info("failed: %s: %s", path, reason)
-            return reason
-        frames = [(f.index, f.t, f.caption, f.score, int(f.reused), f.in_domain, f.cut) for f in analysis.frames]
-        moments = [(m.t, m.score, m.reason, m.caption, m.previous_caption) for m in analysis.moments]
-        stretches = [(c.start, c.end, c.text) for c in caption_stretches(analysis)]
-        self.library.store_analysis(video_id, frames, moments, stretches, analysis.duration)
+            return self.fail(path, exc)
+        self.library.store_analysis(video_id, *rows)
         return None
+
+    def start(self, path: Path) -> int:
+        """Mark a video as being indexed (what a crash leaves to do again) -> its id."""
+        stat = path.stat()
+        return self.library.mark(str(path), "indexing", size=stat.st_size, mtime=stat.st_mtime,
+                                 fingerprint=fingerprint(path), settings=self.settings, model_key=self.model_key)
+
+    def fail(self, path: Path, exc: BaseException | str) -> str:
+        reason = exc if isinstance(exc, str) else describe_failure(exc)
+        self.library.mark(str(path), "failed", error=reason)
+        log.info("failed: %s: %s", path, reason)
+        return reason
+
+
+def describe_failure(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+
+
+def analyse_video(path: Path, captioner, params, on_start=None, on_frame=None) -> tuple[list, list, list, float]:
+    """A video's rows for the library: (frames, moments, caption stretches, duration). Plain tuples, so they
+    travel from a Ray worker as they are."""
+    from vidcap.video.pipeline import analyze
+    from vidcap.video.subtitles import caption_stretches
+
+    analysis = analyze(path, captioner, params, on_frame=on_frame, on_start=on_start)
+    frames = [(f.index, f.t, f.caption, f.score, int(f.reused), f.in_domain, f.cut) for f in analysis.frames]
+    moments = [(m.t, m.score, m.reason, m.caption, m.previous_caption) for m in analysis.moments]
+    stretches = [(c.start, c.end, c.text) for c in caption_stretches(analysis)]
+    return frames, moments, stretches, analysis.duration

@@ -37,9 +37,10 @@ class Hit:
     score: float  # 0..1: the share of the query's words the stretch names (synonyms count by their similarity)
 
 
-def output_word_vectors(model) -> np.ndarray:
-    """The model's output layer rows, centred and unit length: (vocabulary, hidden) float32."""
-    vectors = model.decoder.classifier.weight.detach().float().cpu().numpy()
+def output_word_vectors(classifier_weight) -> np.ndarray:
+    """The model's output layer rows (`decoder.classifier.weight`), centred and unit length: (vocabulary, hidden)
+    float32."""
+    vectors = classifier_weight.detach().float().cpu().numpy()
     vectors = vectors - vectors.mean(axis=0)
     return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)).astype(np.float32)
 
