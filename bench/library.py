@@ -8,7 +8,8 @@ second), then asks queries written from the truth files: an object's colour and 
 with a synonym the captions also use ("red disc", "blue block"), and colour, shape and background ("red circle
 on grass"). A scene is relevant to a query when it shows such an object (on that background); a hit is right
 when the scene at its middle is relevant. Prints, per kind of query, precision@5 (right hits among the first 5)
-and recall (relevant scenes with a hit among the first 50), and the indexing rate in videos per hour.
+and recall (relevant scenes with a hit among the first 50), and the indexing rate in videos per hour: in this
+process, and (with Ray installed) on a local Ray cluster with 1 and 2 workers.
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=300)
     p.add_argument("--cache", default=str(Path(__file__).parent / ".cache" / "library"))
     p.add_argument("--json", help="write the figures as JSON")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray workers to measure (default: 1 2)")
+    p.add_argument("--no-ray", action="store_true", help="leave out the Ray rows")
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", "2")))
     size = tuple(int(v) for v in args.size.split("x"))
@@ -136,9 +139,8 @@ def main() -> None:
         t0 = time.perf_counter()
         results = evaluate(db, library, queries)
         query_ms = 1000 * (time.perf_counter() - t0) / len(queries)
-    db_path.unlink()
-    for suffix in ("-wal", "-shm"):
-        Path(str(db_path) + suffix).unlink(missing_ok=True)
+    _remove(db_path)
+    ray_rates = {} if args.no_ray else ray_rates_of(paths, Path(args.cache), args.workers)
     video_hours = len(paths) * args.seconds / 3600
     print(f"\nLibrary benchmark: {len(paths)} videos of {args.seconds:g} s ({args.size}), one sample per second, "
           f"demo model; {len(queries)} queries")
@@ -150,9 +152,44 @@ def main() -> None:
     print(f"\nindexing: {index_seconds:.1f} s for {len(paths)} videos = {3600 * len(paths) / index_seconds:.0f} "
           f"videos/hour ({video_hours * 3600 / index_seconds:.1f} s of video per second); search: "
           f"{query_ms:.1f} ms per query")
+    for workers, (wall, steady) in ray_rates.items():
+        print(f"indexing on a local Ray cluster, {workers} worker(s): {3600 * len(paths) / wall:.0f} videos/hour "
+              f"whole ({wall:.1f} s, cluster start included), {3600 * steady:.0f} videos/hour between the first "
+              f"and the last video done")
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "queries": queries, "index_seconds": index_seconds,
-                                               "videos": len(paths), "query_ms": query_ms}, indent=1))
+                                               "videos": len(paths), "query_ms": query_ms, "ray": ray_rates},
+                                              indent=1))
+
+
+def ray_rates_of(paths: list[Path], folder: Path, workers: list[int]) -> dict[int, tuple[float, float]]:
+    """workers -> (wall seconds, videos per second between the first and the last one done)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("note: Ray is not installed (pip install 'vidcap[ray]'); its rows are missing", file=sys.stderr)
+        return {}
+    from vidcap.library.distributed import index_on_ray
+    from vidcap.library.indexer import IndexReport
+
+    rates = {}
+    for count in workers:
+        db_path = folder / f"bench-ray-{os.getpid()}.db"
+        with Library.open(db_path) as db:
+            indexer = Indexer(db, None, AnalysisParams(every_n_seconds=1.0), default_model_path())
+            done: list[float] = []
+            t0 = time.perf_counter()
+            index_on_ray(indexer, [p.resolve() for p in paths], IndexReport(), default_model_path(), "auto", None,
+                         count, on_done=lambda _: done.append(time.perf_counter()))
+            wall = time.perf_counter() - t0
+        _remove(db_path)
+        rates[count] = (wall, (len(done) - 1) / max(1e-9, done[-1] - done[0]))
+    return rates
+
+
+def _remove(db_path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db_path) + suffix).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python client/vidcap_client.py caption photo.jpg
     python client/vidcap_client.py analyze video.mp4 --every 1        # live per-frame output, then the moments
     python client/vidcap_client.py analyze --path clips/a.mp4          # a file in the server's media folder
+    python client/vidcap_client.py search "red star on grass"         # the server's library (vidcap index)
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--metric", default="")
     a.add_argument("--scorer", default="")
     a.add_argument("--no-skip", action="store_true", help="caption still frames too (default: reuse the caption)")
+    s = sub.add_parser("search", help="search the server's library (videos indexed by vidcap index)")
+    s.add_argument("query")
+    s.add_argument("--top", type=int, default=0, help="hits (default: the server's, 10)")
     args = p.parse_args(argv)
     try:
         key = Path(args.api_key_file).read_text().strip() if args.api_key_file else os.environ.get("VIDCAP_API_KEY")
@@ -69,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "caption":
                 for image in args.images:
                     print(client.caption_image(Path(image).read_bytes(), args.beam).caption)
+                return 0
+            if args.command == "search":
+                hits = client.search(args.query, args.top).hits
+                for h in hits:
+                    print(f"{h.score:.2f}  {h.path}  {h.start:.1f}-{h.end:.1f} s  {h.caption}")
+                if not hits:
+                    print(f"no hits for {args.query!r}")
                 return 0
             params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric, scorer=args.scorer,
                           no_skip=args.no_skip)

@@ -195,3 +195,49 @@ def test_ray_workers_on_a_local_cluster_index_what_one_process_does(videos, libr
     finally:
         (videos / "more" / "late.mp4").unlink()
     assert unreachable.returncode == 2 and "cannot reach a Ray cluster at 127.0.0.1:9" in unreachable.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_server_searches_the_library_over_grpc_and_http(library, tmp_path):
+    import grpc
+    import httpx
+
+    from vidcap.client import VidcapClient
+
+    grpc_port, http_port = _free_port(), _free_port()
+    proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--no-ui", "--grpc-port", str(grpc_port),
+                             "--http-port", str(http_port), "--index", str(library)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert "HTTP API" in lines[1], (lines, proc.stderr.read() if proc.poll() is not None else "")
+        local = search(library, "red disc", "--top", "3")
+        with VidcapClient(f"127.0.0.1:{grpc_port}", timeout=30) as client:
+            hits = client.search("red disc", top=3).hits
+            assert [(h.path, h.start, h.caption) for h in hits] == [(h["path"], h["start"], h["caption"])
+                                                                    for h in local]
+            assert list(client.search("zebra").hits) == []
+            for query, top in [("the on a", 0), ("star", 1000)]:
+                with pytest.raises(grpc.RpcError) as error:
+                    client.search(query, top)
+                assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        base = f"http://127.0.0.1:{http_port}"
+        answer = httpx.get(f"{base}/v1/search", params={"q": "red disc", "top": 3}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert [h["start"] for h in answer.json()["hits"]] == [h["start"] for h in local]
+        schema = httpx.get(f"{base}/openapi.json", timeout=30).json()
+        assert "SearchResponse" in schema["components"]["schemas"] and "/v1/search" in schema["paths"]
+        bad = httpx.get(f"{base}/v1/search", params={"q": "x" * 600}, timeout=30)
+        assert bad.status_code == 400 and "at most 500" in bad.json()["error"]
+        assert httpx.get(f"{base}/v1/search", timeout=30).status_code == 422  # no query at all
+        assert httpx.get(f"{base}/healthz", timeout=30).status_code == 200  # still serving
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

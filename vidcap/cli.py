@@ -510,6 +510,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos gRPC clients may analyse by path")
+    p.add_argument("--index", metavar="DB", help="the library searched by gRPC Search and GET /v1/search "
+                                                 "(default: where vidcap index writes)")
     p.add_argument("--work-dir", help="run folder and upload spools, on disk (default: ~/.cache/vidcap)")
     p.add_argument("--ui-port", type=int, default=7860, help="web UI port (default: 7860)")
     p.add_argument("--no-ui", action="store_true", help="do not start the web UI")
@@ -554,7 +556,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                          args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
                          args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency,
                          args.encoder, args.max_analyses, args.max_queued, args.video_workers, args.work_dir,
-                         args.torchserve_token_minutes, security)
+                         args.torchserve_token_minutes, security, args.index)
     run_stack(config, limits_from_args(args))
     return 0
 

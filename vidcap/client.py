@@ -70,6 +70,10 @@ class VidcapClient:
         request = pb.AnalyzeVideoRequest(video=video, filename=filename, params=pb.AnalysisParams(**params))
         return self.stub.AnalyzeVideo(request, timeout=self.timeout, metadata=self.metadata)
 
+    def search(self, query: str, top: int = 0) -> pb.SearchResponse:
+        """The server's library: caption stretches matching the query, best first."""
+        return self.stub.Search(pb.SearchRequest(query=query, top=top), timeout=self.timeout, metadata=self.metadata)
+
     def analyze_path(self, path: str, **params) -> Iterator[pb.AnalyzeVideoResponse]:
         """A video already in the server's media folder: nothing is uploaded."""
         return self.stub.AnalyzeVideo(pb.AnalyzeVideoRequest(path=path, params=pb.AnalysisParams(**params)),

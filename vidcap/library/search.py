@@ -24,6 +24,7 @@ from vidcap.library.store import Library
 from vidcap.video.novelty import STOP_WORDS
 
 MAX_QUERY_CHARS = 500
+DEFAULT_TOP, MAX_TOP = 10, 100  # hits per answer
 SYNONYM = 0.8  # cosine between output word embeddings at or above which two words are one to search
 CANDIDATES = 5000  # stretches read from the full-text index per query, best BM25 first
 
@@ -55,7 +56,17 @@ def query_words(query: str) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def search(library: Library, query: str, top: int = 10) -> list[Hit]:
+def search_library(path, query: str, top: int = DEFAULT_TOP) -> list[Hit]:
+    """Search the library at `path` (None: the default place), opened for this query only: what the servers
+    call, so that a library being indexed meanwhile is read as it is now."""
+    if not 1 <= top <= MAX_TOP:
+        raise InputError(f"top must be 1..{MAX_TOP}, got {top}")
+    query_words(query)  # a bad query is answered before the database is opened
+    with Library.open(path, create=False) as library:
+        return search(library, query, top)
+
+
+def search(library: Library, query: str, top: int = DEFAULT_TOP) -> list[Hit]:
     words = query_words(query)
     if top < 1:
         raise InputError("--top must be at least 1")

@@ -29,6 +29,7 @@ from vidcap.serving.admission import Admission
 from vidcap.serving.hosts import InProcessHost, ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
+from vidcap.library.search import DEFAULT_TOP, search_library
 from vidcap.video.novelty import make_scorer
 from vidcap.video.pipeline import AnalysisParams, online_picker
 from vidcap.domain import summarize
@@ -43,8 +44,9 @@ QUEUE_REPORT_SECONDS = 1.0  # how often a queued call checks that its client is 
 class VidcapServicer(pb_grpc.VidcapServicer):
     def __init__(self, model_host: ModelHost, media_dir: str | Path | None = None,
                  limits: Limits = DEFAULT_LIMITS, spool_dir: str | Path | None = None,
-                 admission: Admission | None = None):
-        self.model_host, self.limits = model_host, limits
+                 admission: Admission | None = None, library: str | Path | None = None):
+        """library: the database `vidcap index` writes, for Search (default: its default place)."""
+        self.model_host, self.limits, self.library = model_host, limits, library
         self.media_dir = Path(media_dir).resolve() if media_dir else None
         self.spool_dir = spool_dir or model_host.spool_dir
         self.admission = admission or Admission()
@@ -66,6 +68,14 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if request.with_attention:
                 response.attention.extend(pb.Vector(values=m.flatten().tolist()) for m in caption.attention)
             return response
+
+    # ---- the library -----------------------------------------------------------------------------------------
+
+    def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
+        with _errors_to_status(context):
+            hits = search_library(self.library, request.query, request.top or DEFAULT_TOP)
+            return pb.SearchResponse(hits=[pb.SearchHit(path=h.path, start=h.start, end=h.end, caption=h.caption,
+                                                        score=h.score) for h in hits])
 
     # ---- videos --------------------------------------------------------------------------------------------
 

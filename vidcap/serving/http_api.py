@@ -6,6 +6,8 @@
                               `rolling_window_size` as query or form fields, optional `scorer` (default: seed,
                               the old metric) -> {"frames": [{"t", "caption", "dissimilarity"}], "moments": [...]}
 
+    GET  /v1/search?q=...&top=K   the library (`vidcap index`): {"query", "hits": [{"path", "start", "end",
+                              "caption", "score"}]}, best first; typed, so /docs and /openapi.json describe it
     GET  /healthz             {"status": "serving"} (200), or 503 while the captioning runtime is down
     GET  /metrics             Prometheus metrics
 
@@ -26,18 +28,21 @@ import shutil
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from pydantic import BaseModel, Field
+
 from vidcap.errors import InputError, VidcapError, public_message, status_of
 from vidcap.fileio import upload_name
+from vidcap.library.search import DEFAULT_TOP, MAX_TOP, search_library
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission
@@ -221,10 +226,24 @@ class _PartWriter:
 # ---- the app ---------------------------------------------------------------------------------------------------
 
 
+class SearchHit(BaseModel):
+    path: str = Field(description="the video on the server")
+    start: float = Field(description="the stretch's start, in seconds of video")
+    end: float
+    caption: str
+    score: float = Field(description="0..1: the share of the query's words the stretch names")
+
+
+class SearchResponse(BaseModel):
+    query: str
+    hits: list[SearchHit]
+
+
 def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission: Admission | None = None,
-               api_key: str | None = None, healthy: Callable[[], bool] = lambda: True):
+               api_key: str | None = None, healthy: Callable[[], bool] = lambda: True,
+               library: str | Path | None = None):
     """The FastAPI app, wrapped so that oversized bodies are refused before they are read (and, with an API
-    key, requests without it)."""
+    key, requests without it). library: the database `vidcap index` writes (default: its default place)."""
     app = FastAPI(title="vidcap (old HTTP API)", description=__doc__)
     admission = admission or Admission()
     spool_dir = model_host.spool_dir
@@ -242,6 +261,12 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
         return JSONResponse({"error": public_message(exc)}, status_code=500)
 
     app.mount("/metrics", make_asgi_app())
+
+    @app.get("/v1/search", response_model=SearchResponse)
+    async def search(q: str = Query(description="what was seen, e.g. 'red star on grass'"),
+                     top: int = Query(DEFAULT_TOP, description=f"hits to return, 1..{MAX_TOP}")) -> SearchResponse:
+        hits = await run_in_threadpool(search_library, library, q, top)
+        return SearchResponse(query=q, hits=[SearchHit(**asdict(h)) for h in hits])
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -63,6 +63,7 @@ class StackConfig:
     work_dir: str | None = None  # the run folder and upload spools live below it (default: default_work_dir())
     torchserve_token_minutes: float | None = None  # TorchServe's key lifetime (its default: 60)
     security: Security = Security()
+    library: str | None = None  # the library database for search (default: where `vidcap index` writes)
 
 
 def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: threading.Event | None = None) -> None:
@@ -182,14 +183,15 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         log.warning("media folder access by path is off: this server is reachable beyond loopback without a key")
         media_dir = None
     admission = Admission(config.max_analyses, config.max_queued)
-    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission)
+    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library)
     grpc_server, grpc_health, bound = build_server(servicer, f"{config.host}:{config.grpc_port}",
                                                    security.grpc_interceptors(), security.grpc_credentials())
     ui_grpc = f"{_loopback(config.host)}:{bound}"
     if security.tls:  # the web UI in this process calls over loopback: no certificate name to match there
         ui_grpc = f"127.0.0.1:{grpc_server.add_insecure_port('127.0.0.1:0')}"
     health = Health(grpc_health)
-    app = create_app(model_host, limits, admission, security.api_key, healthy=lambda: health.serving)
+    app = create_app(model_host, limits, admission, security.api_key, healthy=lambda: health.serving,
+                     library=config.library)
     tls = {"ssl_certfile": str(security.tls_cert), "ssl_keyfile": str(security.tls_key)} if security.tls else {}
     http = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.http_port, log_level="warning",
                                          lifespan="off", timeout_graceful_shutdown=5, **tls))

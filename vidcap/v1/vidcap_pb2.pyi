@@ -6,6 +6,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SearchRequest(_message.Message):
+    __slots__ = ("query", "top")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    top: int
+    def __init__(self, query: _Optional[str] = ..., top: _Optional[int] = ...) -> None: ...
+
+class SearchHit(_message.Message):
+    __slots__ = ("path", "start", "end", "caption", "score")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    start: float
+    end: float
+    caption: str
+    score: float
+    def __init__(self, path: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("hits",)
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
+    def __init__(self, hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ...) -> None: ...
+
 class CaptionImageRequest(_message.Message):
     __slots__ = ("image", "beam", "with_embeddings", "with_feature", "with_attention")
     IMAGE_FIELD_NUMBER: _ClassVar[int]

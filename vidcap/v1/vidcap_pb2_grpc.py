@@ -49,6 +49,11 @@ class VidcapStub:
                 request_serializer=vidcap_dot_v1_dot_vidcap__pb2.VideoChunk.SerializeToString,
                 response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.AnalyzeVideoResponse.FromString,
                 _registered_method=True)
+        self.Search = channel.unary_unary(
+                '/vidcap.v1.Vidcap/Search',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.SearchRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.SearchResponse.FromString,
+                _registered_method=True)
 
 
 class VidcapServicer:
@@ -83,6 +88,15 @@ class VidcapServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Search(self, request, context):
+        """Search the server's library (videos indexed by `vidcap index`) for caption stretches matching a text query,
+        best first. No hits is an empty answer. Errors: INVALID_ARGUMENT (a query of only common words or too long,
+        top above 100, no library on the server), UNAUTHENTICATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VidcapServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +114,11 @@ def add_VidcapServicer_to_server(servicer, server):
                     servicer.AnalyzeVideoUpload,
                     request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.VideoChunk.FromString,
                     response_serializer=vidcap_dot_v1_dot_vidcap__pb2.AnalyzeVideoResponse.SerializeToString,
+            ),
+            'Search': grpc.unary_unary_rpc_method_handler(
+                    servicer.Search,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.SearchRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.SearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +202,33 @@ class Vidcap:
             '/vidcap.v1.Vidcap/AnalyzeVideoUpload',
             vidcap_dot_v1_dot_vidcap__pb2.VideoChunk.SerializeToString,
             vidcap_dot_v1_dot_vidcap__pb2.AnalyzeVideoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Search(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/Search',
+            vidcap_dot_v1_dot_vidcap__pb2.SearchRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
