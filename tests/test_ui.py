@@ -94,11 +94,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def grpc_server(tmp_path_factory):
-    """-> (address, log file) of a gRPC service with the demo model."""
+def grpc_server(tmp_path_factory, files):
+    """-> (address, log file) of a gRPC service with the demo model, and a library holding scenes.mp4."""
     log = tmp_path_factory.mktemp("grpc") / "grpc.log"
+    library = log.parent / "library.db"
+    indexed = subprocess.run([*VIDCAP, "index", str(files["scenes.mp4"]), "--index", str(library), "--no-progress"],
+                             capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert indexed.returncode == 0, indexed.stderr
     port = _free_port()
-    proc = _start([sys.executable, "-m", "vidcap.serving.grpc_service", "--port", str(port)], log)
+    proc = _start([sys.executable, "-m", "vidcap.serving.grpc_service", "--port", str(port), "--index", str(library)],
+                  log)
     deadline = time.monotonic() + 60
     while "listening on" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -244,6 +249,30 @@ def test_video_streams_into_plot_table_and_moments_and_a_click_plays_from_there(
                            " return v && !v.paused && v.currentTime > 0; }", timeout=10_000)
     position = page.evaluate("document.querySelector('#video-input video').currentTime")
     assert moments[last]["t"] - 0.1 <= position <= moments[last]["t"] + 3.0, (position, moments[last])
+
+
+def test_the_library_tab_finds_what_was_seen_and_a_click_plays_it(page, files):
+    truth = json.loads(files["scenes.mp4"].with_suffix(".truth.json").read_text())["scenes"]
+    wanted = truth[3]["objects"][0]
+    query = f"{wanted['colour']} {wanted['shape']}"
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#search-query textarea, #search-query input").first.fill(query)
+    page.click("#search")
+    page.wait_for_selector("#search-status p", timeout=60_000)
+    page.wait_for_selector("#hits img", timeout=60_000)
+    assert "for " in page.locator("#search-status").inner_text() and query in page.locator("#search-status").inner_text()
+    labels = page.locator("#hits").inner_text()
+    assert "scenes.mp4" in labels  # what it found is tested against the truth in test_library.py
+    page.locator("#hits img").first.click()
+    page.wait_for_selector("#hit-player video", timeout=30_000)
+    playing = page.wait_for_function(
+        "() => { const v = document.querySelector('#hit-player video'); return v && v.currentTime > 0.2; }",
+        timeout=30_000)
+    assert playing
+    page.locator("#search-query textarea, #search-query input").first.fill("on the of a")
+    page.click("#search")
+    page.wait_for_selector("text=no words to search for", timeout=30_000)
+    _no_traceback(page)
 
 
 def test_footage_unlike_the_models_training_images_gets_a_plain_warning(page, files):

@@ -7,6 +7,8 @@ Video tab: upload, parameters, a dissimilarity plot that grows while the frames 
 captions, the moments as thumbnails (a click plays the video from there), JSON/CSV/PNG, subtitle and chapter
 downloads.
 Image tab: the caption and, for every word, its attention map laid over the image.
+Library tab: search the videos indexed with `vidcap index` (gRPC Search); hits with thumbnails, a click plays the
+video from the hit.
 
 Every failure reaches the page as a sentence (gr.Error), never as a traceback: the gRPC status of a bad upload
 carries the service's own message, and a service that is down is named with its address.
@@ -46,7 +48,8 @@ from vidcap.video import report, subtitles  # noqa: E402
 from vidcap.video.frames import VIDEO_SUFFIXES  # noqa: E402
 from vidcap.video.novelty import METRICS, SCORERS, Moment  # noqa: E402
 from vidcap.video.pipeline import Analysis, FrameResult  # noqa: E402
-from vidcap.video.pyav_source import frames_at  # noqa: E402
+from vidcap.library.search import MAX_TOP  # noqa: E402
+from vidcap.video.pyav_source import cut_clip, frames_at  # noqa: E402
 from vidcap.wire import frame_from_proto, moment_from_proto  # noqa: E402
 
 log = logging.getLogger("vidcap.ui")
@@ -55,6 +58,7 @@ SCORER_DEFAULT_METRIC = "scorer default"
 LIVE_UPDATE_SECONDS = 0.4  # how often the page is refreshed while frames stream in
 LIVE_TABLE_ROWS = 500  # rows sent on each live refresh; the full table comes with the last one
 THUMBNAIL_SIDE = 320
+CLIP_SECONDS = 120.0  # what a click on a search hit plays, from the hit's start
 OVERLAY_SIDE = 384
 
 
@@ -275,6 +279,8 @@ class VidcapUI:
                 self._video_tab()
             with gr.Tab("Image", id="image-tab"):
                 self._image_tab()
+            with gr.Tab("Library", id="library-tab"):
+                self._library_tab()
         return app
 
     def _video_tab(self) -> None:
@@ -309,6 +315,55 @@ class VidcapUI:
                   concurrency_id="analyze").success(self.show_captions, downloads, video)
         moments.select(self.seek, moment_times, video).then(
             None, js="() => { const v = document.querySelector('#video-input video'); if (v) { v.play(); } }")
+
+    def _library_tab(self) -> None:
+        with gr.Row():
+            query = gr.Textbox(label="Search the library (videos indexed with `vidcap index`)", scale=4,
+                               placeholder="red star on grass", elem_id="search-query")
+            top = gr.Number(10, label="Hits", minimum=1, maximum=MAX_TOP, precision=0, scale=1, elem_id="search-top")
+            run = gr.Button("Search", variant="primary", scale=1, elem_id="search")
+        found = gr.HTML(elem_id="search-status")
+        hits = gr.Gallery(label="Hits (click one to play its video from there)", columns=4, height="auto",
+                          allow_preview=False, object_fit="contain", elem_id="hits")
+        hit_list = gr.State([])
+        player = gr.Video(label="Playing", interactive=False, height=320, elem_id="hit-player")
+        for trigger in (run.click, query.submit):
+            trigger(self.search, [query, top], [found, hits, hit_list], concurrency_id="search")
+        hits.select(self.play_hit, hit_list, player).then(
+            None, js="() => { setTimeout(() => { const v = document.querySelector('#hit-player video'); "
+                     "if (v) { v.play(); } }, 300); }")
+
+    def search(self, query: str, top: float) -> tuple[str, list[tuple[np.ndarray, str]], list[dict]]:
+        try:
+            with self.config.client(timeout=60) as client:
+                hits = list(client.search(query or "", int(top or 0)).hits)
+        except grpc.RpcError as exc:
+            raise _service_error(exc, self.config.grpc_address) from None
+        gallery = []
+        for hit in hits:
+            label = f"{hit.score:.2f} · {Path(hit.path).name} · {hit.start:.1f}-{hit.end:.1f} s — {hit.caption}"
+            gallery.append((self._thumbnail_at(hit.path, (hit.start + hit.end) / 2), label))
+        status = (f"<p>{len(hits)} hit{'s' if len(hits) != 1 else ''} for <b>{html.escape(query)}</b>.</p>" if hits
+                  else f"<p>No hits for <b>{html.escape(query)}</b>.</p>")
+        return status, gallery, [{"path": h.path, "start": h.start, "end": h.end} for h in hits]
+
+    def _thumbnail_at(self, path: str, t: float) -> np.ndarray:
+        try:
+            return frames_at(path, [t], max_side=THUMBNAIL_SIDE)[0].pixels
+        except Exception as exc:  # the video lives where this UI cannot read it: a grey tile, the hit still shows
+            log.info("no thumbnail for %s: %s", path, exc)
+            return np.full((90, 160, 3), 128, dtype=np.uint8)
+
+    def play_hit(self, hit_list: list[dict], evt: gr.SelectData) -> gr.Video:
+        """A click on a hit: a copy of its video from the keyframe before the hit (no re-encoding, at most
+        CLIP_SECONDS), played from the hit's start."""
+        hit = hit_list[evt.index]
+        clip = Path(tempfile.mkdtemp(prefix="clip-", dir=self.work_dir)) / f"{Path(hit['path']).stem}.mp4"
+        try:
+            position = cut_clip(hit["path"], hit["start"], hit["start"] + CLIP_SECONDS, clip)
+        except Exception as exc:
+            raise gr.Error(f"cannot play {Path(hit['path']).name} here: {exc}", title="Not playable") from None
+        return gr.Video(value=str(clip), playback_position=position)
 
     def _image_tab(self) -> None:
         with gr.Row():

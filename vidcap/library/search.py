@@ -7,8 +7,8 @@ Two signals, both cheap at query time:
   in the demo model), so a synonym the model uses still finds the right stretch.
 
 A stretch's score is the mean, over the query's content words, of its best match among the stretch's words
-(1 for the word itself, the cosine for a synonym at or above SYNONYM, else 0): every query word counts, and a
-stretch that names all of them ranks first. Ties go to BM25, then to the longer stretch. Adjacent stretches of
+(1 for the word itself or its plural, the cosine for a synonym at or above SYNONYM, else 0): every query word
+counts, and a stretch that names all of them ranks first. Ties go to BM25, then to the longer stretch. Adjacent stretches of
 one video with the same score are one hit.
 """
 
@@ -88,12 +88,14 @@ def search(library: Library, query: str, top: int = DEFAULT_TOP) -> list[Hit]:
 
 class _Matcher:
     def __init__(self, words: list[str], model: tuple[list[str], np.ndarray] | None):
-        self.words = words
-        self.similar: dict[str, dict[str, float]] = {w: {w: 1.0} for w in words}
+        vocabulary = set(model[0]) if model is not None else set()
+        self.singular = lambda word: _singular(word, vocabulary)
+        self.words = [self.singular(w) for w in words]
+        self.similar: dict[str, dict[str, float]] = {w: {w: 1.0} for w in self.words}
         if model is not None:
             vocabulary, vectors = model
             index = {w: i for i, w in enumerate(vocabulary)}
-            for w in words:
+            for w in self.words:
                 if w in index:
                     cosine = vectors @ vectors[index[w]]
                     self.similar[w].update({vocabulary[i]: float(cosine[i]) for i in np.flatnonzero(cosine >= SYNONYM)
@@ -103,9 +105,17 @@ class _Matcher:
         return sorted({t for similar in self.similar.values() for t in similar})
 
     def score(self, caption: str) -> float:
-        present = set(caption.split())
+        present = {self.singular(w) for w in caption.split()}
         return sum(max((s for t, s in self.similar[w].items() if t in present), default=0.0)
                    for w in self.words) / len(self.words)
+
+
+def _singular(word: str, vocabulary: set[str]) -> str:
+    """"blocks" -> "block", "crosses" -> "cross" where the singular is a word of the model; else the word."""
+    for ending in ("es", "s"):
+        if word.endswith(ending) and word[: -len(ending)] in vocabulary:
+            return word[: -len(ending)]
+    return word
 
 
 def _merge_adjacent(scored: list[tuple]) -> list[Hit]:

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS stretches (
     start REAL NOT NULL, end REAL NOT NULL, caption TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stretches_by_video ON stretches(video_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS stretch_text USING fts5(caption, content='stretches', content_rowid='id');
+CREATE VIRTUAL TABLE IF NOT EXISTS stretch_text USING fts5(caption, content='stretches', content_rowid='id',
+                                                           tokenize='porter unicode61');  -- "blocks" finds "block"
 """
 
 

@@ -237,9 +237,10 @@ def build_server(servicer: VidcapServicer, address: str, interceptors: Sequence[
 
 def serve(model_host: ModelHost, host: str = "127.0.0.1", port: int = 50051, media_dir: str | None = None,
           limits: Limits = DEFAULT_LIMITS, ready: threading.Event | None = None,
-          stop: threading.Event | None = None) -> None:
+          stop: threading.Event | None = None, library: str | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set): then report NOT_SERVING, finish calls in flight, exit."""
-    server, health_servicer, bound = build_server(VidcapServicer(model_host, media_dir, limits), f"{host}:{port}")
+    servicer = VidcapServicer(model_host, media_dir, limits, library=library)
+    server, health_servicer, bound = build_server(servicer, f"{host}:{port}")
     server.start()
     log.info("vidcap gRPC service on %s:%d", host, bound)
     print(f"vidcap gRPC service listening on {host}:{bound}", flush=True)
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos may be analysed by path")
+    p.add_argument("--index", metavar="DB", help="the library for Search (default: where vidcap index writes)")
     add_limit_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model_host = InProcessHost(Captioner.load(args.model, device=args.device),
                                spool_dir=default_work_dir() / "uploads", limits=limits)  # on disk, not in /tmp
-    serve(model_host, args.host, args.port, args.media_dir, limits)
+    serve(model_host, args.host, args.port, args.media_dir, limits, library=args.index)
 
 
 if __name__ == "__main__":

@@ -208,3 +208,28 @@ def _open(path: Path) -> av.container.InputContainer:
 def _reason(exc: Exception) -> str:
     """FFmpeg's reason without the file's full path (which would tell clients where the server keeps files)."""
     return getattr(exc, "strerror", None) or str(exc)
+
+
+def cut_clip(path: str | Path, start: float, end: float, out: str | Path) -> float:
+    """Copy the video stream between `start` and `end` (seconds from the start) into `out` without re-encoding:
+    from the keyframe at or before `start`, so the clip plays on its own. -> where `start` lies in the clip."""
+    with _open(Path(path)) as source, av.open(str(out), "w") as clip:
+        stream = source.streams.video[0]
+        time_base = float(stream.time_base)
+        first_pts = stream.start_time or 0
+        copy = clip.add_stream_from_template(stream)
+        source.seek(first_pts + round(start / time_base), stream=stream, backward=True)
+        offset = None
+        for packet in source.demux(stream):
+            if packet.pts is None or packet.dts is None or not packet.size:
+                continue
+            if offset is None:
+                offset = packet.pts
+            if (packet.pts - first_pts) * time_base > end and packet.is_keyframe:
+                break
+            packet.pts, packet.dts = packet.pts - offset, packet.dts - offset
+            packet.stream = copy
+            clip.mux(packet)
+    if offset is None:
+        raise InputError(f"no video at {start:.1f} s in {Path(path).name}")
+    return max(0.0, start - (offset - first_pts) * time_base)
