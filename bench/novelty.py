@@ -6,8 +6,8 @@
 For each kind of generated video (clean, flicker, shake, noise, object-only changes, "still": a parked camera
 on scenes that last 20-60 s, sensor noise on, and "photos": real photographs filmed by a panning and zooming
 camera, joined by cuts and cross-fades, footage the demo model was not trained on) it reports, for the seed scorer
-(the old project's metric), vidcap's robust scorer (with its cut signal, without it, and with the online picker
-that streams), PySceneDetect's ContentDetector and AdaptiveDetector and TransNetV2 (a learnt shot detector, fed
+(the old project's metric), vidcap's robust scorer (as it runs by default; with the online picker that streams;
+and on its captions alone, without the cut signal and the domain check, as before they existed), PySceneDetect's ContentDetector and AdaptiveDetector and TransNetV2 (a learnt shot detector, fed
 every frame of the file) on the same files in the same run: F1 of the moments against the truth (a moment within
 one sample of a change counts, one moment per change), false moments per 10 minutes, and wall time.
 
@@ -116,7 +116,7 @@ def scorers(window: int, ablation: bool) -> dict[str, tuple[bool, object]]:
            "seed (cosine)": (False, lambda: SeedScorer(window, "cosine")),
            "robust (vidcap default)": (True, lambda: RobustScorer(window)),
            "robust, --no-skip": (False, lambda: RobustScorer(window)),
-           "robust, no cut signal": (True, lambda: RobustScorer(window))}
+           "robust, captions only": (True, lambda: RobustScorer(window))}  # no cut signal, no domain
     if ablation:
         out.update({
             "  mean of past, text only": (True, lambda: RobustScorer(window, nearest=False, visual_weight=0.0)),
@@ -204,20 +204,22 @@ def main() -> None:
         changes, minutes = [c["t"] for c in truth["changes"]], truth["duration"] / 60
         runs = {skip: caption_video(path, captioner, replace(params, skip_still=skip)) for skip in (True, False)}
         for name, (skipping, make) in methods.items():
-            frames, captions, times, reused, caption_seconds = runs[skipping]
+            frames, captions, times, reused, caption_seconds, in_domain = runs[skipping]
             t1 = time.perf_counter()
             scorer = make()
             scores = score_all(scorer, frames)
-            cuts = None if name == "robust, no cut signal" else cuts_all(scorer, len(frames))
-            moments = find_moments(times, scores, captions, params.moment_gap, scorer.min_moment_score, cuts=cuts)
+            cuts = None if name == "robust, captions only" else cuts_all(scorer, len(frames))
+            domain = None if name == "robust, captions only" else in_domain
+            moments = find_moments(times, scores, captions, params.moment_gap, scorer.min_moment_score, cuts=cuts,
+                                   in_domain=domain)
             seconds = caption_seconds + time.perf_counter() - t1
             table.setdefault(name, {}).setdefault(kind, Score()).add([m.t for m in moments], changes, args.every,
                                                                      minutes, seconds)
             if name == "robust (vidcap default)":  # the same scores, moments decided as they stream
                 picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score)
                 online = []
-                for i, (t, score, caption, cut) in enumerate(zip(times, scores, captions, cuts)):
-                    online += [(m, i) for m in picker.push(i, t, score, caption, cut)]
+                for i, (t, score, caption, cut, typical) in enumerate(zip(times, scores, captions, cuts, in_domain)):
+                    online += [(m, i) for m in picker.push(i, t, score, caption, cut, typical)]
                 online += [(m, len(times) - 1) for m in picker.finish()]
                 table.setdefault("robust, online picker (streams)", {}).setdefault(kind, Score()).add(
                     [m.t for m, _ in online], changes, args.every, minutes, seconds)
@@ -265,15 +267,17 @@ def main() -> None:
 
 
 def caption_video(path: Path, captioner: Captioner, params: AnalysisParams):
-    """-> (frames as the scorers see them, captions, times, frames that reused a caption, wall seconds)"""
+    """-> (frames as the scorers see them, captions, times, frames that reused a caption, wall seconds, each
+    frame's typicality for the model)"""
     t0 = time.perf_counter()
-    frames, captions, times, reused = [], [], [], 0
+    frames, captions, times, reused, in_domain = [], [], [], 0, []
     for frame, caption, was_reused in captioned_frames(path, captioner, params):
         frames.append(to_captioned_frame(frame, caption))
         captions.append(caption.text)
         times.append(frame.t)
         reused += was_reused
-    return frames, captions, times, reused, time.perf_counter() - t0
+        in_domain.append(captioner.typicality([caption])[0])
+    return frames, captions, times, reused, time.perf_counter() - t0, in_domain
 
 
 def print_stills(stills: dict[str, dict[str, float]]) -> None:

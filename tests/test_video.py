@@ -647,3 +647,23 @@ def test_the_cut_signal_stays_low_on_flicker_shake_noise_and_a_moving_scene(tmp_
     assert len(analysis.frames) == 48
     assert max(f.cut for f in analysis.frames) < 0.5 * CUT_THRESHOLD
     assert not [m for m in analysis.moments if m.reason == "cut"]
+
+
+def test_where_the_model_does_not_know_the_footage_only_cuts_are_moments():
+    from vidcap.video.novelty import TRUSTED_WINDOW, pick_online, trusted_flags
+
+    times = [float(i) for i in range(40)]
+    scores = [0.02] * 40
+    scores[10], scores[25] = 0.8, 0.7  # two caption changes...
+    cuts = [0.05] * 40
+    cuts[25] = 0.8  # ...the second also a cut
+    captions = ["a"] * 10 + ["b"] * 15 + ["c"] * 15
+    known, unknown = [0.5] * 40, [0.001] * 40
+    for in_domain, expected in [(known, [(10.0, "caption change"), (25.0, "cut")]), (unknown, [(25.0, "cut")])]:
+        for moments in (find_moments(times, scores, captions, 2.0, 0.12, cuts=cuts, in_domain=in_domain),
+                        pick_online(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts, in_domain=in_domain)):
+            assert [(m.t, m.reason) for m in moments] == expected
+    # Trust follows the recent share of frames outside the domain (a few odd frames change nothing).
+    mixed = [0.001 if i % 4 == 0 else 0.5 for i in range(40)]
+    assert all(trusted_flags(mixed)[1:]) and not any(trusted_flags(unknown))  # [0]: one sample, one odd frame
+    assert trusted_flags(unknown[:TRUSTED_WINDOW] + known * 2)[-1]

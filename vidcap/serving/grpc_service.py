@@ -144,7 +144,8 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 frames.append(result)
                 metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=frame_to_proto(result))
-                for moment in picker.push(result.index, result.t, result.score, result.caption, result.cut):
+                for moment in picker.push(result.index, result.t, result.score, result.caption, result.cut,
+                                          result.in_domain):
                     yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
             for moment in picker.finish():
                 yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))

@@ -285,35 +285,63 @@ CUT_THRESHOLD = 0.45  # colour novelty (Hellinger, 0..1) at or above which a fra
 # one stay under 0.41 (p99), and no synthetic-scene video, flicker included, goes above 0.11.
 
 
+TRUSTED_WINDOW = 30  # samples: where most of the last this many are outside the model's domain, captions mean little
+
+
+def trusted_flags(in_domain: list[float | None]) -> list[bool]:
+    """Per sample: can its caption be trusted to mark a change? No where more than UNTRUSTED_SHARE of the last
+    TRUSTED_WINDOW samples (itself included) are outside the model's domain (vidcap/domain.py); unknown counts as
+    inside. Causal, so the online picker decides the same."""
+    from vidcap.domain import OUT_OF_DOMAIN, UNTRUSTED_SHARE
+
+    outside = [t is not None and t < OUT_OF_DOMAIN for t in in_domain]
+    flags, recent = [], deque(maxlen=TRUSTED_WINDOW)
+    for out in outside:
+        recent.append(out)
+        flags.append(sum(recent) <= UNTRUSTED_SHARE * len(recent))
+    return flags
+
+
 def find_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
-                 min_score: float = 0.0, sensitivity: float = 5.0, cuts: list[float] | None = None) -> list[Moment]:
+                 min_score: float = 0.0, sensitivity: float = 5.0, cuts: list[float] | None = None,
+                 in_domain: list[float | None] | None = None) -> list[Moment]:
     """Peaks above an adaptive threshold (median + sensitivity * robust spread of the scores, and never below
     min_score), and cuts (peaks of the cut signal at or above CUT_THRESHOLD: a pixel-level change that a model
     which does not know the footage may miss), at least min_gap seconds apart (a cut first, else the higher peak
     wins). When the caption changed (A -> B) and changes back (B -> A) within twice min_gap, the scene came back:
     both are dropped (not cuts: the captions of footage the model does not know say little). A peak whose caption
     did not change stays: the scorer's region features saw what the caption left out (one object of three
-    changing its shape). Each moment says why it was found (`reason`)."""
+    changing its shape). Where the footage is outside the model's domain (`trusted_flags` of `in_domain`, the
+    frames' typicality), only cuts are moments: its captions and features say little there. A cut whose previous sample already shows part of the change (a fade) is placed at that
+    sample, where the transition began. Each moment says why it was found (`reason`)."""
     if not scores:
         return []
     s = np.asarray(scores, dtype=np.float64)
     c = np.zeros_like(s) if cuts is None else np.asarray(cuts, dtype=np.float64)
     threshold = _threshold(s, min_score, sensitivity)
-    peaks = [i for i in range(len(s)) if (s[i] >= threshold and _is_peak(s, i)) or _is_cut(c, i)]
+    trusted = trusted_flags(in_domain) if in_domain is not None else [True] * len(s)
+    peaks = [i for i in range(len(s)) if (s[i] >= threshold and _is_peak(s, i) and trusted[i]) or _is_cut(c, i)]
     chosen: list[int] = []
     for i in sorted(peaks, key=lambda i: (-_is_cut(c, i), -s[i])):
         if all(abs(times[i] - times[j]) >= min_gap for j in chosen):
             chosen.append(i)
     moments: list[Moment] = []
     for i in sorted(chosen):
-        before = captions[i - 1] if i > 0 else ""
+        start = i - 1 if _is_cut(c, i) and i > 0 and _began_before(c[i - 1]) else i
+        before = captions[start - 1] if start > 0 else ""
         reason = _reason(c[i], captions[i], before)
         if (moments and reason != "cut" and moments[-1].reason != "cut" and _came_back(moments[-1], captions[i])
                 and times[i] - moments[-1].t < 2 * min_gap):
             moments.pop()  # A -> B -> A in a short time: no lasting change
             continue
-        moments.append(Moment(times[i], float(s[i]), captions[i], before, i, reason))
+        moments.append(Moment(times[start], float(s[i]), captions[i], before, start, reason))
     return moments
+
+
+def _began_before(cut_signal: float) -> bool:
+    """A gradual transition (a fade): the sample before the cut already shows part of the change, so the moment
+    is placed there, where the transition began, rather than where it ends."""
+    return cut_signal >= CUT_THRESHOLD / 2
 
 
 def _threshold(s: np.ndarray, min_score: float, sensitivity: float) -> float:
@@ -356,21 +384,27 @@ class OnlinePicker:
         self.min_gap, self.min_score, self.sensitivity = min_gap, min_score, sensitivity
         self.lookahead = max(1, min(max_lookahead, math.ceil(min_gap / every_n_seconds - 1e-9)))
         self._scores: deque[float] = deque(maxlen=history)
-        # (index, t, score, caption, cut): the decided frame before the undecided ones, then those; at first, a
+        # (index, t, score, caption, cut, trusted): the decided frame before the undecided ones, then those; at first, a
         # placeholder before the first frame
-        self._frames: list[tuple[int, float, float, str, float]] = [(-1, float("-inf"), float("-inf"), "", 0.0)]
+        self._frames: list[tuple[int, float, float, str, float, bool]] = [
+            (-1, float("-inf"), float("-inf"), "", 0.0, True)]
         self._last_candidate: Moment | None = None  # the latest peak, given out or not (for the came-back rule)
+        self._caption_before = ""  # the caption of the frame before the decided one (where a fade began)
+        self._in_domain: list[float | None] = []  # the last TRUSTED_WINDOW typicalities
         self._last_given: Moment | None = None
         self.moments: list[Moment] = []  # every moment given out so far
 
-    def push(self, index: int, t: float, score: float, caption: str, cut: float = 0.0) -> list[Moment]:
-        """The next frame's final score (and cut signal) -> the moments decided now (oldest first)."""
+    def push(self, index: int, t: float, score: float, caption: str, cut: float = 0.0,
+             in_domain: float | None = None) -> list[Moment]:
+        """The next frame's final score (its cut signal, its typicality) -> the moments decided now (oldest
+        first)."""
         self._scores.append(score)
-        self._frames.append((index, t, score, caption, cut))
+        self._in_domain = (self._in_domain + [in_domain])[-TRUSTED_WINDOW:]
+        self._frames.append((index, t, score, caption, cut, trusted_flags(self._in_domain)[-1]))
         decided = []
         while len(self._frames) >= self.lookahead + 2:  # [predecessor, candidate, lookahead...]
             decided += self._decide()
-            self._frames.pop(0)
+            self._caption_before = self._frames.pop(0)[3]
         return decided
 
     def finish(self) -> list[Moment]:
@@ -378,25 +412,28 @@ class OnlinePicker:
         decided = []
         while len(self._frames) >= 2:
             decided += self._decide()
-            self._frames.pop(0)
+            self._caption_before = self._frames.pop(0)[3]
         return decided
 
     def _decide(self) -> list[Moment]:
-        before, (index, t, score, caption, cut_signal), ahead = self._frames[0], self._frames[1], self._frames[2:]
+        before, (index, t, score, caption, cut_signal, trusted), ahead = (self._frames[0], self._frames[1],
+                                                                         self._frames[2:])
         cut = cut_signal >= CUT_THRESHOLD and cut_signal >= before[4] and not (ahead and cut_signal <= ahead[0][4])
         peak = (score >= _threshold(np.fromiter(self._scores, dtype=np.float64), self.min_score, self.sensitivity)
-                and score >= before[2] and not (ahead and score <= ahead[0][2]))
+                and score >= before[2] and not (ahead and score <= ahead[0][2]) and trusted)
         if not (cut or peak):
             return []
         last = self._last_given
         if last is not None and t - last.t < self.min_gap and (last.reason == "cut" or not cut) and score <= last.score:
             return []  # a stronger moment close by was given out already (a weaker one cannot hide this one)
-        if not cut and any((other[2] > score or other[4] >= CUT_THRESHOLD) and other[1] - t < self.min_gap
-                           for other in ahead):
+        if not cut and any(((other[2] > score and other[5]) or other[4] >= CUT_THRESHOLD)
+                           and other[1] - t < self.min_gap for other in ahead):
             return []  # a higher peak or a cut is coming within min_gap
         previous_caption = before[3] if before[0] >= 0 else ""
-        moment = Moment(t, float(score), caption, previous_caption, index, _reason(cut_signal, caption,
-                                                                                     previous_caption))
+        reason = _reason(cut_signal, caption, previous_caption)
+        if cut and before[0] >= 0 and _began_before(before[4]):  # a fade: the moment is where it began
+            t, index, previous_caption = before[1], before[0], self._caption_before
+        moment = Moment(t, float(score), caption, previous_caption, index, reason)
         previous, self._last_candidate = self._last_candidate, moment
         if not cut:
             if previous is not None and _came_back(previous, caption) and t - previous.t < 2 * self.min_gap:
@@ -409,11 +446,12 @@ class OnlinePicker:
 
 
 def pick_online(times: list[float], scores: list[float], captions: list[str], min_gap: float,
-                every_n_seconds: float, min_score: float = 0.0, cuts: list[float] | None = None) -> list[Moment]:
+                every_n_seconds: float, min_score: float = 0.0, cuts: list[float] | None = None,
+                in_domain: list[float | None] | None = None) -> list[Moment]:
     """The online picker run over a whole score sequence (to compare it with `find_moments`)."""
     picker = OnlinePicker(min_gap, every_n_seconds, min_score)
     for i, (t, score, caption) in enumerate(zip(times, scores, captions)):
-        picker.push(i, t, score, caption, cuts[i] if cuts else 0.0)
+        picker.push(i, t, score, caption, cuts[i] if cuts else 0.0, in_domain[i] if in_domain else None)
     picker.finish()
     return picker.moments
 

@@ -346,7 +346,8 @@ def pick_moments(frames: list[FrameResult], params: AnalysisParams) -> tuple[lis
     """The moments of an analysed video, with the metric the scorer used."""
     scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
     moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
-                           params.moment_gap, scorer.min_moment_score, cuts=[f.cut for f in frames])
+                           params.moment_gap, scorer.min_moment_score, cuts=[f.cut for f in frames],
+                           in_domain=[f.in_domain for f in frames])
     return moments, scorer.metric
 
 
