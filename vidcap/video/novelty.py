@@ -419,8 +419,8 @@ class OnlinePicker:
         before, (index, t, score, caption, cut_signal, trusted), ahead = (self._frames[0], self._frames[1],
                                                                          self._frames[2:])
         cut = cut_signal >= CUT_THRESHOLD and cut_signal >= before[4] and not (ahead and cut_signal <= ahead[0][4])
-        peak = (score >= _threshold(np.fromiter(self._scores, dtype=np.float64), self.min_score, self.sensitivity)
-                and score >= before[2] and not (ahead and score <= ahead[0][2]) and trusted)
+        threshold = _threshold(np.fromiter(self._scores, dtype=np.float64), self.min_score, self.sensitivity)
+        peak = score >= threshold and score >= before[2] and not (ahead and score <= ahead[0][2]) and trusted
         if not (cut or peak):
             return []
         last = self._last_given
@@ -438,8 +438,10 @@ class OnlinePicker:
         if not cut:
             if previous is not None and _came_back(previous, caption) and t - previous.t < 2 * self.min_gap:
                 return []  # the scene came back
-            if not _same(caption, previous_caption) and any(_same(c[3], previous_caption) for c in ahead):
-                return []  # it is coming back within the look-ahead
+            if not _same(caption, previous_caption) and any(_same(c[3], previous_caption) and c[2] >= threshold
+                                                            for c in ahead):
+                return []  # it is coming back within the look-ahead, as a change of its own (not a caption that
+                # wavers between two words for one scene: the scorer sees no change there)
         self._last_given = moment
         self.moments.append(moment)
         return [moment]
