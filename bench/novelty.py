@@ -3,13 +3,14 @@
     python bench/novelty.py                      # 6 minutes of video per kind (cached in bench/.cache)
     python bench/novelty.py --minutes 2 --ablation
 
-For each kind of generated video (clean, flicker, shake, noise, object-only changes, "still": a parked camera
-on scenes that last 20-60 s, sensor noise on, and "photos": real photographs filmed by a panning and zooming
-camera, joined by cuts and cross-fades, footage the demo model was not trained on) it reports, for the seed scorer
-(the old project's metric), vidcap's robust scorer (as it runs by default; with the online picker that streams;
-and on its captions alone, without the cut signal and the domain check, as before they existed), PySceneDetect's ContentDetector and AdaptiveDetector and TransNetV2 (a learnt shot detector, fed
-every frame of the file) on the same files in the same run: F1 of the moments against the truth (a moment within
-one sample of a change counts, one moment per change), false moments per 10 minutes, and wall time.
+For each kind of generated video (clean, flicker, shake, noise, object-only changes, "still": a parked camera on
+scenes that last 20-60 s, sensor noise on, and "photos": real photographs filmed by a panning and zooming camera,
+joined by cuts and cross-fades, footage the demo model was not trained on) it reports, for the seed scorer (the old
+project's metric), vidcap's robust scorer (as it runs by default; with the online picker that streams; and on its
+captions alone, without the cut signal and the domain check, as before they existed), PySceneDetect's
+ContentDetector and AdaptiveDetector and TransNetV2 (a learnt shot detector, fed every frame of the file) on the
+same files in the same run: F1 of the moments against the truth (a moment within one sample of a change counts, one
+moment per change), false moments per 10 minutes, and wall time.
 
 Every video is captioned twice, as vidcap does by default (a still frame reuses the last caption,
 vidcap/video/stills.py) and with --no-skip (every sample captioned): the robust scorer gets a row for each, the

@@ -260,7 +260,8 @@ def test_the_library_tab_finds_what_was_seen_and_a_click_plays_it(page, files):
     page.click("#search")
     page.wait_for_selector("#search-status p", timeout=60_000)
     page.wait_for_selector("#hits img", timeout=60_000)
-    assert "for " in page.locator("#search-status").inner_text() and query in page.locator("#search-status").inner_text()
+    status = page.locator("#search-status").inner_text()
+    assert "for " in status and query in status
     labels = page.locator("#hits").inner_text()
     assert "scenes.mp4" in labels  # what it found is tested against the truth in test_library.py
     page.locator("#hits img").first.click()

@@ -6,10 +6,10 @@ Two signals, both cheap at query time:
   Words it uses interchangeably get nearly the same row ("disc" and "circle", "block" and "square": cosine 0.93
   in the demo model), so a synonym the model uses still finds the right stretch.
 
-A stretch's score is the mean, over the query's content words, of its best match among the stretch's words
-(1 for the word itself or its plural, the cosine for a synonym at or above SYNONYM, else 0): every query word
-counts, and a stretch that names all of them ranks first. Ties go to BM25, then to the longer stretch. Adjacent stretches of
-one video with the same score are one hit.
+A stretch's score is the mean, over the query's content words, of its best match among the stretch's words (1 for
+the word itself or its plural, the cosine for a synonym at or above SYNONYM, else 0): every query word counts, and a
+stretch that names all of them ranks first. Ties go to BM25, then to the longer stretch. Adjacent stretches of one
+video with the same score are one hit.
 """
 
 from __future__ import annotations

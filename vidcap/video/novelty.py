@@ -306,14 +306,15 @@ def find_moments(times: list[float], scores: list[float], captions: list[str], m
                  min_score: float = 0.0, sensitivity: float = 5.0, cuts: list[float] | None = None,
                  in_domain: list[float | None] | None = None) -> list[Moment]:
     """Peaks above an adaptive threshold (median + sensitivity * robust spread of the scores, and never below
-    min_score), and cuts (peaks of the cut signal at or above CUT_THRESHOLD: a pixel-level change that a model
-    which does not know the footage may miss), at least min_gap seconds apart (a cut first, else the higher peak
-    wins). When the caption changed (A -> B) and changes back (B -> A) within twice min_gap, the scene came back:
-    both are dropped (not cuts: the captions of footage the model does not know say little). A peak whose caption
-    did not change stays: the scorer's region features saw what the caption left out (one object of three
-    changing its shape). Where the footage is outside the model's domain (`trusted_flags` of `in_domain`, the
-    frames' typicality), only cuts are moments: its captions and features say little there. A cut whose previous sample already shows part of the change (a fade) is placed at that
-    sample, where the transition began. Each moment says why it was found (`reason`)."""
+    min_score), and cuts (peaks of the cut signal at or above CUT_THRESHOLD: a pixel-level change that a model which
+    does not know the footage may miss), at least min_gap seconds apart (a cut first, else the higher peak wins).
+    When the caption changed (A -> B) and changes back (B -> A) within twice min_gap, the scene came back: both are
+    dropped (not cuts: the captions of footage the model does not know say little). A peak whose caption did not
+    change stays: the scorer's region features saw what the caption left out (one object of three changing its
+    shape). Where the footage is outside the model's domain (`trusted_flags` of `in_domain`, the frames'
+    typicality), only cuts are moments: its captions and features say little there. A cut whose previous sample
+    already shows part of the change (a fade) is placed at that sample, where the transition began. Each moment says
+    why it was found (`reason`)."""
     if not scores:
         return []
     s = np.asarray(scores, dtype=np.float64)
@@ -375,8 +376,11 @@ class OnlinePicker:
     - Of peaks closer than min_gap a cut, else the higher, wins, looking as far ahead as the look-ahead allows
       (min_gap, but at most max_lookahead samples); a moment already given out is never taken back, so a higher
       peak or a cut that comes later within min_gap is given out too (the whole-video picker would keep one).
-    - A caption change undone within the look-ahead (A -> B -> A) is no moment, nor is its return; a return
-      that comes later than that drops only the return (the first change has been given out). Cuts are exempt.
+    - A caption change undone within the look-ahead (A -> B -> A, the return itself a peak-sized score) is no
+      moment, nor is its return; a return that comes later than that drops only the return (the first change has
+      been given out). Cuts are exempt.
+    - As in `find_moments`: where the footage is outside the model's domain only cuts are moments, and a fade's
+      moment is placed where it began.
     Each moment is decided `lookahead` samples after its frame's score (plus the scorer's own look-ahead)."""
 
     def __init__(self, min_gap: float, every_n_seconds: float, min_score: float = 0.0, sensitivity: float = 5.0,
@@ -384,8 +388,8 @@ class OnlinePicker:
         self.min_gap, self.min_score, self.sensitivity = min_gap, min_score, sensitivity
         self.lookahead = max(1, min(max_lookahead, math.ceil(min_gap / every_n_seconds - 1e-9)))
         self._scores: deque[float] = deque(maxlen=history)
-        # (index, t, score, caption, cut, trusted): the decided frame before the undecided ones, then those; at first, a
-        # placeholder before the first frame
+        # (index, t, score, caption, cut, trusted): the decided frame before the undecided ones, then those; at
+        # first, a placeholder before the first frame
         self._frames: list[tuple[int, float, float, str, float, bool]] = [
             (-1, float("-inf"), float("-inf"), "", 0.0, True)]
         self._last_candidate: Moment | None = None  # the latest peak, given out or not (for the came-back rule)
