@@ -147,7 +147,10 @@ def test_after_ctrl_c_the_same_command_continues_where_it_stopped(tmp_path):
                     size=(320, 180))
     db = tmp_path / "library.db"
     args = [*VIDCAP, "index", str(folder), "--index", str(db), "--every", "0.25", "--no-progress"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    # Ctrl-C as a terminal sends it. A test runner started in the background of a non-interactive shell runs with
+    # SIGINT ignored, and its children inherit that (Python then installs no KeyboardInterrupt handler): restore it.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and _indexed(db) < 1:
