@@ -151,5 +151,13 @@ def analyse_video(path: Path, captioner, params, on_start=None, on_frame=None) -
     analysis = analyze(path, captioner, params, on_frame=on_frame, on_start=on_start)
     frames = [(f.index, f.t, f.caption, f.score, int(f.reused), f.in_domain, f.cut) for f in analysis.frames]
     moments = [(m.t, m.score, m.reason, m.caption, m.previous_caption) for m in analysis.moments]
-    stretches = [(c.start, c.end, c.text) for c in caption_stretches(analysis)]
+    stretches = [(c.start, c.end, c.text, _other_words(analysis.frames, c)) for c in caption_stretches(analysis)]
     return frames, moments, stretches, analysis.duration
+
+
+def _other_words(frames, cue) -> str:
+    """The words the beam's other captions used over a stretch and its best caption did not: another way the
+    model would have said it ("on the sea" where the caption says "floating on water"), for search."""
+    said = set(cue.text.split())
+    words = dict.fromkeys(w for f in frames if cue.start <= f.t < cue.end for a in f.alternatives for w in a.split())
+    return " ".join(w for w in words if w not in said)

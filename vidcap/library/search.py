@@ -1,7 +1,9 @@
 """`vidcap search`: ranked caption stretches across the library for a text query.
 
 Two signals, both cheap at query time:
-- full text: SQLite FTS5 (BM25) finds the candidate stretches that contain a query word or one of its synonyms;
+- full text: SQLite FTS5 (BM25) finds the candidate stretches that contain a query word or one of its synonyms,
+  in their caption or in the other captions of the beam over the stretch (another way the model would have said
+  it: "on the sea" where the caption says "floating on water"; such a word counts ALSO);
 - the model's own word embeddings: the rows of its output layer (the vectors it scores each next word with).
   Words it uses interchangeably get nearly the same row ("disc" and "circle", "block" and "square": cosine 0.93
   in the demo model), so a synonym the model uses still finds the right stretch.
@@ -27,6 +29,7 @@ MAX_QUERY_CHARS = 500
 DEFAULT_TOP, MAX_TOP = 10, 100  # hits per answer
 SYNONYM = 0.8  # cosine between output word embeddings at or above which two words are one to search
 CANDIDATES = 5000  # stretches read from the full-text index per query, best BM25 first
+ALSO = 0.9  # a word only the beam's other captions used counts this much: the best caption is the model's choice
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,12 @@ def search(library: Library, query: str, top: int = DEFAULT_TOP) -> list[Hit]:
         matcher = _Matcher(words, library.model_vectors(key))
         terms = " OR ".join(f'"{t}"' for t in matcher.terms())
         rows = library.db.execute(
-            "SELECT s.video_id, v.path, s.start, s.end, s.caption, bm25(stretch_text) FROM stretch_text "
+            "SELECT s.video_id, v.path, s.start, s.end, s.caption, s.also, bm25(stretch_text) FROM stretch_text "
             "JOIN stretches s ON s.id = stretch_text.rowid JOIN videos v ON v.id = s.video_id "
             "WHERE stretch_text MATCH ? AND v.status = 'indexed' AND v.model_key = ? ORDER BY bm25(stretch_text) "
             "LIMIT ?", (terms, key, CANDIDATES)).fetchall()
-        for video_id, path, start, end, caption, bm25 in rows:
-            score = matcher.score(caption)
+        for video_id, path, start, end, caption, also, bm25 in rows:
+            score = matcher.score(caption, also)
             if score > 0:
                 scored.append((score, bm25, start, video_id, start, end, caption, path))
     return _merge_adjacent(scored)[:top]
@@ -104,9 +107,11 @@ class _Matcher:
     def terms(self) -> list[str]:
         return sorted({t for similar in self.similar.values() for t in similar})
 
-    def score(self, caption: str) -> float:
-        present = {self.singular(w) for w in caption.split()}
-        return sum(max((s for t, s in self.similar[w].items() if t in present), default=0.0)
+    def score(self, caption: str, also: str = "") -> float:
+        said = {self.singular(w) for w in caption.split()}
+        other = {self.singular(w) for w in also.split()} - said
+        return sum(max([s for t, s in self.similar[w].items() if t in said]
+                       + [ALSO * s for t, s in self.similar[w].items() if t in other], default=0.0)
                    for w in self.words) / len(self.words)
 
 

@@ -51,10 +51,11 @@ CREATE TABLE IF NOT EXISTS moments (
 CREATE TABLE IF NOT EXISTS stretches (
     id INTEGER PRIMARY KEY,
     video_id INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
-    start REAL NOT NULL, end REAL NOT NULL, caption TEXT NOT NULL
+    start REAL NOT NULL, end REAL NOT NULL, caption TEXT NOT NULL,
+    also TEXT NOT NULL DEFAULT ''  -- the words of the other beams' captions over the stretch, once each
 );
 CREATE INDEX IF NOT EXISTS stretches_by_video ON stretches(video_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS stretch_text USING fts5(caption, content='stretches', content_rowid='id',
+CREATE VIRTUAL TABLE IF NOT EXISTS stretch_text USING fts5(caption, also, content='stretches', content_rowid='id',
                                                            tokenize='porter unicode61');  -- "blocks" finds "block"
 """
 
@@ -150,26 +151,27 @@ class Library:
             return self.db.execute("SELECT id FROM videos WHERE path = ?", (path,)).fetchone()[0]
 
     def store_analysis(self, video_id: int, frames: list[tuple], moments: list[tuple],
-                       stretches: list[tuple[float, float, str]], duration: float) -> None:
+                       stretches: list[tuple[float, float, str, str]], duration: float) -> None:
         """Replace a video's results with these, and mark it indexed: all in one transaction."""
         with self.transaction():
             self._forget_results(video_id)
             self.db.executemany("INSERT INTO frames VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                 [(video_id, *f) for f in frames])
             self.db.executemany("INSERT INTO moments VALUES (?, ?, ?, ?, ?, ?)", [(video_id, *m) for m in moments])
-            for start, end, caption in stretches:
-                rowid = self.db.execute("INSERT INTO stretches (video_id, start, end, caption) VALUES (?, ?, ?, ?)",
-                                        (video_id, start, end, caption)).lastrowid
-                self.db.execute("INSERT INTO stretch_text (rowid, caption) VALUES (?, ?)", (rowid, caption))
+            for start, end, caption, also in stretches:
+                rowid = self.db.execute("INSERT INTO stretches (video_id, start, end, caption, also) VALUES "
+                                        "(?, ?, ?, ?, ?)", (video_id, start, end, caption, also)).lastrowid
+                self.db.execute("INSERT INTO stretch_text (rowid, caption, also) VALUES (?, ?, ?)",
+                                (rowid, caption, also))
             self.db.execute("UPDATE videos SET status = 'indexed', error = NULL, duration = ?, frames = ?, "
                             "moments = ?, updated = ? WHERE id = ?",
                             (duration, len(frames), len(moments), time.time(), video_id))
 
     def _forget_results(self, video_id: int) -> None:
-        for rowid, caption in self.db.execute("SELECT id, caption FROM stretches WHERE video_id = ?",
-                                              (video_id,)).fetchall():
-            self.db.execute("INSERT INTO stretch_text (stretch_text, rowid, caption) VALUES ('delete', ?, ?)",
-                            (rowid, caption))
+        for rowid, caption, also in self.db.execute("SELECT id, caption, also FROM stretches WHERE video_id = ?",
+                                                    (video_id,)).fetchall():
+            self.db.execute("INSERT INTO stretch_text (stretch_text, rowid, caption, also) VALUES ('delete', ?, ?, ?)",
+                            (rowid, caption, also))
         for table in ("frames", "moments", "stretches"):
             self.db.execute(f"DELETE FROM {table} WHERE video_id = ?", (video_id,))
 
