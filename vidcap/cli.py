@@ -337,14 +337,14 @@ def _run_index(args: argparse.Namespace) -> int:
         indexer.mark_missing(report)
         todo = []
         for path in files:
-            done = indexer.is_current(path)
-            if done == "indexed":
-                report.skipped.append(str(path))
-            elif done == "failed":
-                report.failed.append((str(path), f"{indexer.failure(path)} (as before: not tried again until the "
-                                                  f"file changes)"))
-            else:
+            earlier = indexer.done_before(path)
+            if earlier is None:
                 todo.append(path)
+            elif earlier.status == "indexed":
+                report.skipped.append(str(path))
+            else:
+                report.failed.append((str(path), f"{earlier.error} (as before: not tried again until the file "
+                                                  f"changes)"))
         files_bar = tqdm(total=len(files), initial=len(files) - len(todo), unit="video", disable=args.no_progress,
                          file=sys.stderr, position=0)
         try:
@@ -409,21 +409,18 @@ def _run_search(args: argparse.Namespace) -> int:
 
     from vidcap.library.search import search
     from vidcap.library.store import Library
+    from vidcap.video.subtitles import clock
 
     with Library.open(args.index, create=False) as library:
         hits = search(library, args.query, args.top)
     if args.json:
         print(json.dumps([asdict(h) for h in hits], indent=1))
-    elif not hits:
+        return 0
+    for h in hits:
+        print(f"{h.score:.2f}  {h.path}  {clock(h.start)}-{clock(h.end)}  {h.caption}")
+    if not hits:
         print(f"no hits for {args.query!r}")
-    for h in [] if args.json else hits:
-        print(f"{h.score:.2f}  {h.path}  {_clock(h.start)}-{_clock(h.end)}  {h.caption}")
     return 0
-
-
-def _clock(t: float) -> str:
-    minutes, seconds = divmod(int(t), 60)
-    return f"{minutes:02d}:{seconds:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 def _add_synth_video(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,8 @@ from typing import BinaryIO
 
 from vidcap.errors import InputError
 
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")  # what the frame sources open, by name
+
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write via a temporary file in the same folder and rename, so no half-written output is left behind. The

@@ -45,7 +45,7 @@ from vidcap.domain import DomainSummary  # noqa: E402
 from vidcap.images import load_image  # noqa: E402
 from vidcap.limits import DEFAULT_LIMITS  # noqa: E402
 from vidcap.video import report, subtitles  # noqa: E402
-from vidcap.video.frames import VIDEO_SUFFIXES  # noqa: E402
+from vidcap.fileio import VIDEO_SUFFIXES  # noqa: E402
 from vidcap.video.novelty import METRICS, SCORERS, Moment  # noqa: E402
 from vidcap.video.pipeline import Analysis, FrameResult  # noqa: E402
 from vidcap.library.search import MAX_TOP  # noqa: E402

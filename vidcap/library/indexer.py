@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from vidcap.errors import InputError
-from vidcap.library.store import Library
-from vidcap.video.frames import VIDEO_SUFFIXES
+from vidcap.library.store import Library, VideoRecord
+from vidcap.fileio import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +95,20 @@ class Indexer:
                 self.library.mark(record.path, "missing")
                 report.missing.append(record.path)
 
-    def is_current(self, path: Path) -> str | None:
-        """Done already with this content, these parameters and this model? -> "indexed" or "failed" (a file that
-        could not be read is not tried again until it changes), else None."""
+    def done_before(self, path: Path) -> VideoRecord | None:
+        """The video's record if it was done already with this content, these parameters and this model: indexed,
+        or failed (a file that could not be read is not tried again until it changes); else None."""
         record = self.library.video(str(path))
         if record is None or record.status not in ("indexed", "failed") or (record.settings, record.model_key) != (
                 self.settings, self.model_key):
             return None
         stat = path.stat()
         if (record.size, record.mtime) == (stat.st_size, stat.st_mtime):
-            return record.status
+            return record
         if record.fingerprint == fingerprint(path):  # touched or copied back, same content
             self.library.mark(str(path), record.status, error=record.error, size=stat.st_size, mtime=stat.st_mtime)
-            return record.status
+            return record
         return None
-
-    def failure(self, path: Path) -> str:
-        record = self.library.video(str(path))
-        return record.error if record and record.error else "failed"
 
     def index(self, path: Path, on_start: Callable[[float, int], None] | None = None,
               on_frame: Callable[[object], None] | None = None) -> str | None:

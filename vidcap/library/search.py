@@ -73,7 +73,7 @@ def search(library: Library, query: str, top: int = DEFAULT_TOP) -> list[Hit]:
     words = query_words(query)
     if top < 1:
         raise InputError("--top must be at least 1")
-    scored: list[tuple[float, float, float, int, float, float, str, str]] = []
+    scored: list[_Candidate] = []
     for (key,) in library.db.execute("SELECT DISTINCT model_key FROM videos WHERE status = 'indexed'").fetchall():
         matcher = _Matcher(words, library.model_vectors(key))
         terms = " OR ".join(f'"{t}"' for t in matcher.terms())
@@ -85,24 +85,40 @@ def search(library: Library, query: str, top: int = DEFAULT_TOP) -> list[Hit]:
         for video_id, path, start, end, caption, also, bm25 in rows:
             score = matcher.score(caption, also)
             if score > 0:
-                scored.append((score, bm25, start, video_id, start, end, caption, path))
+                scored.append(_Candidate(video_id, path, start, end, caption, score, bm25))
     return _merge_adjacent(scored)[:top]
 
 
+@dataclass
+class _Candidate:
+    video_id: int
+    path: str
+    start: float
+    end: float
+    caption: str  # of its longest part, once adjacent stretches are joined
+    score: float
+    bm25: float  # lower is better
+    longest: float = 0.0  # the length of the part the caption comes from
+
+    def __post_init__(self):
+        self.longest = self.longest or self.end - self.start
+
+
 class _Matcher:
+    """The query's content words, each with the words of the model that count for it (itself 1.0, synonyms their
+    cosine)."""
+
     def __init__(self, words: list[str], model: tuple[list[str], np.ndarray] | None):
-        vocabulary = set(model[0]) if model is not None else set()
-        self.singular = lambda word: _singular(word, vocabulary)
+        vocabulary, vectors = model if model is not None else ([], np.zeros((0, 1), dtype=np.float32))
+        index = {w: i for i, w in enumerate(vocabulary)}
+        self.singular = lambda word: _singular(word, index)
         self.words = [self.singular(w) for w in words]
         self.similar: dict[str, dict[str, float]] = {w: {w: 1.0} for w in self.words}
-        if model is not None:
-            vocabulary, vectors = model
-            index = {w: i for i, w in enumerate(vocabulary)}
-            for w in self.words:
-                if w in index:
-                    cosine = vectors @ vectors[index[w]]
-                    self.similar[w].update({vocabulary[i]: float(cosine[i]) for i in np.flatnonzero(cosine >= SYNONYM)
-                                            if vocabulary[i].isalnum()})
+        for w in self.words:
+            if w in index:
+                cosine = vectors @ vectors[index[w]]
+                self.similar[w].update({vocabulary[i]: float(cosine[i]) for i in np.flatnonzero(cosine >= SYNONYM)
+                                        if vocabulary[i].isalnum()})
 
     def terms(self) -> list[str]:
         return sorted({t for similar in self.similar.values() for t in similar})
@@ -115,7 +131,7 @@ class _Matcher:
                    for w in self.words) / len(self.words)
 
 
-def _singular(word: str, vocabulary: set[str]) -> str:
+def _singular(word: str, vocabulary) -> str:
     """"blocks" -> "block", "crosses" -> "cross" where the singular is a word of the model; else the word."""
     for ending in ("es", "s"):
         if word.endswith(ending) and word[: -len(ending)] in vocabulary:
@@ -123,18 +139,17 @@ def _singular(word: str, vocabulary: set[str]) -> str:
     return word
 
 
-def _merge_adjacent(scored: list[tuple]) -> list[Hit]:
-    """Rank, then join stretches of one video that touch and score the same (the caption said it in other words
-    for a while) into one hit with the caption of the longest part."""
-    by_place = sorted(scored, key=lambda r: (r[3], r[4]))
-    merged: list[list] = []
-    for score, bm25, _, video_id, start, end, caption, path in by_place:
+def _merge_adjacent(scored: list[_Candidate]) -> list[Hit]:
+    """Join stretches of one video that touch and score the same (the caption said it in other words for a while)
+    into one hit with the caption of the longest part, then rank."""
+    merged: list[_Candidate] = []
+    for c in sorted(scored, key=lambda c: (c.video_id, c.start)):
         last = merged[-1] if merged else None
-        if last and last[3] == video_id and abs(last[5] - start) < 1e-6 and abs(last[0] - score) < 1e-9:
-            if end - start > last[8]:
-                last[6], last[8] = caption, end - start
-            last[5], last[1] = end, min(last[1], bm25)
+        if last and last.video_id == c.video_id and abs(last.end - c.start) < 1e-6 and abs(last.score - c.score) < 1e-9:
+            if c.longest > last.longest:
+                last.caption, last.longest = c.caption, c.longest
+            last.end, last.bm25 = c.end, min(last.bm25, c.bm25)
         else:
-            merged.append([score, bm25, start, video_id, start, end, caption, path, end - start])
-    merged.sort(key=lambda r: (-r[0], r[1], -(r[5] - r[4]), r[7], r[4]))
-    return [Hit(r[7], r[4], r[5], r[6], round(r[0], 4)) for r in merged]
+            merged.append(c)
+    merged.sort(key=lambda c: (-c.score, c.bm25, -(c.end - c.start), c.path, c.start))
+    return [Hit(c.path, c.start, c.end, c.caption, round(c.score, 4)) for c in merged]

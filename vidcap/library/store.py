@@ -7,9 +7,11 @@ marked as still to do, never half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +115,22 @@ class Library:
     def close(self) -> None:
         self.db.close()
 
-    def transaction(self) -> "_Transaction":
-        return _Transaction(self)
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception); a lock held elsewhere past the wait is an
+        InputError that says so."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _database_error(exc, self.path, self.wait) from None
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise _database_error(exc, self.path, self.wait) from None
+            raise
 
     # -- models --
 
@@ -136,9 +152,8 @@ class Library:
         row = self.db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos WHERE path = ?", (path,)).fetchone()
         return VideoRecord(*row) if row else None
 
-    def videos(self, status: str | None = None) -> list[VideoRecord]:
-        query = f"SELECT {_VIDEO_COLUMNS} FROM videos" + (" WHERE status = ?" if status else "") + " ORDER BY path"
-        return [VideoRecord(*row) for row in self.db.execute(query, (status,) if status else ())]
+    def videos(self) -> list[VideoRecord]:
+        return [VideoRecord(*row) for row in self.db.execute(f"SELECT {_VIDEO_COLUMNS} FROM videos ORDER BY path")]
 
     def mark(self, path: str, status: str, error: str | None = None, **seen) -> int:
         """Create or update a video's row with its status (and size/mtime/fingerprint/settings/model_key)."""
@@ -180,30 +195,6 @@ class Library:
 
 
 _VIDEO_COLUMNS = "id, path, size, mtime, fingerprint, settings, model_key, status, error, duration, frames, moments"
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception); a lock held elsewhere past the wait is an InputError
-    that says so."""
-
-    def __init__(self, library: Library):
-        self.library = library
-
-    def __enter__(self) -> None:
-        try:
-            self.library.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise _database_error(exc, self.library.path, self.library.wait) from None
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            try:
-                self.library.db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self.library.db.execute("ROLLBACK")
-                raise _database_error(exc, self.library.path, self.library.wait) from None
-        else:
-            self.library.db.execute("ROLLBACK")
 
 
 def _database_error(exc: sqlite3.OperationalError, path: Path, wait: float) -> InputError:

@@ -22,7 +22,6 @@ from vidcap.fileio import require_file
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 
 
 class VideoOpenError(InputError):

@@ -152,10 +152,9 @@ class RobustScorer(NoveltyScorer):
         self.regions_top_k = regions_top_k
         self.content_only, self.use_beams, self.visual_weight, self.nearest = content_only, use_beams, visual_weight, nearest
         self.lookahead = 1 if persistence else 0
-        self._past: deque[tuple[np.ndarray, np.ndarray | None]] = deque(maxlen=window)
-        self._pending: deque[tuple[tuple[np.ndarray, np.ndarray | None], list]] = deque()
-        self._past_colours: deque[np.ndarray | None] = deque(maxlen=window)
-        self._pending_colours: deque[tuple[np.ndarray | None, list]] = deque()
+        # A frame as the scorer keeps it: (its description: text and visual vectors, its colour histogram).
+        self._past: deque[tuple[tuple, np.ndarray | None]] = deque(maxlen=window)
+        self._pending: deque[tuple[tuple, np.ndarray | None, list]] = deque()  # (description, colours, its past)
         self._cuts: dict[int, float] = {}
         self._n_done = 0
 
@@ -183,10 +182,8 @@ class RobustScorer(NoveltyScorer):
 
     def push(self, frame: CaptionedFrame) -> list[tuple[int, float]]:
         description = self._describe(frame)
-        self._pending.append((description, list(self._past)))
-        self._past.append(description)
-        self._pending_colours.append((frame.colours, list(self._past_colours)))
-        self._past_colours.append(frame.colours)
+        self._pending.append((description, frame.colours, list(self._past)))
+        self._past.append((description, frame.colours))
         return self._drain(final=False)
 
     def cut_of(self, index: int) -> float:
@@ -198,15 +195,13 @@ class RobustScorer(NoveltyScorer):
     def _drain(self, final: bool) -> list[tuple[int, float]]:
         out = []
         while len(self._pending) > self.lookahead or (final and self._pending):
-            description, past = self._pending[0]
-            score = self._novelty(description, past)
-            colours, past_colours = self._pending_colours[0]
+            description, colours, past = self._pending.popleft()
+            past_descriptions, past_colours = [p[0] for p in past], [p[1] for p in past]
+            score = self._novelty(description, past_descriptions)
             cut = _colour_novelty(colours, past_colours)
-            if self.lookahead and len(self._pending) > 1:
-                score = min(score, self._novelty(self._pending[1][0], past))  # does the change persist?
-                cut = min(cut, _colour_novelty(self._pending_colours[1][0], past_colours))
-            self._pending.popleft()
-            self._pending_colours.popleft()
+            if self.lookahead and self._pending:  # does the change persist in the next frame?
+                score = min(score, self._novelty(self._pending[0][0], past_descriptions))
+                cut = min(cut, _colour_novelty(self._pending[0][1], past_colours))
             self._cuts[self._n_done] = cut
             out.append((self._n_done, score))
             self._n_done += 1
@@ -288,18 +283,26 @@ CUT_THRESHOLD = 0.45  # colour novelty (Hellinger, 0..1) at or above which a fra
 TRUSTED_WINDOW = 30  # samples: where most of the last this many are outside the model's domain, captions mean little
 
 
-def trusted_flags(in_domain: list[float | None]) -> list[bool]:
-    """Per sample: can its caption be trusted to mark a change? No where more than UNTRUSTED_SHARE of the last
+class _Trust:
+    """Can a sample's caption be trusted to mark a change? No where more than UNTRUSTED_SHARE of the last
     TRUSTED_WINDOW samples (itself included) are outside the model's domain (vidcap/domain.py); unknown counts as
-    inside. Causal, so the online picker decides the same."""
-    from vidcap.domain import OUT_OF_DOMAIN, UNTRUSTED_SHARE
+    inside. Causal: both pickers feed it sample by sample."""
 
-    outside = [t is not None and t < OUT_OF_DOMAIN for t in in_domain]
-    flags, recent = [], deque(maxlen=TRUSTED_WINDOW)
-    for out in outside:
-        recent.append(out)
-        flags.append(sum(recent) <= UNTRUSTED_SHARE * len(recent))
-    return flags
+    def __init__(self):
+        from vidcap.domain import OUT_OF_DOMAIN, UNTRUSTED_SHARE  # not at import: vidcap.domain imports torch
+
+        self._limit, self._share = OUT_OF_DOMAIN, UNTRUSTED_SHARE
+        self._outside: deque[bool] = deque(maxlen=TRUSTED_WINDOW)
+
+    def push(self, in_domain: float | None) -> bool:
+        self._outside.append(in_domain is not None and in_domain < self._limit)
+        return sum(self._outside) <= self._share * len(self._outside)
+
+
+def trusted_flags(in_domain: list[float | None]) -> list[bool]:
+    """`_Trust` over a whole sequence."""
+    trust = _Trust()
+    return [trust.push(t) for t in in_domain]
 
 
 def find_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
@@ -394,7 +397,7 @@ class OnlinePicker:
             (-1, float("-inf"), float("-inf"), "", 0.0, True)]
         self._last_candidate: Moment | None = None  # the latest peak, given out or not (for the came-back rule)
         self._caption_before = ""  # the caption of the frame before the decided one (where a fade began)
-        self._in_domain: list[float | None] = []  # the last TRUSTED_WINDOW typicalities
+        self._trust = _Trust()
         self._last_given: Moment | None = None
         self.moments: list[Moment] = []  # every moment given out so far
 
@@ -403,8 +406,7 @@ class OnlinePicker:
         """The next frame's final score (its cut signal, its typicality) -> the moments decided now (oldest
         first)."""
         self._scores.append(score)
-        self._in_domain = (self._in_domain + [in_domain])[-TRUSTED_WINDOW:]
-        self._frames.append((index, t, score, caption, cut, trusted_flags(self._in_domain)[-1]))
+        self._frames.append((index, t, score, caption, cut, self._trust.push(in_domain)))
         decided = []
         while len(self._frames) >= self.lookahead + 2:  # [predecessor, candidate, lookahead...]
             decided += self._decide()

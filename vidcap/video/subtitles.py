@@ -12,8 +12,10 @@ Everything here is plain text from an `Analysis`'s frames and moments: no model,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from vidcap.video.pipeline import Analysis
+if TYPE_CHECKING:  # annotations only: `vidcap search` formats times from here without importing torch
+    from vidcap.video.pipeline import Analysis
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def to_ffmetadata(cues: list[Cue]) -> str:
 def to_chapter_list(cues: list[Cue]) -> str:
     """'00:00 caption' lines, as video sites read chapters from a description (hours only when needed)."""
     hours = bool(cues) and cues[-1].start >= 3600
-    return "".join(f"{_short_clock(c.start, hours)} {_one_line(c.text)}\n" for c in cues)
+    return "".join(f"{clock(c.start, hours)} {_one_line(c.text)}\n" for c in cues)
 
 
 def _clock(t: float, decimal: str) -> str:
@@ -103,7 +105,9 @@ def _clock(t: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}{decimal}{ms:03d}"
 
 
-def _short_clock(t: float, hours: bool) -> str:
+def clock(t: float, hours: bool | None = None) -> str:
+    """"mm:ss", or "h:mm:ss" (by default where t is an hour or more)."""
+    hours = t >= 3600 if hours is None else hours
     whole = int(max(t, 0.0))
     h, rest = divmod(whole, 3600)
     m, s = divmod(rest, 60)
