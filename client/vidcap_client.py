@@ -4,6 +4,9 @@
     python client/vidcap_client.py analyze video.mp4 --every 1        # live per-frame output, then the moments
     python client/vidcap_client.py analyze --path clips/a.mp4          # a file in the server's media folder
     python client/vidcap_client.py search "red star on grass"         # the server's library (vidcap index)
+    python client/vidcap_client.py job submit video.mp4 --every 1     # analysed on the server; prints the id
+    python client/vidcap_client.py job watch ID                       # progress, frames, moments until it ends
+    python client/vidcap_client.py job list | get ID | cancel ID | export ID vtt > captions.vtt
 """
 
 from __future__ import annotations
@@ -46,6 +49,42 @@ def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:
                 print(f"# warning: {s.domain_warning}")
 
 
+def _print_job(job: pb.Job) -> None:
+    progress = f"{job.frames}/{job.expected_frames or '?'} frames"
+    eta = f", about {job.eta_seconds:.0f} s left" if job.HasField("eta_seconds") and job.state == "running" else ""
+    error = f": {job.error}" if job.error else ""
+    print(f"{job.id}  {job.state:<9}  {progress}{eta}  {job.name}{error}", flush=True)
+
+
+def _job_command(client: VidcapClient, args: argparse.Namespace, params: dict) -> int:
+    if args.job_command == "submit":
+        job = client.submit_job_path(args.video, **params) if args.path else client.submit_job_file(args.video,
+                                                                                                    **params)
+        _print_job(job)
+    elif args.job_command == "list":
+        for job in client.jobs(args.state, args.limit):
+            _print_job(job)
+    elif args.job_command == "get":
+        _print_job(client.job(args.id))
+    elif args.job_command == "cancel":
+        _print_job(client.cancel_job(args.id))
+    elif args.job_command == "export":
+        print(client.export_job(args.id, args.format).text, end="")
+    else:  # watch
+        shown = None
+        for event in client.watch_job(args.id):
+            kind = event.WhichOneof("kind")
+            if kind == "job" and event.job.state != shown:
+                shown = event.job.state
+                _print_job(event.job)
+            elif kind != "job":
+                _print_stream([pb.AnalyzeVideoResponse(**{kind: getattr(event, kind)})])
+        job = client.job(args.id)
+        _print_job(job)
+        return 0 if job.state == "done" else 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Client for the vidcap gRPC service.")
     p.add_argument("--server", default="127.0.0.1:50051")
@@ -66,6 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("search", help="search the server's library (videos indexed by vidcap index)")
     s.add_argument("query")
     s.add_argument("--top", type=int, default=0, help="hits (default: the server's, 10)")
+    j = sub.add_parser("job", help="jobs: videos analysed on the server, kept there, watched and exported later")
+    jobs = j.add_subparsers(dest="job_command", required=True)
+    js = jobs.add_parser("submit", help="submit a video (uploaded, or --path in the server's media folder)")
+    js.add_argument("video")
+    js.add_argument("--path", action="store_true", help="VIDEO is a path in the server's media folder")
+    for name, default, kind in (("--every", 0.0, float), ("--window", 0, int), ("--metric", "", str),
+                                ("--scorer", "", str)):
+        js.add_argument(name, default=default, type=kind)
+    js.add_argument("--no-skip", action="store_true")
+    jl = jobs.add_parser("list", help="the server's jobs, newest first")
+    jl.add_argument("--state", default="", help="queued, running, done, failed or cancelled")
+    jl.add_argument("--limit", type=int, default=0)
+    for name, what in (("get", "a job's progress"), ("cancel", "cancel a job (its results so far are kept)"),
+                       ("watch", "progress, frames and moments until the job ends")):
+        jobs.add_parser(name, help=what).add_argument("id")
+    je = jobs.add_parser("export", help="subtitles or chapters of a job's results, to standard output")
+    je.add_argument("id")
+    je.add_argument("format", choices=["vtt", "srt", "chapters", "chapters-vtt", "chapter-list"])
     args = p.parse_args(argv)
     try:
         key = Path(args.api_key_file).read_text().strip() if args.api_key_file else os.environ.get("VIDCAP_API_KEY")
@@ -81,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                 if not hits:
                     print(f"no hits for {args.query!r}")
                 return 0
+            if args.command == "job":
+                params = {}
+                if args.job_command == "submit":
+                    params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric,
+                                  scorer=args.scorer, no_skip=args.no_skip)
+                return _job_command(client, args, params)
             params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric, scorer=args.scorer,
                           no_skip=args.no_skip)
             if args.path:

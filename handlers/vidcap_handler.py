@@ -6,7 +6,9 @@
   ..., "scorer": ..., "beam": ...}`, the path inside the media folder shared with the worker, `$VIDCAP_MEDIA_DIR`)
   are decoded inside the worker and answered with one streamed JSON line per sampled frame, so a GPU worker keeps
   frames on the GPU from decode to caption; the last line is `{"done": true, ...}`. A file named after the job in
-  the media folder's `.cancel/` stops it (the client went away).
+  the media folder's `.cancel/` stops it (the client went away). With `"samples": true` each captioned sample
+  comes too (`{"sample": ...}`), and `"resume"` continues a stopped analysis from such samples
+  (vidcap/video/resume.py): how the server's jobs continue after a restart without captioning anything twice.
 - Parameters and sizes are checked against the limits in the archive's model-config.yaml (`handler: limits:`),
   the same `vidcap.limits.Limits` the gRPC service and the HTTP API check, since TorchServe can be called directly.
 
@@ -31,7 +33,7 @@ from vidcap.images import load_image
 from vidcap.limits import Limits
 from vidcap.serving.hosts import CANCEL_FOLDER
 from vidcap.video.pipeline import analyze_frames
-from vidcap.wire import analysis_params, frame_to_json
+from vidcap.wire import analysis_params, frame_to_json, resume_from_json, sample_to_json
 
 log = logging.getLogger("vidcap.handler")
 
@@ -94,8 +96,13 @@ class VidcapHandler(BaseHandler):
             send(json.dumps({"started": {"duration": duration, "expected_frames": expected, "trained_on": trained_on}})
                  + "\n", "started")
 
+        def sample(captioned) -> None:  # kept by the caller, so that its job can continue after a restart
+            send(json.dumps({"sample": sample_to_json(captioned)}) + "\n", "sample")
+
+        resume = resume_from_json(request["resume"]) if request.get("resume") is not None else None
         count = 0
-        results = analyze_frames(path, self.captioner, params, on_start=started, limits=self.limits)
+        results = analyze_frames(path, self.captioner, params, on_start=started, limits=self.limits, resume=resume,
+                                 on_sample=sample if request.get("samples") else None)
         try:
             for result in results:
                 if cancel is not None and cancel.exists():  # the client went away: free the worker

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +79,14 @@ def demo_model_path() -> Path:
 
 
 def cli_env() -> dict[str, str]:
+    """The environment of a vidcap process a test starts: the demo model, and a data folder of its own (the
+    library and the jobs' database), never the user's."""
     env = dict(os.environ)
     env.pop("VIDCAP_MODEL", None)
     env["PYTHONPATH"] = str(REPO)
+    env["VIDCAP_DATA"] = tempfile.mkdtemp(prefix="data-", dir=_DATA_ROOT)
     return env
+
+
+_DATA_ROOT = tempfile.mkdtemp(prefix="vidcap-test-data-")
+atexit.register(shutil.rmtree, _DATA_ROOT, True)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,9 @@ from vidcap.video.pipeline import AnalysisParams, analyze_frames
 from vidcap.video.synth import Effects, random_segments, write_video
 
 from vidcap.client import VidcapClient
+from vidcap.library.jobs import JobStore
+from vidcap.serving.hosts import TorchServeHost
+from vidcap.serving.jobs import JobRunner
 
 from conftest import REPO, VIDCAP, cli_env, synthetic_images
 
@@ -135,6 +139,35 @@ def test_grpc_through_torchserve_matches_in_process(stack, image):
         by_path = [r.frame.caption for r in client.analyze_path("clip.mp4", every_n_seconds=1.0, window=3)
                    if r.WhichOneof("kind") == "frame"]
         assert by_path == expected_video
+
+
+def test_a_job_in_the_torchserve_worker_continues_after_a_stop(stack, tmp_path):
+    """Jobs on the TorchServe model host: the worker streams each captioned sample back, and a new run sends the
+    kept ones with the request, so the job continues where it stood without captioning a sample twice."""
+    host = TorchServeHost(stack["inference"], stack["keys"], stack["media"], stack["management"])
+    store = JobStore(tmp_path / "library.db")
+    params = AnalysisParams(every_n_seconds=0.1, window=3)
+    upload = tmp_path / "upload.mp4"  # outside the media folder: linked there for each run
+    shutil.copyfile(stack["media"] / "clip.mp4", upload)
+    runner = JobRunner(store, host).start()
+    job = runner.submit_upload("clip.mp4", upload, params)
+    deadline = time.monotonic() + 300
+    while store.get(job.id).frames < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runner.stop()
+    paused = store.get(job.id)
+    assert paused.state == "queued" and 10 <= paused.frames < paused.expected
+    runner = JobRunner(store, host).start()
+    while not store.get(job.id).ended and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runner.stop()
+    done = store.get(job.id)
+    assert done.state == "done" and done.runs == 2, done.error
+    frames = store.frames(job.id)
+    expected = list(analyze_frames(stack["media"] / "clip.mp4", Captioner.load(encoder="torch"), params))
+    assert [(f.index, f.caption, f.reused) for f in frames] == [(f.index, f.caption, f.reused) for f in expected]
+    assert done.captioned == sum(not f.reused for f in frames)  # none twice
+    assert not (stack["media"] / ".uploads" / f"job-{job.id}").exists() and not upload.exists()
 
 
 def test_a_video_far_above_torchserves_request_limit(stack, tmp_path):

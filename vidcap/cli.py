@@ -279,13 +279,8 @@ def subtitle_outputs(args: argparse.Namespace) -> dict:
     """The caption track and chapter files asked for: path -> Analysis -> text."""
     from vidcap.video import subtitles as st
 
-    return {path: make for path, make in (
-        (args.vtt, lambda a: st.to_vtt(st.caption_stretches(a))),
-        (args.srt, lambda a: st.to_srt(st.caption_stretches(a))),
-        (args.chapters, lambda a: st.to_ffmetadata(st.chapters(a))),
-        (args.chapters_vtt, lambda a: st.to_vtt(st.chapters(a))),
-        (args.chapter_list, lambda a: st.to_chapter_list(st.chapters(a))),
-    ) if path}
+    asked = {name: getattr(args, name.replace("-", "_")) for name in st.EXPORTS}
+    return {path: st.EXPORTS[name].render for name, path in asked.items() if path}
 
 
 # ---- library: index and search ----------------------------------------------------------------------------
@@ -507,8 +502,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos gRPC clients may analyse by path")
-    p.add_argument("--index", metavar="DB", help="the library searched by gRPC Search and GET /v1/search "
-                                                 "(default: where vidcap index writes)")
+    p.add_argument("--index", metavar="DB", help="the library searched by gRPC Search and GET /v1/search, where "
+                                                 "jobs and their results are kept too (default: where vidcap "
+                                                 "index writes)")
     p.add_argument("--work-dir", help="run folder and upload spools, on disk (default: ~/.cache/vidcap)")
     p.add_argument("--ui-port", type=int, default=7860, help="web UI port (default: 7860)")
     p.add_argument("--no-ui", action="store_true", help="do not start the web UI")
@@ -520,6 +516,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                       help="videos analysed at once, by every door together (default: 2)")
     load.add_argument("--max-queued", type=int, default=16,
                       help="videos waiting for a slot (they see their place); more are refused (default: 16)")
+    load.add_argument("--job-workers", type=int, default=1,
+                      help="jobs analysed at once; each takes one of --max-analyses while it runs (default: 1)")
     load.add_argument("--video-workers", type=int, default=1,
                       help="TorchServe workers for videos; images have their own (default: 1)")
     load.add_argument("--torchserve-token-minutes", type=float, default=None,
@@ -544,8 +542,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     from vidcap.serving.auth import Security
 
     security = Security.load(args.host, args.api_key_file, args.tls_cert, args.tls_key, args.insecure)
-    if args.max_analyses < 1 or args.max_queued < 0 or args.video_workers < 1:
-        raise VidcapError("--max-analyses and --video-workers must be at least 1, --max-queued at least 0")
+    if args.max_analyses < 1 or args.max_queued < 0 or args.video_workers < 1 or args.job_workers < 1:
+        raise VidcapError("--max-analyses, --video-workers and --job-workers must be at least 1, --max-queued at "
+                          "least 0")
     from vidcap.serving.stack import StackConfig, run_stack
 
     logging.getLogger("vidcap").setLevel(logging.INFO)
@@ -553,7 +552,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                          args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
                          args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency,
                          args.encoder, args.max_analyses, args.max_queued, args.video_workers, args.work_dir,
-                         args.torchserve_token_minutes, security, args.index)
+                         args.torchserve_token_minutes, security, args.index, args.job_workers)
     run_stack(config, limits_from_args(args))
     return 0
 

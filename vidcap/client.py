@@ -74,6 +74,44 @@ class VidcapClient:
         """The server's library: caption stretches matching the query, best first."""
         return self.stub.Search(pb.SearchRequest(query=query, top=top), timeout=self.timeout, metadata=self.metadata)
 
+    # ---- jobs: analyses that run on the server without this connection, kept there ------------------------------
+
+    def submit_job_file(self, path: str | Path, **params) -> pb.Job:
+        """Upload a local video in chunks as a job; answered with the queued job as soon as it is uploaded."""
+        path = Path(path)
+
+        def chunks() -> Iterator[pb.VideoChunk]:
+            with path.open("rb") as f:
+                yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES))
+                while data := f.read(CHUNK_BYTES):
+                    yield pb.VideoChunk(data=data)
+
+        return self.stub.SubmitJobUpload(chunks(), timeout=self.timeout, metadata=self.metadata)
+
+    def submit_job_path(self, path: str, **params) -> pb.Job:
+        """A video in the server's media folder as a job."""
+        return self.stub.SubmitJob(pb.SubmitJobRequest(path=path, params=pb.AnalysisParams(**params)),
+                                   timeout=self.timeout, metadata=self.metadata)
+
+    def job(self, job_id: str) -> pb.Job:
+        return self.stub.GetJob(pb.JobRequest(id=job_id), timeout=self.timeout, metadata=self.metadata)
+
+    def jobs(self, state: str = "", limit: int = 0) -> list[pb.Job]:
+        request = pb.ListJobsRequest(state=state, limit=limit)
+        return list(self.stub.ListJobs(request, timeout=self.timeout, metadata=self.metadata).jobs)
+
+    def cancel_job(self, job_id: str) -> pb.Job:
+        return self.stub.CancelJob(pb.JobRequest(id=job_id), timeout=self.timeout, metadata=self.metadata)
+
+    def watch_job(self, job_id: str) -> Iterator[pb.JobEvent]:
+        """Progress, frames and moments from the first, then a Summary once the job has ended."""
+        return self.stub.WatchJob(pb.JobRequest(id=job_id), timeout=self.timeout, metadata=self.metadata)
+
+    def export_job(self, job_id: str, format: str) -> pb.ExportJobResponse:
+        """vtt, srt, chapters (FFmpeg's FFMETADATA), chapters-vtt or chapter-list."""
+        return self.stub.ExportJob(pb.ExportJobRequest(id=job_id, format=format), timeout=self.timeout,
+                                   metadata=self.metadata)
+
     def analyze_path(self, path: str, **params) -> Iterator[pb.AnalyzeVideoResponse]:
         """A video already in the server's media folder: nothing is uploaded."""
         return self.stub.AnalyzeVideo(pb.AnalyzeVideoRequest(path=path, params=pb.AnalysisParams(**params)),

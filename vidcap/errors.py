@@ -35,6 +35,10 @@ class UnauthenticatedError(VidcapError):
     """No API key, or a wrong one."""
 
 
+class NotFoundError(InputError):
+    """Something asked for by name or id does not exist (a job)."""
+
+
 class BusyError(VidcapError):
     """Every analysis slot is taken and the queue is full: try again later."""
 
@@ -43,6 +47,7 @@ class BusyError(VidcapError):
 # subclasses come before their bases. The server's own failures are never reported as the client's fault.
 STATUSES: list[tuple[type[BaseException], str, int, int]] = [
     (InputTooLargeError, "RESOURCE_EXHAUSTED", 413, 2),
+    (NotFoundError, "NOT_FOUND", 404, 2),
     (BusyError, "RESOURCE_EXHAUSTED", 429, 3),
     (PermissionDeniedError, "PERMISSION_DENIED", 403, 2),
     (UnauthenticatedError, "UNAUTHENTICATED", 401, 2),

@@ -7,6 +7,7 @@ spellings and field names cannot drift apart. Errors map to statuses in `vidcap.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.video.novelty import Moment
 from vidcap.video.pipeline import AnalysisParams, FrameResult
+from vidcap.video.resume import Resume, Sample
 
 DEFAULTS = AnalysisParams()
 
@@ -150,3 +152,55 @@ def moment_to_proto(moment: Moment):
 def moment_from_proto(message) -> Moment:
     return Moment(message.t, message.score, message.caption, message.previous_caption, message.index,
                   message.reason)
+
+
+def sample_to_json(sample: Sample) -> str:
+    return base64.b64encode(sample.to_bytes()).decode()
+
+
+def sample_from_json(data: str) -> Sample:
+    try:
+        return Sample.from_bytes(base64.b64decode(data, validate=True))
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise InputError(f"unreadable sample: {exc}") from None
+
+
+def resume_to_json(resume: Resume) -> dict[str, Any]:
+    return {"scored": resume.scored, "samples": [sample_to_json(s) for s in resume.samples],
+            "captioned": sample_to_json(resume.captioned) if resume.captioned is not None else None}
+
+
+def resume_from_json(data: Any) -> Resume:
+    if not isinstance(data, Mapping) or not isinstance(data.get("samples"), list):
+        raise InputError("resume must be an object with samples")
+    captioned = data.get("captioned")
+    return Resume(samples=[sample_from_json(s) for s in data["samples"]],
+                  captioned=sample_from_json(captioned) if captioned else None,
+                  scored=_number(data.get("scored"), "resume.scored", int, 0))
+
+
+# ---- jobs ------------------------------------------------------------------------------------------------------
+
+
+def params_to_proto(params: AnalysisParams):
+    from vidcap.v1 import vidcap_pb2 as pb
+
+    return pb.AnalysisParams(every_n_seconds=params.every_n_seconds, window=params.window, metric=params.metric or "",
+                             scorer=params.scorer, beam=params.beam, no_skip=not params.skip_still)
+
+
+def job_to_json(job) -> dict[str, Any]:
+    """A job (vidcap.library.jobs.Job) as every door shows it."""
+    return {"id": job.id, "state": job.state, "name": job.name, "created": job.created, "frames": job.frames,
+            "expected_frames": job.expected or 0, "duration": job.duration or 0.0,
+            "eta_seconds": None if job.eta_seconds is None else round(job.eta_seconds, 1), "error": job.error or "",
+            "captioned": job.captioned, "runs": job.runs, "finished": job.finished or 0.0,
+            "params": {**params_to_json(job.params), "metric": job.params.metric or ""}}
+
+
+def job_to_proto(job):
+    from vidcap.v1 import vidcap_pb2 as pb
+
+    fields = job_to_json(job)
+    fields["params"] = params_to_proto(job.params)
+    return pb.Job(**fields)

@@ -94,17 +94,7 @@ class Library:
         path = Path(path) if path else default_library()
         if not create and not path.is_file():
             raise InputError(f"no library at {path}: index some videos first (vidcap index PATH...)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = sqlite3.connect(path, timeout=wait, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.executescript(SCHEMA)
-        except sqlite3.OperationalError as exc:
-            raise _database_error(exc, path, wait) from None
-        except sqlite3.DatabaseError as exc:
-            raise InputError(f"{path} is not a vidcap library ({exc})") from None
-        return cls(db, path, wait)
+        return cls(open_database(path, SCHEMA, wait), path, wait)
 
     def __enter__(self) -> "Library":
         return self
@@ -192,6 +182,24 @@ class Library:
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM videos GROUP BY status").fetchall())
+
+
+def open_database(path: Path, schema: str, wait: float = LOCK_WAIT_SECONDS) -> sqlite3.Connection:
+    """A connection in WAL mode (readers never wait for the writer) with `schema` created; autocommit unless a
+    transaction is begun. A lock held elsewhere past `wait` seconds, or a file that is no database, is an
+    InputError that says so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, timeout=wait, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash of the program, and fast
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(schema)
+    except sqlite3.OperationalError as exc:
+        raise _database_error(exc, path, wait) from None
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{path} is not a vidcap library ({exc})") from None
+    return db
 
 
 _VIDEO_COLUMNS = "id, path, size, mtime, fingerprint, settings, model_key, status, error, duration, frames, moments"

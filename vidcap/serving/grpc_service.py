@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vidcap.errors import InputError, PermissionDeniedError, public_message, status_of
+from vidcap.errors import InputError, PermissionDeniedError, UnavailableError, public_message, status_of
 from vidcap.fileio import media_path, spooled_upload
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits, add_limit_arguments, limits_from_args
 from vidcap.serving import metrics
@@ -29,24 +29,30 @@ from vidcap.serving.admission import Admission
 from vidcap.serving.hosts import InProcessHost, ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
+from vidcap.library.jobs import LIST_LIMIT, JobStore
 from vidcap.library.search import DEFAULT_TOP, search_library
+from vidcap.serving.jobs import JobRunner, job_analysis
+from vidcap.video.subtitles import export
 from vidcap.video.novelty import make_scorer
 from vidcap.video.pipeline import AnalysisParams, online_picker
 from vidcap.domain import summarize
-from vidcap.wire import analysis_params, domain_to_proto_fields, frame_to_proto, moment_to_proto
+from vidcap.wire import analysis_params, domain_to_proto_fields, frame_to_proto, job_to_proto, moment_to_proto
 
 log = logging.getLogger("vidcap.grpc")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Vidcap"].full_name
 QUEUE_REPORT_SECONDS = 1.0  # how often a queued call checks that its client is still there
+JOB_WATCH_SECONDS = 0.5  # WatchJob looks at the job at least this often (and at once when it changes here)
 
 
 class VidcapServicer(pb_grpc.VidcapServicer):
     def __init__(self, model_host: ModelHost, media_dir: str | Path | None = None,
                  limits: Limits = DEFAULT_LIMITS, spool_dir: str | Path | None = None,
-                 admission: Admission | None = None, library: str | Path | None = None):
-        """library: the database `vidcap index` writes, for Search (default: its default place)."""
-        self.model_host, self.limits, self.library = model_host, limits, library
+                 admission: Admission | None = None, library: str | Path | None = None,
+                 jobs: JobRunner | None = None):
+        """library: the database `vidcap index` writes, for Search (default: its default place). jobs: the
+        server's job runner (None: the job calls answer UNIMPLEMENTED)."""
+        self.model_host, self.limits, self.library, self.jobs = model_host, limits, library, jobs
         self.media_dir = Path(media_dir).resolve() if media_dir else None
         self.spool_dir = spool_dir or model_host.spool_dir
         self.admission = admission or Admission()
@@ -76,6 +82,92 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             hits = search_library(self.library, request.query, request.top or DEFAULT_TOP)
             return pb.SearchResponse(hits=[pb.SearchHit(path=h.path, start=h.start, end=h.end, caption=h.caption,
                                                         score=h.score) for h in hits])
+
+    # ---- jobs ----------------------------------------------------------------------------------------------
+
+    def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> pb.Job:
+        with _errors_to_status(context):
+            jobs = self._jobs(context)
+            params = _params(request.params, self.limits)
+            if request.WhichOneof("source") == "path":
+                return job_to_proto(jobs.submit_path(self._media_path(request.path), params, request.filename or None))
+            if not request.video:
+                raise InputError("no video: set `video` (bytes) or `path`")
+            self.limits.check_upload_bytes(len(request.video))
+            with spooled_upload(request.filename, self.spool_dir) as spool:
+                spool.write(request.video)
+                spool.close()
+                return job_to_proto(jobs.submit_upload(request.filename, Path(spool.name), params))
+
+    def SubmitJobUpload(self, request_iterator: Iterator[pb.VideoChunk], context: grpc.ServicerContext) -> pb.Job:
+        with _errors_to_status(context):
+            jobs = self._jobs(context)
+            first = next(request_iterator, None)
+            if first is None:
+                raise InputError("empty upload")
+            params = _params(first.params, self.limits)
+            with spooled_upload(first.filename, self.spool_dir) as spool:
+                size = 0
+                for chunk in itertools.chain([first], request_iterator):
+                    self.limits.check_message_bytes(len(chunk.data), "an upload chunk")
+                    size += len(chunk.data)
+                    self.limits.check_upload_bytes(size)
+                    spool.write(chunk.data)
+                spool.close()
+                return job_to_proto(jobs.submit_upload(first.filename, Path(spool.name), params))
+
+    def GetJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> pb.Job:
+        with _errors_to_status(context):
+            return job_to_proto(self._jobs(context).store.get(request.id))
+
+    def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.ListJobsResponse:
+        with _errors_to_status(context):
+            limit = min(request.limit or LIST_LIMIT, LIST_LIMIT)
+            jobs = self._jobs(context).store.list(request.state or None, limit)
+            return pb.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
+
+    def CancelJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> pb.Job:
+        with _errors_to_status(context):
+            return job_to_proto(self._jobs(context).cancel(request.id))
+
+    def ExportJob(self, request: pb.ExportJobRequest, context: grpc.ServicerContext) -> pb.ExportJobResponse:
+        with _errors_to_status(context):
+            store = self._jobs(context).store
+            job = store.get(request.id)
+            text, kind = export(job_analysis(store, job), request.format)
+            return pb.ExportJobResponse(text=text, filename=Path(job.name).stem + kind.suffix,
+                                        media_type=kind.media_type)
+
+    def WatchJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        with _errors_to_status(context):
+            runner = self._jobs(context)
+            job = runner.store.get(request.id)
+            picker = online_picker(job.params)
+            frames: list = []
+            shown = None
+            while context.is_active():
+                job = runner.store.get(request.id)  # the state first: once ended, every frame is stored
+                if (job.state, job.frames, job.expected) != shown:
+                    shown = (job.state, job.frames, job.expected)
+                    yield pb.JobEvent(job=job_to_proto(job))
+                for frame in runner.store.frames(job.id, after=frames[-1].index if frames else -1):
+                    frames.append(frame)
+                    yield pb.JobEvent(frame=frame_to_proto(frame))
+                    for moment in picker.push(frame.index, frame.t, frame.score, frame.caption, frame.cut,
+                                              frame.in_domain):
+                        yield pb.JobEvent(moment=moment_to_proto(moment))
+                if job.ended:
+                    if job.state == "done":
+                        for moment in picker.finish():
+                            yield pb.JobEvent(moment=moment_to_proto(moment))
+                    yield pb.JobEvent(summary=self._summary(frames, picker.moments, job.params, job.duration or 0.0))
+                    return
+                runner.wait_for_change(JOB_WATCH_SECONDS)
+
+    def _jobs(self, context: grpc.ServicerContext) -> JobRunner:
+        if self.jobs is None:
+            raise UnavailableError("this server runs no jobs (vidcap serve does)")
+        return self.jobs
 
     # ---- videos --------------------------------------------------------------------------------------------
 
@@ -159,11 +251,15 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 log.info("client cancelled or failed after %d frames; stopped the analysis of %s", len(frames),
                          path.name)
         metrics.MOMENTS.labels("grpc").inc(len(picker.moments))
+        yield pb.AnalyzeVideoResponse(summary=self._summary(frames, picker.moments, params,
+                                                            info[0].duration if info else 0.0))
+
+    def _summary(self, frames: list, moments: list, params: AnalysisParams, duration: float) -> pb.Summary:
         metric = make_scorer(params.scorer, params.window, params.metric).metric
-        yield pb.AnalyzeVideoResponse(summary=pb.Summary(
-            duration=info[0].duration if info else 0.0, frames=len(frames), metric=metric, scorer=params.scorer,
-            moments=[moment_to_proto(m) for m in picker.moments], reused_frames=sum(f.reused for f in frames),
-            **domain_to_proto_fields(summarize([f.in_domain for f in frames], self.model_host.trained_on))))
+        return pb.Summary(
+            duration=duration, frames=len(frames), metric=metric, scorer=params.scorer,
+            moments=[moment_to_proto(m) for m in moments], reused_frames=sum(f.reused for f in frames),
+            **domain_to_proto_fields(summarize([f.in_domain for f in frames], self.model_host.trained_on)))
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")
@@ -240,9 +336,12 @@ def serve(model_host: ModelHost, host: str = "127.0.0.1", port: int = 50051, med
           limits: Limits = DEFAULT_LIMITS, ready: threading.Event | None = None,
           stop: threading.Event | None = None, library: str | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set): then report NOT_SERVING, finish calls in flight, exit."""
-    servicer = VidcapServicer(model_host, media_dir, limits, library=library)
+    admission = Admission()
+    jobs = JobRunner(JobStore(library), model_host, admission, limits)
+    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=library, jobs=jobs)
     server, health_servicer, bound = build_server(servicer, f"{host}:{port}")
     server.start()
+    jobs.start()
     log.info("vidcap gRPC service on %s:%d", host, bound)
     print(f"vidcap gRPC service listening on {host}:{bound}", flush=True)
     stop = stop or threading.Event()
@@ -253,6 +352,7 @@ def serve(model_host: ModelHost, host: str = "127.0.0.1", port: int = 50051, med
         ready.set()
     stop.wait()
     health_servicer.enter_graceful_shutdown()
+    jobs.stop()  # running jobs continue at the next start
     server.stop(grace=5).wait()
 
 
@@ -263,7 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos may be analysed by path")
-    p.add_argument("--index", metavar="DB", help="the library for Search (default: where vidcap index writes)")
+    p.add_argument("--index", metavar="DB", help="the library for Search, and where jobs are kept (default: where "
+                                                 "vidcap index writes)")
     add_limit_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

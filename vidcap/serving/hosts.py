@@ -32,11 +32,13 @@ from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
 from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, read_keys, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
-from vidcap.wire import frame_from_json, params_to_json
+from vidcap.video.resume import Resume, Sample
+from vidcap.wire import frame_from_json, params_to_json, resume_to_json, sample_from_json
 
 log = logging.getLogger("vidcap.host")
 
 OnStart = Callable[[float, int], None]
+OnSample = Callable[[Sample], None]
 
 
 class ModelHost(ABC):
@@ -52,8 +54,10 @@ class ModelHost(ABC):
         """Release what the model host made on disk (called once the servers have stopped)."""
 
     @abstractmethod
-    def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None) -> Iterator[FrameResult]:
-        """FrameResults in time order; closing the iterator stops the work."""
+    def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None,
+                resume: Resume | None = None, on_sample: OnSample | None = None) -> Iterator[FrameResult]:
+        """FrameResults in time order; closing the iterator stops the work. on_sample and resume: see
+        `vidcap.video.pipeline.analyze_frames` (how a job continues after a restart)."""
 
 
 class InProcessHost(ModelHost):
@@ -95,8 +99,10 @@ class InProcessHost(ModelHost):
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption:
         return self.caption([load_image(data, max_pixels)], beam)[0]
 
-    def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None) -> Iterator[FrameResult]:
-        return analyze_frames(path, self, params, on_start=on_start, limits=self.limits)
+    def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None,
+                resume: Resume | None = None, on_sample: OnSample | None = None) -> Iterator[FrameResult]:
+        return analyze_frames(path, self, params, on_start=on_start, limits=self.limits, resume=resume,
+                              on_sample=on_sample)
 
 
 class TorchServeHost(ModelHost):
@@ -166,12 +172,17 @@ class TorchServeHost(ModelHost):
                        embeddings=torch.tensor(body["embeddings"]), feature=torch.tensor(body["feature"]),
                        regions=torch.empty(0))
 
-    def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None) -> Iterator[FrameResult]:
+    def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None,
+                resume: Resume | None = None, on_sample: OnSample | None = None) -> Iterator[FrameResult]:
         path = Path(path).resolve()
         if not path.is_relative_to(self.media_dir):
             raise InputError("the TorchServe model host reads videos from its media folder only")
         job = uuid.uuid4().hex
         request = {"video_path": str(path.relative_to(self.media_dir)), "job": job, **params_to_json(params)}
+        if on_sample is not None:
+            request["samples"] = True
+        if resume is not None:
+            request["resume"] = resume_to_json(resume)
         done = False
         try:
             with self._post(VIDEO_MODEL, json=request) as response:
@@ -184,6 +195,9 @@ class TorchServeHost(ModelHost):
                     message = _json_line(line)
                     if "frame" in message:
                         yield frame_from_json(message["frame"])
+                    elif "sample" in message:
+                        if on_sample is not None:
+                            on_sample(sample_from_json(message["sample"]))
                     elif "started" in message:
                         self.trained_on = message["started"].get("trained_on") or self.trained_on
                         if on_start is not None:

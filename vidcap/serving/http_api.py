@@ -1,4 +1,5 @@
-"""The old project's HTTP API, kept so its clients keep working (port 8888 in the stack).
+"""The HTTP API (port 8888 in the stack): the old project's endpoints, kept as they were so its clients keep
+working, and typed /v1 endpoints (search, jobs) that /docs and /openapi.json describe.
 
     POST /get_captions        file field `image` -> {"caption"}
     POST /get_image_caption   file field `image` -> {"caption", "words", "word_embeddings", "cnn_output"}
@@ -8,13 +9,18 @@
 
     GET  /v1/search?q=...&top=K   the library (`vidcap index`): {"query", "hits": [{"path", "start", "end",
                               "caption", "score"}]}, best first; typed, so /docs and /openapi.json describe it
+    POST /v1/jobs             a video analysed in the background (multipart `video`, or `path` in the media
+                              folder; JSON too for `path`) -> 201 with the job; GET /v1/jobs lists them,
+                              GET /v1/jobs/{id} its progress, GET /v1/jobs/{id}/results its frames and moments,
+                              GET /v1/jobs/{id}/export/{vtt|srt|chapters|chapters-vtt|chapter-list} subtitles and
+                              chapters, DELETE /v1/jobs/{id} cancels it (404: no such job)
     GET  /healthz             {"status": "serving"} (200), or 503 while the captioning runtime is down
     GET  /metrics             Prometheus metrics
 
 Errors are JSON `{"error": "..."}` with the status of `vidcap.errors.STATUSES`: 400 bad input, 401 no or a wrong API
-key, 413 above a limit, 429 busy (every analysis slot taken and the queue full), 503 the captioning runtime is
-down (not the client's fault). Uploads are written to disk as they arrive; a client that hangs up stops its
-analysis within a second.
+key, 403 a path outside the media folder, 404 no such job, 413 above a limit, 429 busy (every analysis slot taken
+and the queue full), 503 the captioning runtime (or the job database) is unavailable (not the client's fault).
+Uploads are written to disk as they arrive; a client that hangs up stops its analysis within a second.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import make_asgi_app
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -40,8 +46,12 @@ from starlette.requests import ClientDisconnect
 
 from pydantic import BaseModel, Field
 
-from vidcap.errors import InputError, VidcapError, public_message, status_of
-from vidcap.fileio import upload_name
+from vidcap.errors import (InputError, PermissionDeniedError, UnavailableError, VidcapError, public_message,
+                           status_of)
+from vidcap.fileio import media_path, upload_name
+from vidcap.library.jobs import LIST_LIMIT
+from vidcap.serving.jobs import JobRunner, job_analysis
+from vidcap.video.subtitles import EXPORTS, export
 from vidcap.library.search import DEFAULT_TOP, MAX_TOP, search_library
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
@@ -50,7 +60,7 @@ from vidcap.serving.auth import REFUSED
 from vidcap.serving.hosts import ModelHost
 from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
 from vidcap.domain import summarize
-from vidcap.wire import analysis_params, domain_to_json, old_api_params
+from vidcap.wire import analysis_params, domain_to_json, frame_to_json, job_to_json, moment_to_json, old_api_params
 
 log = logging.getLogger("vidcap.http")
 
@@ -239,12 +249,83 @@ class SearchResponse(BaseModel):
     hits: list[SearchHit]
 
 
+class JobSubmission(BaseModel):
+    """POST /v1/jobs: a multipart form with the video in `video`, or `path` naming one in the server's media
+    folder (then also as a JSON object); the parameters as in /get_video_captions' newer names."""
+    video: bytes | None = Field(None, description="the video file (multipart only)",
+                                json_schema_extra={"format": "binary"})
+    path: str | None = Field(None, description="instead of `video`: a path relative to the server's media folder")
+    every_n_seconds: float | None = Field(None, description="sampling step in seconds (default 1)")
+    window: int | None = Field(None, description="previous sampled frames each frame is compared with (default 5)")
+    metric: str | None = Field(None, description="euclidean (or euclidian) or cosine; default: the scorer's")
+    scorer: str | None = Field(None, description="robust (default) or seed (the old project's metric)")
+    beam: int | None = Field(None, description="beam size (default 3)")
+    no_skip: bool | None = Field(None, description="caption still frames too")
+
+
+class JobParameters(BaseModel):
+    every_n_seconds: float
+    window: int
+    metric: str = Field(description="empty: the scorer's default")
+    scorer: str
+    beam: int
+    no_skip: bool
+
+
+class JobModel(BaseModel):
+    id: str
+    state: str = Field(description="queued | running | done | failed | cancelled")
+    name: str = Field(description="the video")
+    created: float = Field(description="seconds since the epoch")
+    frames: int = Field(description="results so far")
+    expected_frames: int = Field(description="frames that will be sampled; 0 until the job has started")
+    duration: float = Field(description="seconds of video; 0 until the job has started")
+    eta_seconds: float | None = Field(description="at the pace of the current run; null until known")
+    error: str = Field(description="why it failed")
+    captioned: int = Field(description="samples captioned (the others reused a still frame's caption)")
+    runs: int = Field(description="more than 1: it continued after the server stopped")
+    finished: float = Field(description="seconds since the epoch; 0 while it has not ended")
+    params: JobParameters
+
+
+class JobList(BaseModel):
+    jobs: list[JobModel] = Field(description="newest first")
+
+
+class FrameModel(BaseModel):
+    index: int
+    t: float = Field(description="seconds from the start of the video")
+    caption: str
+    score: float = Field(description="dissimilarity with the previous frames")
+    alternatives: list[str] = Field(description="the other beams' captions")
+    reused: bool = Field(description="a still frame: the caption of the last captioned one")
+    in_domain: float | None = Field(description="how typical of the model's training images, 0..1")
+    cut: float = Field(description="the cut signal, 0..1")
+
+
+class MomentModel(BaseModel):
+    t: float
+    score: float
+    caption: str
+    previous_caption: str
+    index: int
+    reason: str = Field(description="cut, caption change or visual change")
+
+
+class JobResults(BaseModel):
+    job: JobModel
+    frames: list[FrameModel] = Field(description="so far, while it runs; what it gave before a cancel")
+    moments: list[MomentModel]
+
+
 def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission: Admission | None = None,
                api_key: str | None = None, healthy: Callable[[], bool] = lambda: True,
-               library: str | Path | None = None):
+               library: str | Path | None = None, jobs: JobRunner | None = None, media_dir: str | Path | None = None):
     """The FastAPI app, wrapped so that oversized bodies are refused before they are read (and, with an API
-    key, requests without it). library: the database `vidcap index` writes (default: its default place)."""
-    app = FastAPI(title="vidcap (old HTTP API)", description=__doc__)
+    key, requests without it). library: the database `vidcap index` writes (default: its default place).
+    jobs: the server's job runner (/v1/jobs; None: those answer 503). media_dir: the folder jobs may name
+    videos in by path."""
+    app = FastAPI(title="vidcap HTTP API", description=__doc__)
     admission = admission or Admission()
     spool_dir = model_host.spool_dir
 
@@ -267,6 +348,85 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
                      top: int = Query(DEFAULT_TOP, description=f"hits to return, 1..{MAX_TOP}")) -> SearchResponse:
         hits = await run_in_threadpool(search_library, library, q, top)
         return SearchResponse(query=q, hits=[SearchHit(**asdict(h)) for h in hits])
+
+    def job_runner() -> JobRunner:
+        if jobs is None:
+            raise UnavailableError("this server runs no jobs (vidcap serve does)")
+        return jobs
+
+    submission_schema = JobSubmission.model_json_schema()
+    submission_body = {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": submission_schema},
+        "application/json": {"schema": {**submission_schema, "properties": {
+            k: v for k, v in submission_schema["properties"].items() if k != "video"}}}}}}
+
+    @app.post("/v1/jobs", response_model=JobModel, status_code=201, openapi_extra=submission_body)
+    async def submit_job(request: Request) -> JobModel:
+        """Submit a video: answered at once with the queued job."""
+        runner = job_runner()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            fields = await _json_object(request)
+            if "video" in fields:
+                raise InputError("send a video file as a multipart form; JSON names a `path`")
+            params = _job_params(fields, limits)
+            path = _media_file(media_dir, fields.get("path"), "upload the video as a multipart form")
+            return _job_model(await run_in_threadpool(runner.submit_path, path, params))
+        async with received_form(request, spool_dir) as form:
+            params = _job_params(form.fields, limits)
+            if not form.files:
+                path = _media_file(media_dir, form.fields.get("path"), "upload the video in the form field `video`")
+                job = await run_in_threadpool(runner.submit_path, path, params)
+            else:
+                filename, spooled = form.file("video")
+                limits.check_upload_bytes(spooled.stat().st_size)
+                job = await run_in_threadpool(runner.submit_upload, filename, spooled, params)
+        return _job_model(job)
+
+    @app.get("/v1/jobs", response_model=JobList)
+    async def list_jobs(state: str | None = Query(None, description="queued, running, done, failed or cancelled"),
+                        limit: int = Query(LIST_LIMIT, description=f"newest first, 1..{LIST_LIMIT}")) -> JobList:
+        if not 1 <= limit <= LIST_LIMIT:
+            raise InputError(f"limit must be 1..{LIST_LIMIT}")
+        found = await run_in_threadpool(job_runner().store.list, state or None, limit)
+        return JobList(jobs=[_job_model(j) for j in found])
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobModel)
+    async def get_job(job_id: str) -> JobModel:
+        return _job_model(await run_in_threadpool(job_runner().store.get, job_id))
+
+    @app.get("/v1/jobs/{job_id}/results", response_model=JobResults)
+    async def job_results(job_id: str) -> JobResults:
+        """Frames and moments: all of them once done, those so far while it runs or after a cancel."""
+        store = job_runner().store
+
+        def read() -> tuple:
+            job = store.get(job_id)
+            return job, job_analysis(store, job)
+
+        job, analysis = await run_in_threadpool(read)
+        return JobResults(job=_job_model(job), frames=[FrameModel(**frame_to_json(f)) for f in analysis.frames],
+                          moments=[MomentModel(**moment_to_json(m)) for m in analysis.moments])
+
+    @app.get("/v1/jobs/{job_id}/export/{kind}", response_class=PlainTextResponse,
+             responses={200: {"content": {k.media_type: {} for k in EXPORTS.values()}}})
+    async def export_job(job_id: str, kind: str) -> PlainTextResponse:
+        """Subtitles and chapters of the job's results (so far, while it runs): vtt, srt, chapters (FFmpeg's
+        FFMETADATA), chapters-vtt, chapter-list."""
+        store = job_runner().store
+
+        def render() -> tuple:
+            job = store.get(job_id)
+            return job, *export(job_analysis(store, job), kind)
+
+        job, text, how = await run_in_threadpool(render)
+        filename = upload_name(Path(job.name).stem + how.suffix)
+        return PlainTextResponse(text, media_type=how.media_type,
+                                 headers={"content-disposition": f'attachment; filename="{filename}"'})
+
+    @app.delete("/v1/jobs/{job_id}", response_model=JobModel)
+    async def cancel_job(job_id: str) -> JobModel:
+        """Cancel a queued or running job; its results so far stay readable. An ended job is answered as it is."""
+        return _job_model(await run_in_threadpool(job_runner().cancel, job_id))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -328,6 +488,31 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
 
     wrapped = BodyLimit(app, max(limits.max_upload_bytes, limits.max_image_bytes) + MIB)
     return BearerKey(wrapped, api_key) if api_key else wrapped
+
+
+def _job_params(fields: dict, limits: Limits) -> AnalysisParams:
+    return analysis_params(fields.get("every_n_seconds"), fields.get("window"), fields.get("metric"),
+                           fields.get("scorer"), fields.get("beam"), limits, no_skip=fields.get("no_skip"))
+
+
+def _media_file(media_dir: str | Path | None, relative: object, hint: str) -> Path:
+    if not relative or not isinstance(relative, str):
+        raise InputError("no video: send a file in `video` or name one with `path`")
+    return media_path(Path(media_dir) if media_dir else None, relative, PermissionDeniedError, hint)
+
+
+def _job_model(job) -> JobModel:
+    return JobModel(**job_to_json(job))
+
+
+async def _json_object(request: Request) -> dict:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise InputError("malformed JSON body") from None
+    if not isinstance(body, dict):
+        raise InputError("the JSON body must be an object")
+    return body
 
 
 class _AnalysisRun:

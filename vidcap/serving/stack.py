@@ -32,6 +32,8 @@ from vidcap.paths import default_work_dir
 from vidcap.serving.admission import Admission
 from vidcap.serving.auth import Security
 from vidcap.serving.hosts import ModelHost, InProcessHost, TorchServeHost
+from vidcap.library.jobs import JobStore
+from vidcap.serving.jobs import JobRunner
 from vidcap.serving.grpc_service import SERVICE_NAME, VidcapServicer, build_server
 from vidcap.serving.http_api import create_app
 from vidcap.serving.torchserve import ArchiveSettings, TorchServe, TorchServePorts, build_archives
@@ -63,7 +65,8 @@ class StackConfig:
     work_dir: str | None = None  # the run folder and upload spools live below it (default: default_work_dir())
     torchserve_token_minutes: float | None = None  # TorchServe's key lifetime (its default: 60)
     security: Security = Security()
-    library: str | None = None  # the library database for search (default: where `vidcap index` writes)
+    library: str | None = None  # the database of the library (search) and of the jobs (default: vidcap index's)
+    job_workers: int = 1  # jobs analysed at once (each also takes one of max_analyses while it runs)
 
 
 def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: threading.Event | None = None) -> None:
@@ -183,7 +186,8 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         log.warning("media folder access by path is off: this server is reachable beyond loopback without a key")
         media_dir = None
     admission = Admission(config.max_analyses, config.max_queued)
-    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library)
+    jobs = JobRunner(JobStore(config.library), model_host, admission, limits, workers=config.job_workers)
+    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library, jobs=jobs)
     grpc_server, grpc_health, bound = build_server(servicer, f"{config.host}:{config.grpc_port}",
                                                    security.grpc_interceptors(), security.grpc_credentials())
     ui_grpc = f"{_loopback(config.host)}:{bound}"
@@ -191,7 +195,7 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         ui_grpc = f"127.0.0.1:{grpc_server.add_insecure_port('127.0.0.1:0')}"
     health = Health(grpc_health)
     app = create_app(model_host, limits, admission, security.api_key, healthy=lambda: health.serving,
-                     library=config.library)
+                     library=config.library, jobs=jobs, media_dir=media_dir)
     tls = {"ssl_certfile": str(security.tls_cert), "ssl_keyfile": str(security.tls_key)} if security.tls else {}
     http = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.http_port, log_level="warning",
                                          lifespan="off", timeout_graceful_shutdown=5, **tls))
@@ -233,10 +237,12 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         startup.done("first caption")
     except VidcapError as exc:  # keep serving: health and the next requests say what is wrong
         log.error("the first caption failed: %s", exc)
+    jobs.start()  # after the first caption: a job continued from before must not delay "ready"
     print(startup.report(), flush=True)
     stop.wait()
     print("stopping...", flush=True)
     grpc_health.enter_graceful_shutdown()
+    jobs.stop()  # running jobs are paused, to continue at the next start
     if ui is not None:
         ui.close()
     http.should_exit = True

@@ -6,6 +6,98 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SubmitJobRequest(_message.Message):
+    __slots__ = ("video", "path", "params", "filename")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    video: bytes
+    path: str
+    params: AnalysisParams
+    filename: str
+    def __init__(self, video: _Optional[bytes] = ..., path: _Optional[str] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class JobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("state", "limit")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    limit: int
+    def __init__(self, state: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("id", "state", "name", "created", "frames", "expected_frames", "duration", "eta_seconds", "error", "captioned", "runs", "params", "finished")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CAPTIONED_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: str
+    name: str
+    created: float
+    frames: int
+    expected_frames: int
+    duration: float
+    eta_seconds: float
+    error: str
+    captioned: int
+    runs: int
+    params: AnalysisParams
+    finished: float
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., name: _Optional[str] = ..., created: _Optional[float] = ..., frames: _Optional[int] = ..., expected_frames: _Optional[int] = ..., duration: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ..., captioned: _Optional[int] = ..., runs: _Optional[int] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., finished: _Optional[float] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("job", "frame", "moment", "summary")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    MOMENT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    frame: FrameResult
+    moment: Moment
+    summary: Summary
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., moment: _Optional[_Union[Moment, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+
+class ExportJobRequest(_message.Message):
+    __slots__ = ("id", "format")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    format: str
+    def __init__(self, id: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
+
+class ExportJobResponse(_message.Message):
+    __slots__ = ("text", "filename", "media_type")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    filename: str
+    media_type: str
+    def __init__(self, text: _Optional[str] = ..., filename: _Optional[str] = ..., media_type: _Optional[str] = ...) -> None: ...
+
 class SearchRequest(_message.Message):
     __slots__ = ("query", "top")
     QUERY_FIELD_NUMBER: _ClassVar[int]

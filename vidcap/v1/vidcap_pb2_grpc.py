@@ -54,6 +54,41 @@ class VidcapStub:
                 request_serializer=vidcap_dot_v1_dot_vidcap__pb2.SearchRequest.SerializeToString,
                 response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SubmitJob = channel.unary_unary(
+                '/vidcap.v1.Vidcap/SubmitJob',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.Job.FromString,
+                _registered_method=True)
+        self.SubmitJobUpload = channel.stream_unary(
+                '/vidcap.v1.Vidcap/SubmitJobUpload',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.VideoChunk.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.Job.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/vidcap.v1.Vidcap/GetJob',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.JobRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.Job.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/vidcap.v1.Vidcap/ListJobs',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/vidcap.v1.Vidcap/CancelJob',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.JobRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.Job.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/vidcap.v1.Vidcap/WatchJob',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.JobRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.ExportJob = channel.unary_unary(
+                '/vidcap.v1.Vidcap/ExportJob',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.ExportJobRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.ExportJobResponse.FromString,
+                _registered_method=True)
 
 
 class VidcapServicer:
@@ -97,6 +132,57 @@ class VidcapServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJob(self, request, context):
+        """Jobs: a video analysed in the background, its results kept on the server (they survive a restart of the
+        server, which continues unfinished jobs where they stood). SubmitJob answers at once with the queued job;
+        an unreadable video or a parameter or length above the limits is refused then (INVALID_ARGUMENT,
+        RESOURCE_EXHAUSTED). An id that does not exist is NOT_FOUND everywhere.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobUpload(self, request_iterator, context):
+        """The same for a large file, streamed in chunks as for AnalyzeVideoUpload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Cancel a queued or running job; its results so far stay readable. An ended job is answered as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """The job's progress (a Job each time it changes), its frames and moments from the first, as they come, and a
+        Summary once it has ended. Watching an ended job replays all of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportJob(self, request, context):
+        """Subtitles and chapters of a job's results (of those so far while it runs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VidcapServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +205,41 @@ def add_VidcapServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.SearchRequest.FromString,
                     response_serializer=vidcap_dot_v1_dot_vidcap__pb2.SearchResponse.SerializeToString,
+            ),
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.SubmitJobRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.Job.SerializeToString,
+            ),
+            'SubmitJobUpload': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitJobUpload,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.VideoChunk.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.Job.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.JobRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.Job.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.ListJobsRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.JobRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.Job.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.JobRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.JobEvent.SerializeToString,
+            ),
+            'ExportJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportJob,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.ExportJobRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.ExportJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +350,195 @@ class Vidcap:
             '/vidcap.v1.Vidcap/Search',
             vidcap_dot_v1_dot_vidcap__pb2.SearchRequest.SerializeToString,
             vidcap_dot_v1_dot_vidcap__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/SubmitJob',
+            vidcap_dot_v1_dot_vidcap__pb2.SubmitJobRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobUpload(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/vidcap.v1.Vidcap/SubmitJobUpload',
+            vidcap_dot_v1_dot_vidcap__pb2.VideoChunk.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/GetJob',
+            vidcap_dot_v1_dot_vidcap__pb2.JobRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/ListJobs',
+            vidcap_dot_v1_dot_vidcap__pb2.ListJobsRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/CancelJob',
+            vidcap_dot_v1_dot_vidcap__pb2.JobRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/WatchJob',
+            vidcap_dot_v1_dot_vidcap__pb2.JobRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/ExportJob',
+            vidcap_dot_v1_dot_vidcap__pb2.ExportJobRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.ExportJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -117,7 +117,10 @@ class DALIFrameSource(FrameSource):
             for pixels in batch:
                 if index >= len(self._times):  # the padded tail of the last batch
                     return
-                yield Frame(index, self._times[index], pixels)
+                # A resumed analysis: DALI's reader takes its frame list up front, so frames a stopped run
+                # already gave are decoded again (not captioned again) and dropped here.
+                if self.resumed_after is None or index > self.resumed_after[0]:
+                    yield Frame(index, self._times[index], pixels)
                 index += 1
 
     def close(self) -> None:

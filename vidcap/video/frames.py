@@ -45,7 +45,12 @@ class FrameSource(ABC):
         if not every_n_seconds > 0:
             raise InputError(f"every_n_seconds must be positive, got {every_n_seconds}")
         self.path, self.every_n_seconds, self.size = Path(path), float(every_n_seconds), size
+        self.resumed_after: tuple[int, float] | None = None  # (index, t) of the last sample a stopped run gave
         check_video_file(self.path)
+
+    def continue_after(self, index: int, t: float) -> None:
+        """Before `frames()`: start with the sample after this one (a stopped analysis continues), numbered on."""
+        self.resumed_after = (index, t)
 
     @property
     @abstractmethod

@@ -24,6 +24,7 @@ from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
 from vidcap.video.frames import Frame, open_frames
+from vidcap.video.resume import Resume, Sample
 from vidcap.video.stills import StillFrames
 from vidcap.video.novelty import (
     SCORERS,
@@ -228,15 +229,21 @@ class _Balance:
 
 class _CaptionsReusingStills:
     """Captions a batch of frames, except that a still frame takes the caption of the last captioned one (which
-    may be earlier in the same batch, or in an earlier batch)."""
+    may be earlier in the same batch, or in an earlier batch, or, on a resumed analysis, before the stop)."""
 
-    def __init__(self, captioner: Captioner, beam: int, skip_still: bool):
+    def __init__(self, captioner: Captioner, beam: int, skip_still: bool, resume: Resume | None = None):
         self.captioner, self.beam = captioner, beam
-        self.stills = StillFrames() if skip_still else None
-        self.last: Caption | None = None
+        last = resume.captioned if resume is not None else None
+        self.stills = None
+        if skip_still:
+            anchor = torch.from_numpy(last.signature) if last is not None and last.signature is not None else None
+            self.stills = StillFrames(anchor=anchor)
+        self.last: Caption | None = last.caption_object() if last is not None else None
 
-    def caption(self, frames: list[Frame]) -> Iterator[tuple[Frame, Caption, bool]]:
+    def caption(self, frames: list[Frame]) -> Iterator[tuple[Frame, Caption, bool, torch.Tensor | None]]:
+        """-> (frame, caption, reused, the still-frame signature of a freshly captioned frame)"""
         fresh: list[Frame] = []
+        signatures: list[torch.Tensor | None] = []
         source: list[int] = []  # per frame: which fresh frame's caption it gets; -1: the previous batch's last
         for frame in frames:
             if self.stills is not None and self.stills.is_still(frame.pixels):
@@ -244,10 +251,11 @@ class _CaptionsReusingStills:
             else:
                 source.append(len(fresh))
                 fresh.append(frame)
+                signatures.append(self.stills.anchor if self.stills is not None else None)
         captions = self.captioner.caption([f.pixels for f in fresh], self.beam) if fresh else []
         for frame, i in zip(frames, source):
             reused = i < 0 or frame is not fresh[i]
-            yield frame, (captions[i] if i >= 0 else self.last), reused
+            yield frame, (captions[i] if i >= 0 else self.last), reused, None if reused else signatures[i]
         if captions:
             self.last = captions[-1]
 
@@ -259,10 +267,19 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
     vidcap/video/stills.py; only with params.skip_still), in time order, as soon as its batch is captioned.
     Closing the iterator stops decoding. on_start(duration, expected frame count) is called once the video is
     open; the video's length and sample count are checked against `limits` before that."""
+    for frame, caption, reused, _ in _captioned(video, captioner, params, keep_pixels, on_start, limits):
+        yield frame, caption, reused
+
+
+def _captioned(video: str | Path, captioner: Captioner, params: AnalysisParams, keep_pixels: bool = False,
+               on_start: Callable[[float, int], None] | None = None, limits: Limits = DEFAULT_LIMITS,
+               resume: Resume | None = None) -> Iterator[tuple[Frame, Caption, bool, torch.Tensor | None]]:
     params.validate(limits)
     size = (captioner.image_size, captioner.image_size)
     source = open_frames(video, params.every_n_seconds, params.frame_source, size=None if keep_pixels else size,
                          device=captioner.device)
+    if resume is not None and resume.samples:
+        source.continue_after(resume.next_index - 1, resume.last_t)
     reader = _FrameReader(source, capacity=2 * params.batch_size)
     balance = None
     try:
@@ -272,7 +289,7 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
             on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits)
         reader.start()
         balance = _Balance()
-        captions = _CaptionsReusingStills(captioner, params.beam, params.skip_still)
+        captions = _CaptionsReusingStills(captioner, params.beam, params.skip_still, resume)
         finished, first = False, True
         while not finished:
             queue_was_empty = reader.queue.empty()
@@ -290,15 +307,32 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
 
 def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
                    keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
-                   limits: Limits = DEFAULT_LIMITS) -> Iterator[FrameResult]:
+                   limits: Limits = DEFAULT_LIMITS, resume: Resume | None = None,
+                   on_sample: Callable[[Sample], None] | None = None) -> Iterator[FrameResult]:
     """Yield one FrameResult per sampled frame, in time order, as soon as its score is final (a scorer with
-    lookahead holds each frame until the next one is captioned). Closing the iterator stops decoding."""
+    lookahead holds each frame until the next one is captioned). Closing the iterator stops decoding.
+
+    on_sample(sample) is called with each captioned sample before any result that depends on it is yielded: kept,
+    the samples let a stopped analysis continue (`resume`, vidcap/video/resume.py) with the results it would have
+    given, without captioning a sample twice. With `resume`, results start at frame `resume.scored`."""
     scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric)
     waiting: dict[int, FrameResult] = {}
-    for frame, caption, reused in captioned_frames(video, captioner, params, keep_pixels, on_start, limits):
-        waiting[frame.index] = _result(frame, caption, keep_pixels, reused, captioner.typicality([caption])[0])
-        yield from _emit(scorer.push(to_captioned_frame(frame, caption)), waiting, scorer)
-    yield from _emit(scorer.finish(), waiting, scorer)
+    first = 0  # the frame index of the scorer's first frame (its own count starts at 0)
+    if resume is not None and resume.samples:
+        first = resume.samples[0].index
+        for sample in resume.samples:
+            if sample.index >= resume.scored:
+                waiting[sample.index] = _unscored(sample)
+            yield from _emit(scorer.push(sample.captioned_frame()), waiting, scorer, first)
+    for frame, caption, reused, signature in _captioned(video, captioner, params, keep_pixels, on_start, limits,
+                                                         resume):
+        result = _result(frame, caption, keep_pixels, reused, captioner.typicality([caption])[0])
+        captioned = to_captioned_frame(frame, caption)
+        if on_sample is not None:
+            on_sample(_sample(result, captioned, signature))
+        waiting[frame.index] = result
+        yield from _emit(scorer.push(captioned), waiting, scorer, first)
+    yield from _emit(scorer.finish(), waiting, scorer, first)
 
 
 def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
@@ -360,8 +394,26 @@ def _result(frame: Frame, caption: Caption, keep_pixels: bool, reused: bool, in_
                        [" ".join(a) for a in caption.alternatives], pixels, reused, in_domain)
 
 
-def _emit(scored: list[tuple[int, float]], waiting: dict[int, FrameResult], scorer) -> Iterator[FrameResult]:
-    for index, score in scored:
-        result = waiting.pop(index)
-        result.score, result.cut = score, scorer.cut_of(index)
-        yield result
+def _emit(scored: list[tuple[int, float]], waiting: dict[int, FrameResult], scorer, first: int = 0
+          ) -> Iterator[FrameResult]:
+    """The scored frames' results; on a resumed analysis, those given before the stop are not given again."""
+    for position, score in scored:
+        cut = scorer.cut_of(position)
+        result = waiting.pop(first + position, None)
+        if result is not None:
+            result.score, result.cut = score, cut
+            yield result
+
+
+def _unscored(sample: Sample) -> FrameResult:
+    return FrameResult(sample.index, sample.t, sample.caption, 0.0, sample.words,
+                       [" ".join(a) for a in sample.alternatives], None, sample.reused, sample.in_domain)
+
+
+def _sample(result: FrameResult, frame: CaptionedFrame, signature: torch.Tensor | None) -> Sample:
+    return Sample(index=result.index, t=result.t, caption=result.caption, words=result.words,
+                  alternatives=[words for words, _ in frame.alternatives], reused=result.reused,
+                  in_domain=result.in_domain, embeddings=frame.embeddings,
+                  alternative_embeddings=[e for _, e in frame.alternatives], feature=frame.feature,
+                  regions=frame.regions, colours=frame.colours,
+                  signature=signature.cpu().numpy() if signature is not None else None)

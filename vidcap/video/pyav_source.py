@@ -70,6 +70,9 @@ class PyAVFrameSource(FrameSource):
         targets = self.sample_times()
         keyframes = _KeyframeIndex(self.path, self._time_base)
         k, index, position = 0, 0, None  # next target, frames yielded, time of the last decoded frame
+        if self.resumed_after is not None:  # targets that frame already served are done; seek to the next one
+            index, done_t = self.resumed_after[0] + 1, self.resumed_after[1]
+            k, position = sum(1 for t in targets if t <= done_t + _EPS), -1.0
         try:
             while k < len(targets):
                 keyframe = keyframes.last_at_or_before(self._start + targets[k])

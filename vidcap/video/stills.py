@@ -33,15 +33,17 @@ def signature(pixels: np.ndarray | torch.Tensor, grid: int = GRID) -> torch.Tens
 class StillFrames:
     """Follows one video's sampled frames in order and says which show nothing new since the last captioned one."""
 
-    def __init__(self, tolerance: float = TOLERANCE, grid: int = GRID):
+    def __init__(self, tolerance: float = TOLERANCE, grid: int = GRID, anchor: torch.Tensor | None = None):
         self.tolerance, self.grid = tolerance, grid
-        self._anchor: torch.Tensor | None = None  # the last captioned frame's signature
+        self.anchor = anchor  # the last captioned frame's signature (given: where a stopped analysis left it)
 
     def is_still(self, pixels: np.ndarray | torch.Tensor) -> bool:
         """True when this frame may reuse the last captioned frame's caption; False makes it the new reference
         (the caller must caption it)."""
         current = signature(pixels, self.grid)
-        if self._anchor is not None and float((current - self._anchor).abs().max()) <= self.tolerance:
-            return True
-        self._anchor = current
+        if self.anchor is not None:
+            self.anchor = self.anchor.to(current.device)  # a resumed anchor comes from the CPU
+            if float((current - self.anchor).abs().max()) <= self.tolerance:
+                return True
+        self.anchor = current
         return False

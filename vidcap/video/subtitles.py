@@ -11,6 +11,7 @@ Everything here is plain text from an `Analysis`'s frames and moments: no model,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -95,6 +96,33 @@ def to_chapter_list(cues: list[Cue]) -> str:
     """'00:00 caption' lines, as video sites read chapters from a description (hours only when needed)."""
     hours = bool(cues) and cues[-1].start >= 3600
     return "".join(f"{clock(c.start, hours)} {_one_line(c.text)}\n" for c in cues)
+
+
+@dataclass(frozen=True)
+class Export:
+    render: Callable[[Analysis], str]
+    media_type: str
+    suffix: str  # of the file name offered for it
+
+
+# Every door offers the same exports under these names: `vidcap analyze --vtt/--srt/--chapters/--chapters-vtt/
+# --chapter-list`, the jobs' ExportJob (gRPC) and GET /v1/jobs/{id}/export/{format} (HTTP), the web UI's downloads.
+EXPORTS: dict[str, Export] = {
+    "vtt": Export(lambda a: to_vtt(caption_stretches(a)), "text/vtt", ".vtt"),
+    "srt": Export(lambda a: to_srt(caption_stretches(a)), "application/x-subrip", ".srt"),
+    "chapters": Export(lambda a: to_ffmetadata(chapters(a)), "text/plain", ".chapters.txt"),
+    "chapters-vtt": Export(lambda a: to_vtt(chapters(a)), "text/vtt", ".chapters.vtt"),
+    "chapter-list": Export(lambda a: to_chapter_list(chapters(a)), "text/plain", ".chapter-list.txt"),
+}
+
+
+def export(analysis: Analysis, name: str) -> tuple[str, Export]:
+    """(text, how to offer it) of the named export; an unknown name is an InputError that lists the known ones."""
+    from vidcap.errors import InputError
+
+    if name not in EXPORTS:
+        raise InputError(f"unknown export format {name!r}; one of {', '.join(EXPORTS)}")
+    return EXPORTS[name].render(analysis), EXPORTS[name]
 
 
 def _clock(t: float, decimal: str) -> str:

@@ -1,0 +1,309 @@
+"""Jobs: videos submitted over gRPC and HTTP to a real `vidcap serve` (in-process model host, its own data
+folder), kept in SQLite, watched, exported, cancelled, and continued after a restart without captioning any sample
+twice; underneath, the pipeline's resume gives exactly the results of an uninterrupted run."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from vidcap.captioner import Captioner
+from vidcap.client import VidcapClient
+from vidcap.serving.hosts import InProcessHost
+from vidcap.video import subtitles
+from vidcap.video.pipeline import Analysis, AnalysisParams, analyze_frames
+from vidcap.video.resume import Resume
+from vidcap.video.synth import Effects, random_segments, write_video
+from vidcap.wire import frame_from_proto
+
+from conftest import REPO, VIDCAP, cli_env
+
+EVERY = 0.1  # dense sampling: a job long enough to stop in the middle
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    write_video(folder / "long.mp4", random_segments(8, seed=6, min_seconds=8, max_seconds=8), fps=10,
+                size=(160, 96))
+    write_video(folder / "short.mp4", random_segments(2, seed=8, min_seconds=4, max_seconds=4), fps=10,
+                size=(160, 96))
+    write_video(folder / "still.mp4", random_segments(3, seed=9, min_seconds=6, max_seconds=6), fps=10,
+                size=(160, 96), effects=Effects(still=True))
+    (folder / "notes.mp4").write_bytes(b"this is not a video " * 100)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def host() -> InProcessHost:
+    return _Counting(Captioner.load(None))
+
+
+class _Counting(InProcessHost):
+    """The real model, counting the frames it captions."""
+
+    captioned = 0
+
+    def caption(self, pixels, beam_size=None):
+        self.captioned += len(pixels)
+        return super().caption(pixels, beam_size)
+
+
+def _signature(frames) -> list[tuple]:
+    return [(f.index, round(f.t, 4), f.caption, round(f.score, 5), round(f.cut, 5), f.reused) for f in frames]
+
+
+@pytest.mark.parametrize("video", ["long.mp4", "still.mp4"])
+def test_a_resumed_analysis_gives_the_uninterrupted_results_and_captions_nothing_twice(host, media, video):
+    params = AnalysisParams(every_n_seconds=0.5, batch_size=4)
+    samples = []
+    host.captioned = 0
+    whole = list(analyze_frames(media / video, host, params, on_sample=samples.append))
+    total = host.captioned
+    assert len(samples) == len(whole) and total == sum(not s.reused for s in samples)
+    for stop in (1, 6, len(whole) // 2):
+        # `stop` results given: sample `stop` was kept (its arrival completed frame stop - 1), and maybe the next
+        for extra in (0, 1):
+            kept = [s for s in samples if s.index <= stop + extra]
+            resume = Resume.from_samples(kept, scored=stop, window=params.window)
+            host.captioned = 0
+            rest = list(analyze_frames(media / video, host, params, resume=resume))
+            assert _signature(rest) == _signature(whole[stop:]), (video, stop, extra)
+            before = sum(not s.reused for s in kept)
+            assert before + host.captioned == total  # every sample captioned once over both runs
+
+
+# ---- a real server -----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`vidcap serve --model-host inprocess` with a data folder that outlives it (to restart on the same jobs)."""
+
+    def __init__(self, media: Path, data: Path):
+        self.media, self.data = media, data
+        self.grpc_port, self.http_port = free_port(), free_port()
+        self.proc = None
+
+    def start(self) -> "Server":
+        env = {**cli_env(), "VIDCAP_DATA": str(self.data)}
+        self.log = self.data.with_name(self.data.name + ".log").open("a")
+        self.proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--no-ui", "--media-dir",
+                                      str(self.media), "--grpc-port", str(self.grpc_port), "--http-port",
+                                      str(self.http_port), "--max-upload-mb", "4"],
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO, env=env)
+        for line in self.proc.stdout:
+            if line.startswith("vidcap ready"):
+                return self
+        pytest.fail("vidcap serve exited: " + self.log_text()[-3000:])
+
+    def log_text(self) -> str:
+        return self.data.with_name(self.data.name + ".log").read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail("vidcap serve did not stop: " + self.log_text()[-3000:])
+        finally:
+            self.proc.stdout.close()
+            self.log.close()
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+@pytest.fixture(scope="module")
+def server(media, tmp_path_factory):
+    running = Server(media, tmp_path_factory.mktemp("data")).start()
+    yield running
+    if running.proc.poll() is None:
+        assert running.stop() == 0
+
+
+def wait_for(check, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail("timed out")
+
+
+def watch(client: VidcapClient, job_id: str) -> dict:
+    events = {"job": [], "frame": [], "moment": [], "summary": []}
+    for event in client.watch_job(job_id):
+        kind = event.WhichOneof("kind")
+        events[kind].append(getattr(event, kind))
+    return events
+
+
+def test_jobs_over_grpc_upload_path_watch_list_export(server, media, host):
+    with VidcapClient(server.grpc, timeout=120) as client:
+        uploaded = client.submit_job_file(media / "short.mp4", every_n_seconds=0.5)
+        by_path = client.submit_job_path("short.mp4", every_n_seconds=0.5)
+        assert uploaded.state == "queued" and uploaded.name == "short.mp4" and uploaded.id != by_path.id
+        events = watch(client, uploaded.id)
+        states = [j.state for j in events["job"]]
+        assert states[-1] == "done" and "running" in states or states == ["done"]
+        frames = [frame_from_proto(f) for f in events["frame"]]
+        assert [f.index for f in frames] == list(range(len(frames))) and len(events["summary"]) == 1
+        assert events["summary"][0].frames == len(frames) == events["job"][-1].expected_frames
+        # the same results as an analysis in this process, from the same model
+        expected = list(analyze_frames(media / "short.mp4", host, AnalysisParams(every_n_seconds=0.5)))
+        assert [f.caption for f in frames] == [f.caption for f in expected]
+        assert [m.t for m in events["moment"]] == [m.t for m in events["summary"][0].moments]
+        watch(client, by_path.id)
+        # exports read the stored results: the caption track is that of the frames watched
+        vtt = client.export_job(uploaded.id, "vtt")
+        analysis = Analysis("short.mp4", {}, events["job"][-1].duration, frames, [], 0.0)
+        assert vtt.text == subtitles.to_vtt(subtitles.caption_stretches(analysis))
+        assert vtt.filename == "short.vtt" and vtt.media_type == "text/vtt"
+        assert client.export_job(uploaded.id, "chapters").text.startswith(";FFMETADATA1")
+        # the uploaded copy is gone once the job ended; the results stay
+        assert not any((server.data / "jobs").rglob("*.mp4"))
+        listed = client.jobs(state="done")
+        assert {uploaded.id, by_path.id} <= {j.id for j in listed}
+        assert all(j.state == "done" for j in listed) and listed[0].created >= listed[-1].created
+        watched_again = watch(client, uploaded.id)  # an ended job replays all of it
+        assert [f.caption for f in watched_again["frame"]] == [f.caption for f in frames]
+
+
+def test_job_errors_and_cancel_keep_partial_results(server, media):
+    with VidcapClient(server.grpc, timeout=120) as client:
+        def code_of(call) -> grpc.StatusCode:
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            return info.value.code(), info.value.details()
+
+        for call in (lambda: client.job("nosuchjob"), lambda: client.cancel_job("nosuchjob"),
+                     lambda: list(client.watch_job("nosuchjob")), lambda: client.export_job("nosuchjob", "vtt")):
+            code, details = code_of(call)
+            assert code == grpc.StatusCode.NOT_FOUND and "nosuchjob" in details
+        code, details = code_of(lambda: client.submit_job_path("notes.mp4"))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "notes.mp4" in details
+        code, _ = code_of(lambda: client.submit_job_path("../outside.mp4"))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        code, details = code_of(lambda: client.submit_job_path("short.mp4", every_n_seconds=-1))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "every_n_seconds" in details
+        code, details = code_of(lambda: client.jobs(state="sleeping"))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        job = client.submit_job_path("long.mp4", every_n_seconds=EVERY)
+        code, details = code_of(lambda: client.export_job(job.id, "mp3"))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "vtt" in details
+        wait_for(lambda: client.job(job.id).frames >= 20)
+        cancelled = client.cancel_job(job.id)
+        assert cancelled.state == "cancelled" and 20 <= cancelled.frames < cancelled.expected_frames
+        events = watch(client, job.id)  # the partial results stay readable
+        assert len(events["frame"]) == cancelled.frames and events["summary"][0].frames == cancelled.frames
+        assert client.cancel_job(job.id).state == "cancelled"  # an ended job is answered as it is
+        assert client.caption_image((REPO / "examples" / "yellow-star-at-night.jpg").read_bytes()).caption
+
+
+def test_jobs_over_http(server, media):
+    with (media / "short.mp4").open("rb") as f:
+        created = httpx.post(f"{server.http}/v1/jobs", files={"video": ("short.mp4", f)},
+                             data={"every_n_seconds": "0.5"}, timeout=60)
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["state"] == "queued" and job["params"]["every_n_seconds"] == 0.5
+    by_path = httpx.post(f"{server.http}/v1/jobs", json={"path": "short.mp4", "every_n_seconds": 1}, timeout=60)
+    assert by_path.status_code == 201 and by_path.json()["name"] == "short.mp4"
+    done = wait_for(lambda: (r := httpx.get(f"{server.http}/v1/jobs/{job['id']}").json())["state"] == "done" and r)
+    assert done["frames"] == done["expected_frames"] > 0 and done["eta_seconds"] == 0.0
+    results = httpx.get(f"{server.http}/v1/jobs/{job['id']}/results").json()
+    assert len(results["frames"]) == done["frames"] and results["job"]["id"] == job["id"]
+    srt = httpx.get(f"{server.http}/v1/jobs/{job['id']}/export/srt")
+    assert srt.status_code == 200 and srt.text.startswith("1\n00:00:00,000 --> ")
+    assert 'filename="short.srt"' in srt.headers["content-disposition"]
+    listed = httpx.get(f"{server.http}/v1/jobs", params={"limit": 2}).json()["jobs"]
+    assert len(listed) == 2 and listed[0]["created"] >= listed[1]["created"]
+    for method, path, status in (("GET", "/v1/jobs/nope", 404), ("DELETE", "/v1/jobs/nope", 404),
+                                 ("GET", "/v1/jobs/nope/results", 404), ("GET", f"/v1/jobs/{job['id']}/export/x", 400),
+                                 ("GET", "/v1/jobs?state=sleeping", 400), ("GET", "/v1/jobs?limit=1000", 400)):
+        response = httpx.request(method, server.http + path)
+        assert response.status_code == status and "error" in response.json(), (path, response.text)
+    for body, status in (({"path": "../x.mp4"}, 403), ({"path": "notes.mp4"}, 400), ({}, 400), ([1], 400),
+                         ({"path": "short.mp4", "window": "many"}, 400)):
+        response = httpx.post(f"{server.http}/v1/jobs", json=body)
+        assert response.status_code == status and "error" in response.json(), (body, response.text)
+    garbage = httpx.post(f"{server.http}/v1/jobs", files={"video": ("x.mp4", b"\x00garbage" * 50)})
+    assert garbage.status_code == 400 and "x.mp4" in garbage.json()["error"]
+    schema = httpx.get(f"{server.http}/openapi.json").json()
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results"} <= set(schema["paths"])
+    assert "JobModel" in schema["components"]["schemas"] and "JobSubmission" in str(schema["paths"]["/v1/jobs"])
+    long = httpx.post(f"{server.http}/v1/jobs", json={"path": "long.mp4", "every_n_seconds": EVERY}).json()
+    wait_for(lambda: httpx.get(f"{server.http}/v1/jobs/{long['id']}").json()["frames"] >= 10)
+    cancelled = httpx.delete(f"{server.http}/v1/jobs/{long['id']}").json()
+    assert cancelled["state"] == "cancelled"
+    partial = httpx.get(f"{server.http}/v1/jobs/{long['id']}/results").json()
+    assert len(partial["frames"]) == cancelled["frames"] < cancelled["expected_frames"]
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_a_restarted_server_continues_its_jobs_without_captioning_twice(media, tmp_path, host, how):
+    first = Server(media, tmp_path / "data").start()
+    try:
+        with VidcapClient(first.grpc, timeout=60) as client:
+            job = client.submit_job_path("long.mp4", every_n_seconds=EVERY)
+            queued = client.submit_job_path("short.mp4", every_n_seconds=0.5)  # waits behind it
+            wait_for(lambda: client.job(job.id).frames >= 40)
+    finally:
+        first.stop(how)
+    second = Server(media, tmp_path / "data").start()  # the same data folder
+    try:
+        with VidcapClient(second.grpc, timeout=120) as client:
+            events = watch(client, job.id)
+            again = client.job(job.id)
+            assert watch(client, queued.id)["job"][-1].state == "done"
+    finally:
+        assert second.stop() == 0
+    assert again.state == "done" and again.runs == 2
+    frames = [frame_from_proto(f) for f in events["frame"]]
+    assert [f.index for f in frames] == list(range(again.expected_frames))  # each frame once, none lost
+    expected = list(analyze_frames(media / "long.mp4", host, AnalysisParams(every_n_seconds=EVERY)))
+    assert [(f.index, f.caption, f.reused) for f in frames] == [(f.index, f.caption, f.reused) for f in expected]
+    assert [f.score for f in frames] == pytest.approx([f.score for f in expected], abs=2e-3)
+    if how == signal.SIGTERM:  # stopped cleanly: every sample captioned exactly once over both runs
+        assert again.captioned == sum(not f.reused for f in frames)
+
+
+def test_the_command_line_client_submits_watches_and_exports(server, media, tmp_path):
+    def client(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO / "client" / "vidcap_client.py"), "--server", server.grpc,
+                               "job", *args], capture_output=True, text=True, env=cli_env(), timeout=300)
+
+    submitted = client("submit", str(media / "short.mp4"), "--every", "0.5")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.split()[0]
+    watched = client("watch", job_id)
+    assert watched.returncode == 0, watched.stderr
+    assert "running" in watched.stdout or watched.stdout.count("done") >= 1
+    assert re.search(r"^\s+0\.00\s+\S+\s+there is", watched.stdout, re.M)  # frames as the analyze command prints
+    assert f"{job_id}  done" in watched.stdout.splitlines()[-1]
+    assert client("export", job_id, "chapter-list").stdout.startswith("00:00 ")
+    assert job_id in client("list", "--state", "done").stdout
+    missing = client("get", "nosuchjob")
+    assert missing.returncode == 2 and "NOT_FOUND: no job 'nosuchjob'" in missing.stderr
