@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -153,24 +154,40 @@ def test_after_ctrl_c_the_same_command_continues_where_it_stopped(tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and _indexed(db) < 1:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        while time.monotonic() < deadline and (_indexed(db) < 1 or _in_progress(db) < 10):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)  # in the middle of a video
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130 and "run the same command again to continue" in err, (out, err)
-    done = _indexed(db)
-    assert 1 <= done < 6
+    done, kept = _indexed(db), _in_progress(db)
+    assert 1 <= done < 6 and kept >= 10
     again = subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"{6 - done} indexed, {done} already indexed, 0 failed" in again.stdout
+    assert re.search(rf"continued: \S+v{done}\.mp4 from frame {kept} ", again.stdout), again.stdout
+    # the same library as one uninterrupted run, and no progress left behind
+    fresh = tmp_path / "fresh.db"
+    uninterrupted = [str(fresh) if a == str(db) else a for a in args]
+    assert subprocess.run(uninterrupted, capture_output=True, env=cli_env(), timeout=300).returncode == 0
+    assert _frames(db) == _frames(fresh) and _in_progress(db) == 0
 
 
 def _indexed(db: Path) -> int:
     try:
         with sqlite3.connect(db, timeout=5) as connection:
             return connection.execute("SELECT COUNT(*) FROM videos WHERE status = 'indexed'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def _in_progress(db: Path) -> int:
+    """Results kept for the video `vidcap index` is in the middle of."""
+    try:
+        with sqlite3.connect(db, timeout=5) as connection:
+            row = connection.execute("SELECT coalesce(sum(frames), 0) FROM jobs WHERE state = 'indexing'").fetchone()
+            return row[0]
     except sqlite3.OperationalError:  # not created yet
         return 0
 

@@ -356,6 +356,8 @@ def _run_index(args: argparse.Namespace) -> int:
             return 130
         finally:
             files_bar.close()
+    for path, kept in report.continued:
+        print(f"continued: {path} from frame {kept} (where the last run stopped)")
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}")
     for path in report.missing:
@@ -376,8 +378,18 @@ def _index_here(indexer, todo: list[Path], report, args: argparse.Namespace, fil
     try:
         for path in todo:
             files_bar.set_postfix_str(path.name[-40:])
-            reason = indexer.index(path, on_start=lambda _, n: frames_bar.reset(total=n),
-                                   on_frame=lambda _: frames_bar.update())
+            kept = []
+
+            def started(_: float, n: int) -> None:
+                frames_bar.reset(total=n)
+                frames_bar.update(sum(kept))
+
+            def continued(n: int, path: Path = path) -> None:
+                kept.append(n)
+                report.continued.append((str(path), n))
+
+            reason = indexer.index(path, on_start=started, on_frame=lambda _: frames_bar.update(),
+                                   on_continue=continued)
             if reason:
                 report.failed.append((str(path), reason))
             else:

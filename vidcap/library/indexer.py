@@ -2,8 +2,9 @@
 
 A video already indexed with the same content, parameters and model is skipped; one changed since is indexed
 again; one deleted since is marked missing; one that cannot be decoded is recorded as failed with its reason and
-the rest go on. Each video's results are written in one transaction when it is done, so after Ctrl-C or a crash
-the same command continues with the first video not yet written.
+the rest go on. Each video's results go into the library in one transaction when it is done; while it runs, its
+results so far are kept beside (as a job's are, vidcap/library/jobs.py), so after Ctrl-C or a crash the same
+command continues inside the video it stopped in, without captioning a sample twice.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class IndexReport:
     skipped: list[str] = field(default_factory=list)  # already indexed, unchanged
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     missing: list[str] = field(default_factory=list)  # in the library, gone from disk
+    continued: list[tuple[str, int]] = field(default_factory=list)  # (path, results a stopped run had kept)
 
     def summary(self) -> str:
         return (f"{len(self.indexed)} indexed, {len(self.skipped)} already indexed, {len(self.failed)} failed, "
@@ -82,6 +84,9 @@ class Indexer:
         from vidcap.model import load_checkpoint
 
         self.library, self.captioner, self.params = library, captioner, params
+        from vidcap.library.jobs import JobStore  # not at the top: `vidcap index` checks its paths before torch loads
+
+        self.progress = JobStore(library.path)  # the results of the video in progress, as they come
         self.settings = json.dumps({k: v for k, v in sorted(asdict(params).items()) if k != "frame_source"})
         self.model_key = model_key(checkpoint)
         if library.model_vectors(self.model_key) is None:  # the words search will match, from the model itself
@@ -111,14 +116,36 @@ class Indexer:
         return None
 
     def index(self, path: Path, on_start: Callable[[float, int], None] | None = None,
-              on_frame: Callable[[object], None] | None = None) -> str | None:
-        """Analyse one video into the library -> None, or why it failed."""
+              on_frame: Callable[[object], None] | None = None,
+              on_continue: Callable[[int], None] | None = None) -> str | None:
+        """Analyse one video into the library -> None, or why it failed. Its results are kept as they come, so
+        after Ctrl-C or a crash the next run continues inside the video where this one stopped (when the video,
+        the parameters and the model are the same), without captioning a sample twice; on_continue(n) says so,
+        before the first new result, with the number of results kept."""
+        before = self.library.video(str(path))
         video_id = self.start(path)
+        now = self.library.video(str(path))
+        same = before is not None and before.status == "indexing" and (
+            before.fingerprint, before.settings, before.model_key) == (now.fingerprint, now.settings, now.model_key)
+        progress = self.progress.index_progress(path, self.params, keep=same)
+        done = self.progress.frames(progress.id)
+        if done and on_continue is not None:
+            on_continue(len(done))
+
+        def keep(frame) -> None:
+            self.progress.add_frame(progress.id, frame)
+            if on_frame is not None:
+                on_frame(frame)
+
         try:
-            rows = analyse_video(path, self.captioner, self.params, on_start, on_frame)
+            rows = analyse_video(path, self.captioner, self.params, on_start, keep, resume=self.progress.resume(
+                progress), on_sample=lambda s: self.progress.add_sample(progress.id, s, self.params.window),
+                                 done_frames=done)
         except Exception as exc:  # a corrupt or odd file must not stop the other videos
+            self.progress.delete(progress.id)
             return self.fail(path, exc)
         self.library.store_analysis(video_id, *rows)
+        self.progress.delete(progress.id)
         return None
 
     def start(self, path: Path) -> int:
@@ -138,13 +165,16 @@ def describe_failure(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
 
 
-def analyse_video(path: Path, captioner, params, on_start=None, on_frame=None) -> tuple[list, list, list, float]:
+def analyse_video(path: Path, captioner, params, on_start=None, on_frame=None, resume=None, on_sample=None,
+                  done_frames=None) -> tuple[list, list, list, float]:
     """A video's rows for the library: (frames, moments, caption stretches, duration). Plain tuples, so they
-    travel from a Ray worker as they are."""
+    travel from a Ray worker as they are. resume, on_sample, done_frames: continue a stopped run
+    (vidcap.video.pipeline.analyze)."""
     from vidcap.video.pipeline import analyze
     from vidcap.video.subtitles import caption_stretches
 
-    analysis = analyze(path, captioner, params, on_frame=on_frame, on_start=on_start)
+    analysis = analyze(path, captioner, params, on_frame=on_frame, on_start=on_start, resume=resume,
+                       on_sample=on_sample, done_frames=done_frames)
     frames = [(f.index, f.t, f.caption, f.score, int(f.reused), f.in_domain, f.cut) for f in analysis.frames]
     moments = [(m.t, m.score, m.reason, m.caption, m.previous_caption) for m in analysis.moments]
     stretches = [(c.start, c.end, c.text, _other_words(analysis.frames, c)) for c in caption_stretches(analysis)]

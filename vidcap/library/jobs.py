@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS job_samples (    -- the latest captioned samples of a
 """
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
+INDEXING = "indexing"  # not a job: the progress of `vidcap index` through one video (no server runs or lists it)
 ENDED = ("done", "failed", "cancelled")
 LIST_LIMIT = 100
 
@@ -151,7 +152,7 @@ class JobStore:
         """Newest first."""
         if state is not None and state not in STATES:
             raise InputError(f"unknown job state {state!r}; one of {', '.join(STATES)}")
-        where, args = ("WHERE state = ?", (state,)) if state else ("", ())
+        where, args = ("WHERE state = ?", (state,)) if state else ("WHERE state != ?", (INDEXING,))
         rows = self._sql(f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY created DESC, id LIMIT ?", (*args, limit))
         return [_job(r) for r in rows]
 
@@ -192,6 +193,26 @@ class JobStore:
         if row:
             self.end(job_id, "cancelled")
         return bool(row)
+
+    def index_progress(self, path: Path, params: AnalysisParams, keep: bool) -> Job:
+        """The record of `vidcap index`'s progress through a video: the one a stopped run left (keep: its video and
+        settings are unchanged since), else a new one."""
+        stored = json.dumps(dataclasses.asdict(params))
+        rows = self._sql(f"SELECT {_COLUMNS} FROM jobs WHERE state = ? AND path = ? ORDER BY created DESC",
+                         (INDEXING, str(path)))
+        for row in rows:
+            job = _job(row)
+            if keep and json.dumps(dataclasses.asdict(job.params)) == stored:
+                self._sql("UPDATE jobs SET runs = runs + 1 WHERE id = ?", (job.id,))
+                return self.get(job.id)
+            self.delete(job.id)
+        job = self.create(path.name, path, False, params)
+        self._sql("UPDATE jobs SET state = ?, runs = 1, started = ? WHERE id = ?", (INDEXING, time.time(), job.id))
+        return self.get(job.id)
+
+    def delete(self, job_id: str) -> None:
+        """A record and its results (an index run's progress, once its video is in the library)."""
+        self._sql("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     # -- results --
 

@@ -337,8 +337,11 @@ def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisPara
 
 def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
             on_frame: Callable[[FrameResult], None] | None = None,
-            on_start: Callable[[float, int], None] | None = None, limits: Limits = DEFAULT_LIMITS) -> Analysis:
-    """The whole analysis: every frame, then the moments."""
+            on_start: Callable[[float, int], None] | None = None, limits: Limits = DEFAULT_LIMITS,
+            resume: Resume | None = None, on_sample: Callable[[Sample], None] | None = None,
+            done_frames: list[FrameResult] | None = None) -> Analysis:
+    """The whole analysis: every frame, then the moments. To continue a stopped one: `done_frames`, the results
+    it gave, and `resume` (see analyze_frames)."""
     started = time.perf_counter()
     duration = [0.0]
 
@@ -347,8 +350,9 @@ def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = An
         if on_start is not None:
             on_start(d, n)
 
-    frames = []
-    for result in analyze_frames(video, captioner, params, on_start=start, limits=limits):
+    frames = list(done_frames or [])
+    for result in analyze_frames(video, captioner, params, on_start=start, limits=limits, resume=resume,
+                                 on_sample=on_sample):
         frames.append(result)
         if on_frame is not None:
             on_frame(result)
