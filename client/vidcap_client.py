@@ -3,6 +3,7 @@
     python client/vidcap_client.py caption photo.jpg
     python client/vidcap_client.py analyze video.mp4 --every 1        # live per-frame output, then the moments
     python client/vidcap_client.py analyze --path clips/a.mp4          # a file in the server's media folder
+    python client/vidcap_client.py analyze --live rtsp://cam/stream    # a live source (where the server allows it)
     python client/vidcap_client.py search "red star on grass"         # the server's library (vidcap index)
     python client/vidcap_client.py job submit video.mp4 --every 1     # analysed on the server; prints the id
     python client/vidcap_client.py job watch ID                       # progress, frames, moments until it ends
@@ -32,6 +33,8 @@ def _print_stream(responses: Iterator[pb.AnalyzeVideoResponse]) -> None:
         kind = response.WhichOneof("kind")
         if kind == "started":
             print(f"# {response.started.duration:.1f} s, {response.started.expected_frames} frames", flush=True)
+        elif kind == "notice":
+            print(f"# {response.notice.message}", flush=True)
         elif kind == "queued":
             print(f"# waiting: place {response.queued.position} in the server's queue", flush=True)
         elif kind == "frame":
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("analyze", help="analyze a video, printing each frame as it arrives")
     a.add_argument("video", nargs="?", help="a local file to upload")
     a.add_argument("--path", help="a video in the server's media folder instead")
+    a.add_argument("--live", metavar="SOURCE", help="a live source the server opens instead (rtsp://, udp://, "
+                                                    "http(s)://, /dev/videoN; where the server allows it)")
     a.add_argument("--every", type=float, default=0.0)
     a.add_argument("--window", type=int, default=0)
     a.add_argument("--metric", default="")
@@ -146,12 +151,14 @@ def main(argv: list[str] | None = None) -> int:
                 return _job_command(client, args, params)
             params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric, scorer=args.scorer,
                           no_skip=args.no_skip)
-            if args.path:
+            if args.live:
+                _print_stream(client.analyze_live(args.live, **params))
+            elif args.path:
                 _print_stream(client.analyze_path(args.path, **params))
             elif args.video:
                 _print_stream(client.analyze_file(args.video, **params))
             else:
-                p.error("give a video file or --path")
+                p.error("give a video file, --path or --live")
     except grpc.RpcError as exc:
         print(f"vidcap-client: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 2

@@ -9,6 +9,8 @@
   the media folder's `.cancel/` stops it (the client went away). With `"samples": true` each captioned sample
   comes too (`{"sample": ...}`), and `"resume"` continues a stopped analysis from such samples
   (vidcap/video/resume.py): how the server's jobs continue after a restart without captioning anything twice.
+  `{"live_source": URL, ...}` instead of a path analyses a live stream the archive's `allowed_sources` allow,
+  with `{"notice": ...}` lines when it reconnects.
 - Parameters and sizes are checked against the limits in the archive's model-config.yaml (`handler: limits:`),
   the same `vidcap.limits.Limits` the gRPC service and the HTTP API check, since TorchServe can be called directly.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -32,6 +35,7 @@ from vidcap.fileio import media_path
 from vidcap.images import load_image
 from vidcap.limits import Limits
 from vidcap.serving.hosts import CANCEL_FOLDER
+from vidcap.video.live import LiveSource, SourcePolicy
 from vidcap.video.pipeline import analyze_frames
 from vidcap.wire import analysis_params, frame_to_json, resume_from_json, sample_to_json
 
@@ -49,6 +53,8 @@ class VidcapHandler(BaseHandler):
         handler_config = (getattr(context, "model_yaml_config", None) or {}).get("handler") or {}
         self.captioner = Captioner.load(checkpoint, device=device, encoder=handler_config.get("encoder", "auto"))
         self.limits = Limits.from_dict(handler_config.get("limits"))
+        self.allowed_sources = list(handler_config.get("allowed_sources") or [])  # live sources (vidcap serve
+        # --allow-source); none by default
         self.media_dir = Path(os.environ.get("VIDCAP_MEDIA_DIR", "")).resolve() if os.environ.get(
             "VIDCAP_MEDIA_DIR") else None
         self.initialized = True
@@ -79,7 +85,10 @@ class VidcapHandler(BaseHandler):
         return outputs
 
     def _video(self, request: dict, index: int, context) -> str:
-        path = self._media_path(str(request.get("video_path", "")))
+        live = request.get("live_source")
+        if live is not None:  # checked here too: TorchServe can be called directly
+            SourcePolicy(self.allowed_sources).check(str(live))
+        path = None if live is not None else self._media_path(str(request.get("video_path", "")))
         params = analysis_params(request.get("every_n_seconds"), request.get("window"), request.get("metric"),
                                  request.get("scorer"), request.get("beam"), self.limits,
                                  no_skip=request.get("no_skip"))
@@ -99,9 +108,16 @@ class VidcapHandler(BaseHandler):
         def sample(captioned) -> None:  # kept by the caller, so that its job can continue after a restart
             send(json.dumps({"sample": sample_to_json(captioned)}) + "\n", "sample")
 
+        def notice(message: str) -> None:  # a live source reconnecting
+            send(json.dumps({"notice": message}) + "\n", "notice")
+
         resume = resume_from_json(request["resume"]) if request.get("resume") is not None else None
         count = 0
-        results = analyze_frames(path, self.captioner, params, on_start=started, limits=self.limits, resume=resume,
+        video, stopped = path, threading.Event()
+        if live is not None:
+            stopped = _set_when_present(cancel)
+            video = LiveSource(str(live), params.every_n_seconds, on_notice=notice, stopped=stopped)
+        results = analyze_frames(video, self.captioner, params, on_start=started, limits=self.limits, resume=resume,
                                  on_sample=sample if request.get("samples") else None)
         try:
             for result in results:
@@ -113,6 +129,7 @@ class VidcapHandler(BaseHandler):
                 count += 1
         finally:
             results.close()
+            stopped.set()  # ends the cancel watch of a live source
         return json.dumps({"done": True, "frames": count}) + "\n"
 
     def _cancel_marker(self, job) -> Path | None:
@@ -135,6 +152,19 @@ class VidcapHandler(BaseHandler):
         value = row.get("beam")
         text = value.decode(errors="replace") if isinstance(value, (bytes, bytearray)) else value
         return analysis_params(beam=text, limits=self.limits).beam
+
+
+def _set_when_present(marker: Path | None, poll_seconds: float = 0.5) -> threading.Event:
+    """An event set once the cancel marker appears: a live source that receives nothing still stops."""
+    event = threading.Event()
+
+    def watch() -> None:
+        while marker is not None and not event.wait(poll_seconds):
+            if marker.exists():
+                event.set()
+
+    threading.Thread(target=watch, daemon=True, name="vidcap-cancel-watch").start()
+    return event
 
 
 def _json_request(body) -> dict | None:

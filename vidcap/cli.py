@@ -208,7 +208,10 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                        description="Sample a frame every N seconds, caption it, score how unlike the previous "
                                    "frames it is, and report the moments. A summary goes to stdout, progress to "
                                    "stderr.")
-    p.add_argument("video", help="video file (mp4, mkv, webm, mov, ...)")
+    p.add_argument("video", metavar="SOURCE", help="a video file (mp4, mkv, webm, mov, ...), or a live source: an "
+                   "rtsp://, udp://, http(s):// stream (MPEG-TS, HLS), a capture device (/dev/video0), or - for "
+                   "standard input (ffmpeg ... -f mpegts - | vidcap analyze -); a live source prints each frame "
+                   "and moment as it comes, until it ends or Ctrl-C (docs/live.md)")
     p.add_argument("--every", type=float, default=1.0, metavar="SECONDS", help="sampling step (default: 1)")
     p.add_argument("--window", type=int, default=5, metavar="N", help="previous frames compared with (default: 5)")
     p.add_argument("--metric", help="euclidean (or euclidian) | cosine (default: the scorer's own)")
@@ -235,12 +238,21 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chapter-list", metavar="OUT.txt", help="the chapters as '00:00 caption' lines, for a video "
                                                              "description")
     p.add_argument("--no-progress", action="store_true")
+    live = p.add_argument_group("live sources")
+    live.add_argument("--stall", type=float, default=5.0, metavar="SECONDS",
+                      help="no data for this long: the stream stalled, reopen it (default: 5)")
+    live.add_argument("--give-up", type=float, default=60.0, metavar="SECONDS",
+                      help="reconnecting for this long without a frame: stop with an error (default: 60)")
     _add_encoder(p)
     p.set_defaults(run=_run_analyze)
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    require_file(args.video, "video")  # before torch is imported: a typo is answered at once
+    from vidcap.video.live import is_live
+
+    if is_live(args.video):  # before torch is imported: a refused protocol or a typo is answered at once
+        return _run_live(args)
+    require_file(args.video, "video")
     from tqdm import tqdm
 
     from vidcap.captioner import Captioner
@@ -272,6 +284,62 @@ def _run_analyze(args: argparse.Namespace) -> int:
     for path, data in rendered.items():
         write_atomic(path, data)
     print(report.summary(analysis))
+    return 0
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    """A live source: each frame and moment printed as it comes, until the source ends or Ctrl-C; then the files
+    asked for, of what was seen."""
+    import time
+    from dataclasses import asdict
+
+    from vidcap.captioner import Captioner
+    from vidcap.errors import InputError
+    from vidcap.video import report
+    from vidcap.video.live import LiveSource
+    from vidcap.video.pipeline import Analysis, AnalysisParams, analyze_frames, online_picker
+    from vidcap.wire import CLI_NAMES, renamed
+
+    limits = Limits.for_local_files()
+    try:
+        params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
+                                skip_still=not args.no_skip).validate(limits)
+        if not (args.stall > 0 and args.give_up >= 0):
+            raise InputError("--stall must be positive and --give-up at least 0")
+    except InputError as exc:
+        raise renamed(exc, CLI_NAMES) from None
+    captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
+    source = LiveSource(args.video, params.every_n_seconds, on_notice=lambda m: print(f"# {m}", file=sys.stderr,
+                                                                                      flush=True),
+                        give_up_seconds=args.give_up, stall_seconds=args.stall)
+    picker, frames, started = online_picker(params), [], time.perf_counter()
+    print(f"# watching {args.video} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    results = analyze_frames(source, captioner, params)
+    failure = None
+    try:
+        for frame in results:
+            frames.append(frame)
+            print(f"{frame.t:8.2f}  {frame.score:6.3f}  {frame.caption}{'  (still: reused)' if frame.reused else ''}",
+                  flush=True)
+            for m in picker.push(frame.index, frame.t, frame.score, frame.caption, frame.cut, frame.in_domain):
+                print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.reason:<14}  {m.previous_caption or '(start)'} -> "
+                      f"{m.caption}", flush=True)
+        picker.finish()
+    except KeyboardInterrupt:
+        print("# stopped", file=sys.stderr, flush=True)
+    except InputError as exc:  # gave up reconnecting, or standard input is not a video: keep what was seen
+        failure = exc
+    finally:
+        results.close()
+    analysis = Analysis(args.video, asdict(params), frames[-1].t if frames else 0.0, frames, picker.moments,
+                        time.perf_counter() - started)
+    outputs = {args.json: report.to_json, args.csv: report.to_csv, args.plot: report.to_png, **subtitle_outputs(args)}
+    for path, make in outputs.items():
+        if path and frames:
+            write_atomic(path, make(analysis))
+    print(f"# {len(frames)} frames, {len(picker.moments)} moments", file=sys.stderr)
+    if failure is not None:
+        raise failure
     return 0
 
 
@@ -517,6 +585,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", metavar="DB", help="the library searched by gRPC Search and GET /v1/search, where "
                                                  "jobs and their results are kept too (default: where vidcap "
                                                  "index writes)")
+    p.add_argument("--allow-source", action="append", default=[], metavar="PATTERN",
+                   help="live sources callers may name, as a shell pattern matched against the whole source (e.g. "
+                        "'rtsp://cameras.example/*', '/dev/video0'; repeat for more); none by default: the server "
+                        "opens no URL or device for its callers (docs/live.md)")
     p.add_argument("--work-dir", help="run folder and upload spools, on disk (default: ~/.cache/vidcap)")
     p.add_argument("--ui-port", type=int, default=7860, help="web UI port (default: 7860)")
     p.add_argument("--no-ui", action="store_true", help="do not start the web UI")
@@ -564,7 +636,8 @@ def _run_serve(args: argparse.Namespace) -> int:
                          args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
                          args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency,
                          args.encoder, args.max_analyses, args.max_queued, args.video_workers, args.work_dir,
-                         args.torchserve_token_minutes, security, args.index, args.job_workers)
+                         args.torchserve_token_minutes, security, args.index, args.job_workers,
+                         tuple(args.allow_source))
     run_stack(config, limits_from_args(args))
     return 0
 

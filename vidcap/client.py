@@ -112,6 +112,12 @@ class VidcapClient:
         return self.stub.ExportJob(pb.ExportJobRequest(id=job_id, format=format), timeout=self.timeout,
                                    metadata=self.metadata)
 
+    def analyze_live(self, source: str, **params) -> Iterator[pb.AnalyzeVideoResponse]:
+        """A live source the server opens (rtsp://, udp://, http(s)://, /dev/videoN; only where the server allows it):
+        frames, moments and notices until it ends or the call is cancelled."""
+        request = pb.AnalyzeVideoRequest(live_source=source, params=pb.AnalysisParams(**params))
+        return self.stub.AnalyzeVideo(request, timeout=self.timeout, metadata=self.metadata)
+
     def analyze_path(self, path: str, **params) -> Iterator[pb.AnalyzeVideoResponse]:
         """A video already in the server's media folder: nothing is uploaded."""
         return self.stub.AnalyzeVideo(pb.AnalyzeVideoRequest(path=path, params=pb.AnalysisParams(**params)),

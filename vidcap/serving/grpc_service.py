@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import queue
 import signal
 import threading
 from collections.abc import Generator, Iterator, Sequence
@@ -32,6 +33,7 @@ from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.library.jobs import LIST_LIMIT, JobStore
 from vidcap.library.search import DEFAULT_TOP, search_library
 from vidcap.serving.jobs import JobRunner, job_analysis
+from vidcap.video.live import SourcePolicy
 from vidcap.video.subtitles import export
 from vidcap.video.novelty import make_scorer
 from vidcap.video.pipeline import AnalysisParams, online_picker
@@ -49,10 +51,12 @@ class VidcapServicer(pb_grpc.VidcapServicer):
     def __init__(self, model_host: ModelHost, media_dir: str | Path | None = None,
                  limits: Limits = DEFAULT_LIMITS, spool_dir: str | Path | None = None,
                  admission: Admission | None = None, library: str | Path | None = None,
-                 jobs: JobRunner | None = None):
+                 jobs: JobRunner | None = None, allowed_sources: Sequence[str] = ()):
         """library: the database `vidcap index` writes, for Search (default: its default place). jobs: the
-        server's job runner (None: the job calls answer UNIMPLEMENTED)."""
+        server's job runner (None: the job calls answer UNAVAILABLE). allowed_sources: the live sources callers may
+        name (shell patterns; none by default: vidcap/video/live.py)."""
         self.model_host, self.limits, self.library, self.jobs = model_host, limits, library, jobs
+        self.source_policy = SourcePolicy(allowed_sources)
         self.media_dir = Path(media_dir).resolve() if media_dir else None
         self.spool_dir = spool_dir or model_host.spool_dir
         self.admission = admission or Admission()
@@ -175,6 +179,12 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                      ) -> Iterator[pb.AnalyzeVideoResponse]:
         with _errors_to_status(context):
             params = _params(request.params, self.limits)
+            if request.WhichOneof("source") == "live_source":
+                self.source_policy.check(request.live_source)
+                with self.admission.enter() as ticket:
+                    if (yield from _queued(ticket, context)):
+                        yield from self._analyze_live(request.live_source, params, context)
+                return
             if request.WhichOneof("source") == "path":
                 path = self._media_path(request.path)
                 with self.admission.enter() as ticket:
@@ -253,6 +263,58 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         metrics.MOMENTS.labels("grpc").inc(len(picker.moments))
         yield pb.AnalyzeVideoResponse(summary=self._summary(frames, picker.moments, params,
                                                             info[0].duration if info else 0.0))
+
+    def _analyze_live(self, source: str, params: AnalysisParams, context: grpc.ServicerContext
+                      ) -> Iterator[pb.AnalyzeVideoResponse]:
+        """As _analyze, for a source that may be silent for a while: the results are read in a thread of their own,
+        so notices (reconnecting) and a cancelled call get through while no frame comes."""
+        events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        results = self.model_host.analyze_live(source, params, on_notice=lambda m: events.put(("notice", m)),
+                                               stop=stop)
+
+        def read() -> None:
+            try:
+                for result in results:
+                    events.put(("frame", result))
+                events.put(("end", None))
+            except BaseException as exc:  # re-raised in the call's thread
+                events.put(("error", exc))
+            finally:
+                results.close()
+
+        threading.Thread(target=read, daemon=True, name="vidcap-live").start()
+        picker, frames = online_picker(params), []
+        metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
+        try:
+            yield pb.AnalyzeVideoResponse(started=pb.VideoInfo())
+            while True:
+                try:
+                    kind, item = events.get(timeout=QUEUE_REPORT_SECONDS)
+                except queue.Empty:
+                    if not context.is_active():
+                        return
+                    continue
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise item
+                if kind == "notice":
+                    yield pb.AnalyzeVideoResponse(notice=pb.Notice(message=item))
+                    continue
+                frames.append(item)
+                metrics.FRAMES.labels("grpc").inc()
+                yield pb.AnalyzeVideoResponse(frame=frame_to_proto(item))
+                for moment in picker.push(item.index, item.t, item.score, item.caption, item.cut, item.in_domain):
+                    yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
+            for moment in picker.finish():
+                yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
+        finally:
+            stop.set()  # the live source ends within its stall timeout, and with it the reading thread
+            metrics.VIDEOS_IN_FLIGHT.labels("grpc").dec()
+        metrics.MOMENTS.labels("grpc").inc(len(picker.moments))
+        yield pb.AnalyzeVideoResponse(summary=self._summary(frames, picker.moments, params,
+                                                            frames[-1].t if frames else 0.0))
 
     def _summary(self, frames: list, moments: list, params: AnalysisParams, duration: float) -> pb.Summary:
         metric = make_scorer(params.scorer, params.window, params.metric).metric
@@ -334,11 +396,13 @@ def build_server(servicer: VidcapServicer, address: str, interceptors: Sequence[
 
 def serve(model_host: ModelHost, host: str = "127.0.0.1", port: int = 50051, media_dir: str | None = None,
           limits: Limits = DEFAULT_LIMITS, ready: threading.Event | None = None,
-          stop: threading.Event | None = None, library: str | None = None) -> None:
+          stop: threading.Event | None = None, library: str | None = None,
+          allowed_sources: Sequence[str] = ()) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set): then report NOT_SERVING, finish calls in flight, exit."""
     admission = Admission()
     jobs = JobRunner(JobStore(library), model_host, admission, limits)
-    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=library, jobs=jobs)
+    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=library, jobs=jobs,
+                              allowed_sources=allowed_sources)
     server, health_servicer, bound = build_server(servicer, f"{host}:{port}")
     server.start()
     jobs.start()
@@ -365,6 +429,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--media-dir", help="folder whose videos may be analysed by path")
     p.add_argument("--index", metavar="DB", help="the library for Search, and where jobs are kept (default: where "
                                                  "vidcap index writes)")
+    p.add_argument("--allow-source", action="append", default=[], metavar="PATTERN",
+                   help="live sources callers may name (shell pattern, e.g. 'rtsp://cameras.example/*'; repeat for "
+                        "more); none by default")
     add_limit_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -375,7 +442,8 @@ def main(argv: list[str] | None = None) -> None:
 
     model_host = InProcessHost(Captioner.load(args.model, device=args.device),
                                spool_dir=default_work_dir() / "uploads", limits=limits)  # on disk, not in /tmp
-    serve(model_host, args.host, args.port, args.media_dir, limits, library=args.index)
+    serve(model_host, args.host, args.port, args.media_dir, limits, library=args.index,
+          allowed_sources=args.allow_source)
 
 
 if __name__ == "__main__":

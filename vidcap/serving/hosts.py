@@ -32,6 +32,7 @@ from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
 from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, read_keys, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
+from vidcap.video.live import LiveSource
 from vidcap.video.resume import Resume, Sample
 from vidcap.wire import frame_from_json, params_to_json, resume_to_json, sample_from_json
 
@@ -39,6 +40,7 @@ log = logging.getLogger("vidcap.host")
 
 OnStart = Callable[[float, int], None]
 OnSample = Callable[[Sample], None]
+OnNotice = Callable[[str], None]
 
 
 class ModelHost(ABC):
@@ -52,6 +54,13 @@ class ModelHost(ABC):
 
     def close(self) -> None:
         """Release what the model host made on disk (called once the servers have stopped)."""
+
+    @abstractmethod
+    def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
+                     stop: threading.Event | None = None) -> Iterator[FrameResult]:
+        """A live source (vidcap/video/live.py), already allowed by the caller: FrameResults as they come, until it
+        ends, `stop` is set (from any thread: the results then end soon) or the iterator is closed; on_notice(message)
+        reports reconnects."""
 
     @abstractmethod
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None,
@@ -103,6 +112,11 @@ class InProcessHost(ModelHost):
                 resume: Resume | None = None, on_sample: OnSample | None = None) -> Iterator[FrameResult]:
         return analyze_frames(path, self, params, on_start=on_start, limits=self.limits, resume=resume,
                               on_sample=on_sample)
+
+    def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
+                     stop: threading.Event | None = None) -> Iterator[FrameResult]:
+        live = LiveSource(source, params.every_n_seconds, on_notice=on_notice, stopped=stop)
+        return analyze_frames(live, self, params, limits=self.limits)
 
 
 class TorchServeHost(ModelHost):
@@ -177,12 +191,26 @@ class TorchServeHost(ModelHost):
         path = Path(path).resolve()
         if not path.is_relative_to(self.media_dir):
             raise InputError("the TorchServe model host reads videos from its media folder only")
-        job = uuid.uuid4().hex
-        request = {"video_path": str(path.relative_to(self.media_dir)), "job": job, **params_to_json(params)}
+        request = {"video_path": str(path.relative_to(self.media_dir)), **params_to_json(params)}
         if on_sample is not None:
             request["samples"] = True
         if resume is not None:
             request["resume"] = resume_to_json(resume)
+        return self._stream(request, on_start, on_sample)
+
+    def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
+                     stop: threading.Event | None = None) -> Iterator[FrameResult]:
+        """The worker opens the source (its archive's allow-list checks it again: TorchServe can be called
+        directly)."""
+        return self._stream({"live_source": source, **params_to_json(params)}, on_notice=on_notice, stop=stop)
+
+    def _stream(self, request: dict, on_start: OnStart | None = None, on_sample: OnSample | None = None,
+                on_notice: OnNotice | None = None, stop: threading.Event | None = None) -> Iterator[FrameResult]:
+        job = uuid.uuid4().hex
+        request = {**request, "job": job}
+        if stop is not None:  # the worker watches the cancel marker, also while its source is silent
+            threading.Thread(target=lambda: stop.wait() and self._cancel(job), daemon=True,
+                             name="vidcap-live-stop").start()
         done = False
         try:
             with self._post(VIDEO_MODEL, json=request) as response:
@@ -198,6 +226,9 @@ class TorchServeHost(ModelHost):
                     elif "sample" in message:
                         if on_sample is not None:
                             on_sample(sample_from_json(message["sample"]))
+                    elif "notice" in message:
+                        if on_notice is not None:
+                            on_notice(str(message["notice"]))
                     elif "started" in message:
                         self.trained_on = message["started"].get("trained_on") or self.trained_on
                         if on_start is not None:

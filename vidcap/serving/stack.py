@@ -67,6 +67,7 @@ class StackConfig:
     security: Security = Security()
     library: str | None = None  # the database of the library (search) and of the jobs (default: vidcap index's)
     job_workers: int = 1  # jobs analysed at once (each also takes one of max_analyses while it runs)
+    allowed_sources: tuple[str, ...] = ()  # live sources callers may name (vidcap/video/live.py); none by default
 
 
 def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: threading.Event | None = None) -> None:
@@ -129,7 +130,8 @@ def _start_model_host(config: StackConfig, run_dir: Path, limits: Limits, startu
             raise VidcapError("--torchserve-url needs --torchserve-key-file (TorchServe's key_file.json)")
         return TorchServeHost(config.torchserve_url, config.torchserve_key_file, media), None
     print("building the model archives and starting TorchServe...", flush=True)
-    build_archives(config.model, run_dir / "model_store", ArchiveSettings(encoder=config.encoder, limits=limits),
+    build_archives(config.model, run_dir / "model_store", ArchiveSettings(encoder=config.encoder, limits=limits,
+                                                                          allowed_sources=config.allowed_sources),
                    video_workers=config.video_workers)
     startup.done("archives")
     p = config.torchserve_port
@@ -187,7 +189,8 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         media_dir = None
     admission = Admission(config.max_analyses, config.max_queued)
     jobs = JobRunner(JobStore(config.library), model_host, admission, limits, workers=config.job_workers)
-    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library, jobs=jobs)
+    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library, jobs=jobs,
+                              allowed_sources=config.allowed_sources)
     grpc_server, grpc_health, bound = build_server(servicer, f"{config.host}:{config.grpc_port}",
                                                    security.grpc_interceptors(), security.grpc_credentials())
     ui_grpc = f"{_loopback(config.host)}:{bound}"

@@ -40,6 +40,7 @@ class ArchiveSettings:
     workers: int = 1
     encoder: str = "auto"  # the encoder runtime the worker uses (vidcap/encoders.py)
     limits: Limits = DEFAULT_LIMITS  # what the handler accepts (TorchServe can be called directly)
+    allowed_sources: tuple[str, ...] = ()  # live sources the worker may open (vidcap serve --allow-source)
 
     def for_videos(self, workers: int = 1) -> "ArchiveSettings":
         """The video model: no batching (a batch would run its videos one after another), `workers` at once."""
@@ -70,7 +71,8 @@ def build_archive(checkpoint: str | Path | None = None, export_dir: str | Path |
         config.write_text(yaml.safe_dump({
             "minWorkers": settings.workers, "maxWorkers": settings.workers, "batchSize": settings.batch_size,
             "maxBatchDelay": settings.max_batch_delay_ms, "responseTimeout": settings.response_timeout_s,
-            "handler": {"encoder": settings.encoder, "limits": settings.limits.to_dict()}}, sort_keys=False))
+            "handler": {"encoder": settings.encoder, "limits": settings.limits.to_dict(),
+                        "allowed_sources": list(settings.allowed_sources)}}, sort_keys=False))
         result = subprocess.run([archiver, "--model-name", settings.name, "--version", "1.0", "--serialized-file",
                                  str(checkpoint), "--handler", str(HANDLER), "--config-file", str(config),
                                  "--export-path", str(export_dir), "--force"], capture_output=True, text=True,

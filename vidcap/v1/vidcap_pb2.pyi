@@ -181,16 +181,18 @@ class AnalysisParams(_message.Message):
     def __init__(self, every_n_seconds: _Optional[float] = ..., window: _Optional[int] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., beam: _Optional[int] = ..., no_skip: _Optional[bool] = ...) -> None: ...
 
 class AnalyzeVideoRequest(_message.Message):
-    __slots__ = ("video", "path", "params", "filename")
+    __slots__ = ("video", "path", "live_source", "params", "filename")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    LIVE_SOURCE_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     video: bytes
     path: str
+    live_source: str
     params: AnalysisParams
     filename: str
-    def __init__(self, video: _Optional[bytes] = ..., path: _Optional[str] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ...) -> None: ...
+    def __init__(self, video: _Optional[bytes] = ..., path: _Optional[str] = ..., live_source: _Optional[str] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ...) -> None: ...
 
 class VideoChunk(_message.Message):
     __slots__ = ("params", "filename", "data")
@@ -276,16 +278,24 @@ class Summary(_message.Message):
     trained_on: str
     def __init__(self, duration: _Optional[float] = ..., frames: _Optional[int] = ..., moments: _Optional[_Iterable[_Union[Moment, _Mapping]]] = ..., wall_seconds: _Optional[float] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., reused_frames: _Optional[int] = ..., out_of_domain_share: _Optional[float] = ..., domain_warning: _Optional[str] = ..., trained_on: _Optional[str] = ...) -> None: ...
 
+class Notice(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    def __init__(self, message: _Optional[str] = ...) -> None: ...
+
 class AnalyzeVideoResponse(_message.Message):
-    __slots__ = ("started", "frame", "summary", "queued", "moment")
+    __slots__ = ("notice", "started", "frame", "summary", "queued", "moment")
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     MOMENT_FIELD_NUMBER: _ClassVar[int]
+    notice: Notice
     started: VideoInfo
     frame: FrameResult
     summary: Summary
     queued: Queued
     moment: Moment
-    def __init__(self, started: _Optional[_Union[VideoInfo, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., moment: _Optional[_Union[Moment, _Mapping]] = ...) -> None: ...
+    def __init__(self, notice: _Optional[_Union[Notice, _Mapping]] = ..., started: _Optional[_Union[VideoInfo, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., moment: _Optional[_Union[Moment, _Mapping]] = ...) -> None: ...

@@ -65,6 +65,11 @@ class FrameSource(ABC):
         n = int(self.duration // self.every_n_seconds) + 1
         return [k * self.every_n_seconds for k in range(n) if k * self.every_n_seconds < self.duration]
 
+    live = False  # a stream that does not end (vidcap/video/live.py): no duration, no sample list, no seeking
+
+    def stop(self) -> None:
+        """Ask `frames()`, running in another thread, to end soon (a live source's reads can block for a while)."""
+
     def close(self) -> None:
         """Release the video file and its codec; safe to call twice."""
 

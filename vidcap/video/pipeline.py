@@ -23,7 +23,7 @@ from vidcap.domain import DomainSummary, summarize
 from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
-from vidcap.video.frames import Frame, open_frames
+from vidcap.video.frames import Frame, FrameSource, open_frames
 from vidcap.video.resume import Resume, Sample
 from vidcap.video.stills import StillFrames
 from vidcap.video.novelty import (
@@ -114,6 +114,7 @@ class _FrameReader(threading.Thread):
     def __init__(self, source, capacity: int):
         super().__init__(daemon=True, name="vidcap-frames")
         self.source, self.queue, self.stop = source, queue.Queue(maxsize=capacity), threading.Event()
+        self.dropped = 0
         self._closing = threading.Lock()
         self._released = self._finished = False
 
@@ -135,6 +136,7 @@ class _FrameReader(threading.Thread):
         """Stop reading and close the source now, or, if a decode is still running after `timeout`, as soon as
         it returns (a stop of the whole server must not wait on one slow frame)."""
         self.stop.set()
+        self.source.stop()
         if self.is_alive():
             self.join(timeout=timeout)
         with self._closing:
@@ -143,7 +145,15 @@ class _FrameReader(threading.Thread):
                 self.source.close()
 
     def _put(self, item: object) -> bool:
-        """Wait for room in the queue; False when the consumer asked to stop meanwhile."""
+        """Wait for room in the queue; False when the consumer asked to stop meanwhile. A live source does not
+        wait for anyone: when captioning falls behind, its oldest waiting frame is dropped (and counted)."""
+        if self.source.live and isinstance(item, Frame):
+            while self.queue.full():
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    break
         while not self.stop.is_set():
             try:
                 self.queue.put(item, timeout=0.1)
@@ -260,7 +270,7 @@ class _CaptionsReusingStills:
             self.last = captions[-1]
 
 
-def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisParams,
+def captioned_frames(video: str | Path | FrameSource, captioner: Captioner, params: AnalysisParams,
                      keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
                      limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[Frame, Caption, bool]]:
     """Each sampled frame with its caption and whether that caption was reused (a still frame, see
@@ -271,22 +281,26 @@ def captioned_frames(video: str | Path, captioner: Captioner, params: AnalysisPa
         yield frame, caption, reused
 
 
-def _captioned(video: str | Path, captioner: Captioner, params: AnalysisParams, keep_pixels: bool = False,
+def _captioned(video: str | Path | FrameSource, captioner: Captioner, params: AnalysisParams, keep_pixels: bool = False,
                on_start: Callable[[float, int], None] | None = None, limits: Limits = DEFAULT_LIMITS,
                resume: Resume | None = None) -> Iterator[tuple[Frame, Caption, bool, torch.Tensor | None]]:
     params.validate(limits)
     size = (captioner.image_size, captioner.image_size)
-    source = open_frames(video, params.every_n_seconds, params.frame_source, size=None if keep_pixels else size,
-                         device=captioner.device)
+    if isinstance(video, FrameSource):  # opened by the caller: a live source
+        source = video
+        source.size = None if keep_pixels else size
+    else:
+        source = open_frames(video, params.every_n_seconds, params.frame_source, size=None if keep_pixels else size,
+                             device=captioner.device)
     if resume is not None and resume.samples:
         source.continue_after(resume.next_index - 1, resume.last_t)
     reader = _FrameReader(source, capacity=2 * params.batch_size)
     balance = None
     try:
-        # From the header alone: a bogus duration must not make us build a list of billions of times.
-        limits.check_video(source.duration, int(source.duration // params.every_n_seconds) + 1)
+        if not source.live:  # from the header alone: a bogus duration must not make us list billions of times
+            limits.check_video(source.duration, int(source.duration // params.every_n_seconds) + 1)
         if on_start is not None:
-            on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits)
+            on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits); live: 0, 0
         reader.start()
         balance = _Balance()
         captions = _CaptionsReusingStills(captioner, params.beam, params.skip_still, resume)
@@ -305,7 +319,7 @@ def _captioned(video: str | Path, captioner: Captioner, params: AnalysisParams, 
         reader.release()
 
 
-def analyze_frames(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
+def analyze_frames(video: str | Path | FrameSource, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
                    keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
                    limits: Limits = DEFAULT_LIMITS, resume: Resume | None = None,
                    on_sample: Callable[[Sample], None] | None = None) -> Iterator[FrameResult]:

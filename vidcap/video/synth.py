@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -233,3 +234,48 @@ def encode_frames(path: Path, frames: Iterator[np.ndarray], fps: float, width: i
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def publish_live(url: str, frames: Iterator[np.ndarray], fps: float, width: int, height: int,
+                 stop: threading.Event | None = None, on_frame: Callable[[int, float], None] | None = None,
+                 keyint: int | None = None) -> int:
+    """Send RGB frames as an H.264 MPEG-TS stream at real time (udp://127.0.0.1:PORT, a file object, ...): a live
+    source for tests and benchmarks. on_frame(n, wall time) is called as frame n goes out. -> frames sent.
+
+    A frame of another size than the first restarts the encoder (a resolution change mid-stream, as a camera
+    switching modes sends)."""
+    import time
+    from fractions import Fraction
+
+    keyint = keyint or max(1, round(fps))  # a keyframe a second: a receiver that joins late starts within one
+    out = av.open(url, mode="w", format="mpegts")
+    stream, n, start = None, 0, time.monotonic()
+    try:
+        for pixels in frames:
+            if stop is not None and stop.is_set():
+                break
+            if stream is None or (pixels.shape[1], pixels.shape[0]) != (stream.width, stream.height):
+                if stream is not None:
+                    for packet in stream.encode():
+                        out.mux(packet)
+                    out.close()
+                    out = av.open(url, mode="w", format="mpegts")
+                stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.width, stream.height, stream.pix_fmt = pixels.shape[1], pixels.shape[0], "yuv420p"
+                stream.options = {"preset": "ultrafast", "tune": "zerolatency",
+                                  "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"}
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = n
+            due = start + n / fps
+            time.sleep(max(0.0, due - time.monotonic()))
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            if on_frame is not None:
+                on_frame(n, time.monotonic())
+            n += 1
+        if stream is not None:
+            for packet in stream.encode():
+                out.mux(packet)
+    finally:
+        out.close()
+    return n

@@ -1,0 +1,226 @@
+"""Live sources: real MPEG-TS streams over loopback UDP (PyAV publishing at real time), HLS from a local HTTP server,
+standard input; what a source may name; the gRPC service with and without an allow-list."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import grpc
+import numpy as np
+import pytest
+
+from vidcap.client import VidcapClient
+from vidcap.errors import InputError, PermissionDeniedError
+from vidcap.video.live import LiveSource, SourcePolicy, classify_source
+from vidcap.video.synth import Effects, publish_live, random_segments, render_frames, write_video
+
+from conftest import REPO, VIDCAP, cli_env
+
+FPS, SIZE = 10, (160, 96)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scenes(seconds: int = 16, seed: int = 3):
+    return random_segments(seconds // 4, seed=seed, min_seconds=4, max_seconds=4)
+
+
+class Publisher(threading.Thread):
+    """Synthetic scenes sent as MPEG-TS to udp://127.0.0.1:PORT at real time, after `delay` seconds."""
+
+    def __init__(self, port: int, frames, delay: float = 1.0):
+        super().__init__(daemon=True)
+        self.port, self.frames, self.delay, self.stop = port, frames, delay, threading.Event()
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        publish_live(f"udp://127.0.0.1:{self.port}?pkt_size=1316", self.frames, FPS, *SIZE, stop=self.stop)
+
+
+def vidcap(*args: str, stdin=None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*VIDCAP, *args], input=stdin, capture_output=True, env=cli_env(), timeout=timeout)
+
+
+def test_what_a_source_may_name():
+    for refused in ("file:///etc/passwd", "concat:a.mp4|b.mp4", "subfile:,start,0,end,10,:a.mp4", "data:video/mp4,x",
+                    "pipe:0", "crypto:x", "async:file:a.mp4", "ftp://host/x.mp4", "udp:no-slashes"):
+        with pytest.raises(InputError, match="not accepted"):
+            classify_source(refused)
+    assert classify_source("rtsp://cam.example/stream").kind == "network"
+    assert classify_source("udp://127.0.0.1:5000").kind == "network"
+    assert classify_source("/dev/video0").kind == "device"
+    assert classify_source("-").kind == "stdin"
+    assert classify_source("clips/a.mp4").kind == "file" and classify_source("C:video.mp4").kind == "file"
+    closed = SourcePolicy()
+    with pytest.raises(PermissionDeniedError, match="--allow-source"):
+        closed.check("rtsp://cam.example/stream")
+    policy = SourcePolicy(["rtsp://cameras.example/*", "/dev/video0"])
+    assert policy.check("rtsp://cameras.example/lobby").kind == "network"
+    assert policy.check("/dev/video0").kind == "device"
+    for denied in ("rtsp://elsewhere.example/x", "/dev/video1", "rtsp://cameras.example.evil/x"):
+        with pytest.raises(PermissionDeniedError):
+            policy.check(denied)
+    with pytest.raises(InputError, match="command line"):
+        policy.check("-")
+    with pytest.raises(PermissionDeniedError) as info:
+        closed.check("rtsp://admin:secret@cam.example/x")
+    assert "secret" not in str(info.value) and "admin:***@" in str(info.value)
+
+
+def test_udp_stream_frames_by_timestamp_moments_and_a_clear_end(tmp_path):
+    port = free_udp_port()
+    publisher = Publisher(port, render_frames(scenes(), FPS, *SIZE, Effects(), 0))
+    publisher.start()
+    started = time.monotonic()
+    result = vidcap("analyze", f"udp://127.0.0.1:{port}", "--stall", "2", "--give-up", "2", "--json",
+                    str(tmp_path / "live.json"))
+    elapsed = time.monotonic() - started
+    publisher.join()
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "no data for 2 s; reconnecting" in err and "gave up" in err, err
+    assert elapsed < 16 + 1 + 15  # the stream, then the stall and give-up timeouts, not more
+    data = json.loads((tmp_path / "live.json").read_text())
+    times = [f["t"] for f in data["frames"]]
+    assert len(times) >= 8 and times == pytest.approx(list(np.arange(len(times)) * 1.0), abs=0.11)
+    assert any(m["reason"] == "cut" for m in data["moments"])  # scene cuts seen as they happened
+    lines = result.stdout.decode().splitlines()
+    assert sum(line.startswith("moment") for line in lines) == len(data["moments"])
+
+
+def test_a_resolution_change_mid_stream_goes_on(tmp_path):
+    port = free_udp_port()
+    frames = render_frames(scenes(), FPS, *SIZE, Effects(), 0)
+    doubled = (f if n < 60 else np.ascontiguousarray(f.repeat(2, axis=0).repeat(2, axis=1))
+               for n, f in enumerate(frames))
+    publisher = Publisher(port, doubled)
+    publisher.start()
+    result = vidcap("analyze", f"udp://127.0.0.1:{port}", "--stall", "2", "--give-up", "1", "--json",
+                    str(tmp_path / "live.json"))
+    publisher.join()
+    data = json.loads((tmp_path / "live.json").read_text())
+    assert data["frames"][-1]["t"] >= 10, result.stderr.decode()  # frames from both sizes (the switch is at 6 s)
+
+
+def test_standard_input_gives_what_the_file_gives(tmp_path):
+    video = tmp_path / "clip.ts"
+    write_video(video, scenes(12, seed=4), fps=FPS, size=SIZE)
+    piped = vidcap("analyze", "-", "--json", str(tmp_path / "piped.json"), stdin=video.read_bytes())
+    assert piped.returncode == 0, piped.stderr.decode()
+    whole = vidcap("analyze", str(video), "--json", str(tmp_path / "file.json"))
+    assert whole.returncode == 0, whole.stderr.decode()
+    piped_frames = json.loads((tmp_path / "piped.json").read_text())["frames"]
+    file_frames = json.loads((tmp_path / "file.json").read_text())["frames"]
+    assert [(f["t"], f["caption"]) for f in piped_frames] == [(f["t"], f["caption"]) for f in file_frames]
+    assert [f["t"] for f in file_frames] == list(range(12))  # MPEG-TS files are decoded through, not sought
+
+
+def test_bad_live_input_gets_a_clear_message_in_bounded_time(tmp_path):
+    garbage = vidcap("analyze", "-", stdin=np.random.default_rng(0).bytes(200_000), timeout=60)
+    assert garbage.returncode == 2 and "standard input is not a readable video stream" in garbage.stderr.decode()
+    audio_only = tmp_path / "radio.ts"
+    with av.open(str(audio_only), "w") as out:  # an MPEG-TS stream without video
+        stream = out.add_stream("mp2", rate=44100)
+        for n in range(40):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 44100, n * 1152
+            for packet in stream.encode(frame):
+                out.mux(packet)
+    no_video = vidcap("analyze", "-", stdin=audio_only.read_bytes(), timeout=60)
+    assert no_video.returncode == 2 and "has no video stream" in no_video.stderr.decode()
+    started = time.monotonic()
+    unreachable = vidcap("analyze", "rtsp://127.0.0.1:9/none", "--give-up", "3", timeout=60)
+    assert unreachable.returncode == 2 and "gave up" in unreachable.stderr.decode()
+    assert "cannot open rtsp://127.0.0.1:9/none" in unreachable.stderr.decode()
+    assert time.monotonic() - started < 30
+    refused = vidcap("analyze", "concat:a.mp4|b.mp4", timeout=60)
+    assert refused.returncode == 2 and "concat: protocol is not accepted" in refused.stderr.decode()
+
+
+def test_hls_from_a_local_http_server(tmp_path):
+    folder = tmp_path / "hls"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    writer = threading.Thread(target=_write_hls, args=(folder / "live.m3u8", scenes(12)), daemon=True)
+    writer.start()
+    try:
+        time.sleep(2.5)  # the first segments
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
+        result = vidcap("analyze", url, "--stall", "3", "--give-up", "3", "--json", str(tmp_path / "hls.json"))
+        writer.join()
+    finally:
+        server.shutdown()
+    frames = json.loads((tmp_path / "hls.json").read_text())["frames"]
+    assert len(frames) >= 5, result.stderr.decode()
+    assert [f["t"] for f in frames] == sorted({f["t"] for f in frames})  # no frame twice across reconnects
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _write_hls(playlist: Path, segments) -> None:
+    out = av.open(str(playlist), "w", format="hls", options={"hls_time": "1", "hls_list_size": "4"})
+    stream = out.add_stream("libx264", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+    stream.options = {"preset": "ultrafast", "x264-params": f"keyint={FPS}:min-keyint={FPS}:scenecut=0"}
+    start = time.monotonic()
+    for n, pixels in enumerate(render_frames(segments, FPS, *SIZE, Effects(), 0)):
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+        frame.pts = n
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        time.sleep(max(0.0, start + (n + 1) / FPS - time.monotonic()))
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+
+
+def test_live_sources_over_grpc_allow_list_notices_and_cancel(tmp_path):
+    log = tmp_path / "server.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "vidcap.serving.grpc_service", "--port", "0", "--index",
+                                 str(tmp_path / "library.db"), "--allow-source", "udp://127.0.0.1:*"],
+                                stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=cli_env())
+        try:
+            address = proc.stdout.readline().split()[-1]
+            with VidcapClient(address, timeout=120) as client:
+                for source, code in (("udp://10.1.2.3:5000", grpc.StatusCode.PERMISSION_DENIED),
+                                     ("file:///etc/passwd", grpc.StatusCode.INVALID_ARGUMENT),
+                                     ("-", grpc.StatusCode.INVALID_ARGUMENT)):
+                    with pytest.raises(grpc.RpcError) as info:
+                        list(client.analyze_live(source))
+                    assert info.value.code() == code, source
+                port = free_udp_port()
+                publisher = Publisher(port, render_frames(scenes(8), FPS, *SIZE, Effects(), 0), delay=1.0)
+                publisher.start()
+                kinds, frames = [], 0
+                call = client.analyze_live(f"udp://127.0.0.1:{port}", every_n_seconds=1.0)
+                for response in call:
+                    kinds.append(response.WhichOneof("kind"))
+                    frames += kinds[-1] == "frame"
+                    if kinds[-1] == "notice":  # the publisher stopped: the server says it is reconnecting
+                        assert "reconnecting" in response.notice.message
+                        call.cancel()
+                        break
+                publisher.join()
+                assert kinds[0] == "started" and frames >= 4 and kinds[-1] == "notice"
+                assert client.caption_image((REPO / "examples" / "yellow-star-at-night.jpg").read_bytes()).caption
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
