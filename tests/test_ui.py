@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,8 +103,8 @@ def grpc_server(tmp_path_factory, files):
                              capture_output=True, text=True, env=cli_env(), timeout=300)
     assert indexed.returncode == 0, indexed.stderr
     port = _free_port()
-    proc = _start([sys.executable, "-m", "vidcap.serving.grpc_service", "--port", str(port), "--index", str(library)],
-                  log)
+    proc = _start([sys.executable, "-m", "vidcap.serving.grpc_service", "--port", str(port), "--index", str(library),
+                   "--allow-source", "udp://127.0.0.1:*"], log)
     deadline = time.monotonic() + 60
     while "listening on" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -274,6 +275,43 @@ def test_the_library_tab_finds_what_was_seen_and_a_click_plays_it(page, files):
     page.click("#search")
     page.wait_for_selector("text=no words to search for", timeout=30_000)
     _no_traceback(page)
+
+
+def test_the_live_tab_watches_a_stream_until_stop(page, tmp_path):
+    from vidcap.video.synth import Effects, publish_live, random_segments, render_frames
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stop = threading.Event()
+    segments = random_segments(8, seed=3, min_seconds=4, max_seconds=4)
+    camera = threading.Thread(target=publish_live, args=(f"udp://127.0.0.1:{port}?pkt_size=1316",
+                                                         render_frames(segments, 10, 160, 96, Effects(), 0), 10,
+                                                         160, 96, stop), daemon=True)
+    camera.start()
+    try:
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#live-source textarea, #live-source input").first.fill("udp://10.9.9.9:5000")
+        page.click("#live-start")  # not allowed by this service: a sentence, not a traceback
+        page.get_by_text(re.compile("this server does not open udp://10.9.9.9:5000")).first.wait_for(timeout=30_000)
+        page.locator("#live-source textarea, #live-source input").first.fill(f"udp://127.0.0.1:{port}")
+        page.click("#live-start")
+        page.wait_for_selector("#live-status :text('Watching')", timeout=60_000)
+        page.wait_for_selector("#live-plot canvas, #live-plot svg", timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('#live-moments tbody tr').length >= 1 && "
+                               "!document.querySelector('#live-moments tbody').innerText.includes('No data')",
+                               timeout=60_000)  # a scene change reported while the stream goes on
+        time.sleep(4)
+        _screenshot(page, "ui-live.jpg", tmp_path)
+        page.click("#live-stop")
+        time.sleep(2)
+        frames = page.locator("#live-status").inner_text()
+        time.sleep(3)
+        assert page.locator("#live-status").inner_text() == frames  # stopped: nothing more comes
+        _no_traceback(page)
+    finally:
+        stop.set()
+        camera.join(timeout=30)
 
 
 def test_footage_unlike_the_models_training_images_gets_a_plain_warning(page, files):

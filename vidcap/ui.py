@@ -7,6 +7,8 @@ Video tab: upload, parameters, a dissimilarity plot that grows while the frames 
 captions, the moments as thumbnails (a click plays the video from there), JSON/CSV/PNG, subtitle and chapter
 downloads.
 Image tab: the caption and, for every word, its attention map laid over the image.
+Live tab: a live source (a stream or a camera the service allows): the plot, the captions and the moments grow
+as they come, until Stop.
 Library tab: search the videos indexed with `vidcap index` (gRPC Search); hits with thumbnails, a click plays the
 video from the hit.
 
@@ -279,6 +281,8 @@ class VidcapUI:
                 self._video_tab()
             with gr.Tab("Image", id="image-tab"):
                 self._image_tab()
+            with gr.Tab("Live", id="live-tab"):
+                self._live_tab()
             with gr.Tab("Library", id="library-tab"):
                 self._library_tab()
         return app
@@ -315,6 +319,61 @@ class VidcapUI:
                   concurrency_id="analyze").success(self.show_captions, downloads, video)
         moments.select(self.seek, moment_times, video).then(
             None, js="() => { const v = document.querySelector('#video-input video'); if (v) { v.play(); } }")
+
+    def _live_tab(self) -> None:
+        with gr.Row():
+            source = gr.Textbox(label="Live source: an rtsp://, udp:// or http(s):// stream (MPEG-TS, HLS), or a "
+                                      "capture device; the service opens only what it allows (vidcap serve "
+                                      "--allow-source)", placeholder="rtsp://camera.example/stream", scale=4,
+                                elem_id="live-source")
+            every = gr.Number(1.0, label="Every N seconds", minimum=DEFAULT_LIMITS.min_every_n_seconds, scale=1,
+                              elem_id="live-every")
+        with gr.Row():
+            start = gr.Button("Watch", variant="primary", elem_id="live-start")
+            stop = gr.Button("Stop", elem_id="live-stop")
+        status = gr.HTML(elem_id="live-status")
+        plot = gr.LinePlot(x="t", y="score", x_title="time (s)", y_title="dissimilarity", height=260,
+                           label="Dissimilarity over time", elem_id="live-plot")
+        moments = gr.Dataframe(label="Moments, as they are decided", headers=["t (s)", "why", "score", "before",
+                                                                               "now"],
+                               interactive=False, elem_id="live-moments")
+        table = gr.Dataframe(label=f"Captions (the last {LIVE_TABLE_ROWS})", max_height=360, interactive=False,
+                             headers=["t (s)", "score", "caption", "moment", "still"], elem_id="live-captions")
+        watching = start.click(self.watch, [source, every], [plot, table, moments, status], show_progress="minimal",
+                               concurrency_id="analyze")
+        stop.click(None, cancels=[watching])
+
+    def watch(self, source: str, every: float) -> Iterator[tuple]:
+        """A live source, through the service: the plot, the captions and the moments grow until it ends or
+        Stop (which cancels the call: the service stops reading the source)."""
+        source = (source or "").strip()
+        if not source:
+            raise gr.Error("Enter a live source first.", title="No source")
+        if not every or every <= 0:
+            raise gr.Error("Every N seconds must be a positive number.", title="Bad parameter")
+        run = _Run(source, {"every_n_seconds": float(every), "scorer": "robust", "metric": ""})
+        notice, last_update = "", 0.0
+        try:
+            with self.config.client() as client:
+                call = client.analyze_live(source, every_n_seconds=float(every))
+                try:
+                    for response in call:
+                        kind = response.WhichOneof("kind")
+                        if kind == "notice":
+                            notice = response.notice.message
+                        else:
+                            run.add(response)
+                            notice = "" if kind == "frame" else notice
+                        if kind in ("moment", "notice", "summary") or \
+                                time.perf_counter() - last_update >= LIVE_UPDATE_SECONDS:
+                            last_update = time.perf_counter()
+                            yield (run.plot_data(), run.table(LIVE_TABLE_ROWS), _moment_rows(run.moments),
+                                   _live_status(run, notice, ended=kind == "summary"))
+                finally:
+                    call.cancel()  # Stop, or the page closed: the service stops reading the source
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise _service_error(exc, self.config.grpc_address) from None
 
     def _library_tab(self) -> None:
         with gr.Row():
@@ -377,6 +436,25 @@ class VidcapUI:
                 maps = gr.Gallery(label="Where each word looked", columns=4, height="auto", object_fit="contain",
                                   elem_id="attention")
         run.click(self.caption_image, [image, beam], [caption, maps], concurrency_id="caption")
+
+
+def _moment_rows(moments: list[Moment]) -> pd.DataFrame:
+    return pd.DataFrame({"t (s)": [f"{m.t:.1f}" for m in moments], "why": [m.reason for m in moments],
+                         "score": [f"{m.score:.2f}" for m in moments],
+                         "before": [m.previous_caption or "(start)" for m in moments],
+                         "now": [m.caption for m in moments]})
+
+
+def _live_status(run: _Run, notice: str, ended: bool) -> str:
+    seconds = time.perf_counter() - run.started
+    if ended:
+        text = f"<b>Ended:</b> {len(run.frames)} frames, {len(run.moments)} moments in {seconds:.0f} s."
+    else:
+        last = f", stream time {run.frames[-1].t:.0f} s" if run.frames else ""
+        text = f"<b>Watching:</b> {len(run.frames)} frames{last}, {len(run.moments)} moments"
+    if notice:
+        text += f"<br><span id='live-notice'>{html.escape(notice)}</span>"
+    return f"<p>{text}</p>"
 
 
 def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
