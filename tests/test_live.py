@@ -191,6 +191,39 @@ def _write_hls(playlist: Path, segments) -> None:
     out.close()
 
 
+RTSP_SERVER = Path("/usr/bin/rtsp-server-perl")  # Debian's rtsp-server-perl (.ci/run installs it)
+
+
+@pytest.mark.skipif(not RTSP_SERVER.exists(), reason="no RTSP server here: apt-get install rtsp-server-perl")
+def test_rtsp_through_a_real_rtsp_server(tmp_path):
+    client_port, source_port = (_free_tcp_port() for _ in range(2))
+    server = subprocess.Popen([str(RTSP_SERVER), "-c", str(client_port), "-s", str(source_port),
+                               "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        camera = threading.Thread(target=publish_live, args=(f"rtsp://127.0.0.1:{source_port}/lobby",
+                                                             render_frames(scenes(12), FPS, *SIZE, Effects(), 0),
+                                                             FPS, *SIZE), daemon=True)
+        camera.start()
+        result = vidcap("analyze", f"rtsp://127.0.0.1:{client_port}/lobby", "--stall", "2", "--give-up", "3",
+                        "--json", str(tmp_path / "rtsp.json"))
+        camera.join()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    data = json.loads((tmp_path / "rtsp.json").read_text())
+    assert len(data["frames"]) >= 6, result.stderr.decode()
+    assert [f["t"] for f in data["frames"]] == pytest.approx(list(range(len(data["frames"]))), abs=0.11)
+    assert "gave up" in result.stderr.decode()  # the publisher left: a clear end
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_live_sources_over_grpc_allow_list_notices_and_cancel(tmp_path):
     log = tmp_path / "server.log"
     with log.open("w") as err:

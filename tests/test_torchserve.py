@@ -8,11 +8,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import yaml
@@ -20,7 +22,7 @@ from PIL import Image
 
 from vidcap.captioner import Captioner
 from vidcap.video.pipeline import AnalysisParams, analyze_frames
-from vidcap.video.synth import Effects, random_segments, write_video
+from vidcap.video.synth import Effects, publish_live, random_segments, render_frames, write_video
 
 from vidcap.client import VidcapClient
 from vidcap.library.jobs import JobStore
@@ -96,7 +98,8 @@ def stack(tmp_path_factory):
     media = tmp_path_factory.mktemp("media")
     write_video(media / "clip.mp4", random_segments(3, seed=12, min_seconds=4, max_seconds=4), fps=10,
                 size=(160, 96))
-    info = start_serve("--model-host", "torchserve", "--media-dir", str(media), "--encoder", "torch")
+    info = start_serve("--model-host", "torchserve", "--media-dir", str(media), "--encoder", "torch",
+                       "--allow-source", "udp://127.0.0.1:*")
     assert not any("web UI" in line for line in info["banner"])  # --no-ui
     yield {**info, "media": media}
     proc = info["proc"]
@@ -168,6 +171,40 @@ def test_a_job_in_the_torchserve_worker_continues_after_a_stop(stack, tmp_path):
     assert [(f.index, f.caption, f.reused) for f in frames] == [(f.index, f.caption, f.reused) for f in expected]
     assert done.captioned == sum(not f.reused for f in frames)  # none twice
     assert not (stack["media"] / ".uploads" / f"job-{job.id}").exists() and not upload.exists()
+
+
+def test_a_live_stream_in_the_torchserve_worker(stack, image):
+    """The worker opens an allowed live source itself and streams its frames; a cancelled call frees it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stop = threading.Event()
+    segments = random_segments(4, seed=3, min_seconds=4, max_seconds=4)
+    camera = threading.Thread(target=publish_live, args=(f"udp://127.0.0.1:{port}?pkt_size=1316",
+                                                         render_frames(segments, 10, 160, 96, Effects(), 0), 10,
+                                                         160, 96, stop), daemon=True)
+    camera.start()
+    try:
+        with VidcapClient(stack["grpc"], timeout=120) as client:
+            with pytest.raises(grpc.RpcError) as info:
+                list(client.analyze_live("udp://10.9.9.9:5000"))
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            call = client.analyze_live(f"udp://127.0.0.1:{port}", every_n_seconds=1.0)
+            frames = []
+            for response in call:
+                if response.WhichOneof("kind") == "frame":
+                    frames.append(response.frame)
+                    if len(frames) == 4:
+                        call.cancel()
+                        break
+            assert [round(f.t) for f in frames] == [0, 1, 2, 3]
+            # the only video worker is free again (the stream goes on for 10 s more): a file is analysed at once
+            started = time.monotonic()
+            assert any(r.WhichOneof("kind") == "summary" for r in client.analyze_path("clip.mp4", every_n_seconds=4))
+            assert time.monotonic() - started < 8 and camera.is_alive()
+    finally:
+        stop.set()
+        camera.join(timeout=30)
 
 
 def test_a_video_far_above_torchserves_request_limit(stack, tmp_path):

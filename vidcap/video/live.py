@@ -193,8 +193,6 @@ class LiveSource(FrameSource):
                 options = {"protocol_whitelist": NETWORK_PROTOCOLS, "fflags": "nobuffer",
                            "analyzeduration": "1000000", "probesize": "1000000",
                            "live_start_index": "-1"}  # HLS: from the newest segment, not three back
-                if self.kind.scheme in ("rtsp", "rtsps"):
-                    options["rtsp_transport"] = "tcp"
                 container = av.open(self.source, mode="r", options=options, timeout=(timeout, self.stall_seconds))
         except av.error.ExitError:  # our timeout
             raise InputError(f"nothing received within {timeout:.1f} s") from None

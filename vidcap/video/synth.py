@@ -239,8 +239,8 @@ def encode_frames(path: Path, frames: Iterator[np.ndarray], fps: float, width: i
 def publish_live(url: str, frames: Iterator[np.ndarray], fps: float, width: int, height: int,
                  stop: threading.Event | None = None, on_frame: Callable[[int, float], None] | None = None,
                  keyint: int | None = None) -> int:
-    """Send RGB frames as an H.264 MPEG-TS stream at real time (udp://127.0.0.1:PORT, a file object, ...): a live
-    source for tests and benchmarks. on_frame(n, wall time) is called as frame n goes out. -> frames sent.
+    """Send RGB frames as an H.264 stream at real time: MPEG-TS to udp://127.0.0.1:PORT (or a file), or RTP
+    announced to an RTSP server (rtsp://...): a live source for tests and benchmarks. on_frame(n, wall time) is called as frame n goes out. -> frames sent.
 
     A frame of another size than the first restarts the encoder (a resolution change mid-stream, as a camera
     switching modes sends)."""
@@ -248,7 +248,8 @@ def publish_live(url: str, frames: Iterator[np.ndarray], fps: float, width: int,
     from fractions import Fraction
 
     keyint = keyint or max(1, round(fps))  # a keyframe a second: a receiver that joins late starts within one
-    out = av.open(url, mode="w", format="mpegts")
+    container = "rtsp" if url.startswith("rtsp://") else "mpegts"  # rtsp://: announced to an RTSP server
+    out = av.open(url, mode="w", format=container)
     stream, n, start = None, 0, time.monotonic()
     try:
         for pixels in frames:
@@ -259,7 +260,7 @@ def publish_live(url: str, frames: Iterator[np.ndarray], fps: float, width: int,
                     for packet in stream.encode():
                         out.mux(packet)
                     out.close()
-                    out = av.open(url, mode="w", format="mpegts")
+                    out = av.open(url, mode="w", format=container)
                 stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                 stream.width, stream.height, stream.pix_fmt = pixels.shape[1], pixels.shape[0], "yuv420p"
                 stream.options = {"preset": "ultrafast", "tune": "zerolatency",
