@@ -71,8 +71,9 @@ def test_a_resumed_analysis_gives_the_uninterrupted_results_and_captions_nothing
     total = host.captioned
     assert len(samples) == len(whole) and total == sum(not s.reused for s in samples)
     for stop in (1, 6, len(whole) // 2):
-        # `stop` results given: sample `stop` was kept (its arrival completed frame stop - 1), and maybe the next
-        for extra in (0, 1):
+        # `stop` results given: sample `stop` was kept (its arrival completed frame stop - 1), and maybe the rest
+        # of its batch (the samples of a batch are kept before its results are given)
+        for extra in (0, 1, 3):
             kept = [s for s in samples if s.index <= stop + extra]
             resume = Resume.from_samples(kept, scored=stop, window=params.window)
             host.captioned = 0
@@ -214,6 +215,9 @@ def test_job_errors_and_cancel_keep_partial_results(server, media):
         code, details = code_of(lambda: client.export_job(job.id, "mp3"))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "vtt" in details
         wait_for(lambda: client.job(job.id).frames >= 20)
+        running = client.job(job.id)  # progress: frames done of expected, and an ETA at the pace so far
+        assert running.state == "running" and running.expected_frames == 640
+        assert running.HasField("eta_seconds") and 0 < running.eta_seconds < 600
         cancelled = client.cancel_job(job.id)
         assert cancelled.state == "cancelled" and 20 <= cancelled.frames < cancelled.expected_frames
         events = watch(client, job.id)  # the partial results stay readable

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -98,6 +99,27 @@ def test_udp_stream_frames_by_timestamp_moments_and_a_clear_end(tmp_path):
     assert any(m["reason"] == "cut" for m in data["moments"])  # scene cuts seen as they happened
     lines = result.stdout.decode().splitlines()
     assert sum(line.startswith("moment") for line in lines) == len(data["moments"])
+
+
+def test_ctrl_c_stops_watching_and_writes_what_was_seen(tmp_path):
+    port = free_udp_port()
+    publisher = Publisher(port, render_frames(scenes(32), FPS, *SIZE, Effects(), 0), delay=0.5)
+    publisher.start()
+    # Ctrl-C as a terminal sends it (a runner in the background of a shell ignores SIGINT: restore it).
+    proc = subprocess.Popen([*VIDCAP, "analyze", f"udp://127.0.0.1:{port}", "--json", str(tmp_path / "seen.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        lines = [proc.stdout.readline() for _ in range(4)]  # four frames, as they come
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        publisher.stop.set()
+        publisher.join()
+    assert proc.returncode == 0 and "# stopped" in err, err
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert len(seen["frames"]) >= 4 and seen["frames"][0]["caption"] == lines[0].split(None, 2)[2].strip()
 
 
 def test_a_resolution_change_mid_stream_goes_on(tmp_path):

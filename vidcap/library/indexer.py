@@ -132,18 +132,24 @@ class Indexer:
         if done and on_continue is not None:
             on_continue(len(done))
 
+        from vidcap.library.jobs import JobWriter
+
+        writer = JobWriter(self.progress, progress.id, self.params.window, progress.frames)
+
         def keep(frame) -> None:
-            self.progress.add_frame(progress.id, frame)
+            writer.frame(frame)
             if on_frame is not None:
                 on_frame(frame)
 
         try:
-            rows = analyse_video(path, self.captioner, self.params, on_start, keep, resume=self.progress.resume(
-                progress), on_sample=lambda s: self.progress.add_sample(progress.id, s, self.params.window),
-                                 done_frames=done)
+            rows = analyse_video(path, self.captioner, self.params, on_start, keep,
+                                 resume=self.progress.resume(progress), on_sample=writer.sample, done_frames=done)
         except Exception as exc:  # a corrupt or odd file must not stop the other videos
             self.progress.delete(progress.id)
             return self.fail(path, exc)
+        except KeyboardInterrupt:
+            writer.flush()  # Ctrl-C: keep everything so far, for the next run
+            raise
         self.library.store_analysis(video_id, *rows)
         self.progress.delete(progress.id)
         return None

@@ -18,7 +18,7 @@ from pathlib import Path
 from vidcap.errors import InputError, NotFoundError, UnavailableError
 from vidcap.library.store import LOCK_WAIT_SECONDS, default_library, open_database
 from vidcap.video.pipeline import AnalysisParams, FrameResult
-from vidcap.video.resume import Resume, Sample, replayed
+from vidcap.video.resume import Resume, Sample, first_replayed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -216,25 +216,24 @@ class JobStore:
 
     # -- results --
 
-    def add_sample(self, job_id: str, sample: Sample, window: int) -> None:
-        """Keep a captioned sample; drop those a resume no longer needs (vidcap/video/resume.py)."""
+    def write(self, job_id: str, samples: list[Sample], frames: list[FrameResult], window: int,
+              captioned: int) -> None:
+        """Keep captioned samples and results in one transaction (a result never outlives the samples it depends
+        on), count `captioned` more samples captioned; drop the samples a resume no longer needs
+        (vidcap/video/resume.py)."""
         db = self._db()
         with _transaction(db, self):
-            db.execute("INSERT OR REPLACE INTO job_samples VALUES (?, ?, ?, ?)",
-                       (job_id, sample.index, int(sample.reused), sample.to_bytes()))
-            if not sample.reused:
-                db.execute("UPDATE jobs SET captioned = captioned + 1 WHERE id = ?", (job_id,))
-            db.execute("DELETE FROM job_samples WHERE job_id = ? AND idx <= ? AND idx < (SELECT coalesce(max(idx), "
-                       "-1) FROM job_samples WHERE job_id = ? AND reused = 0)",
-                       (job_id, sample.index - replayed(window), job_id))
-
-    def add_frame(self, job_id: str, frame: FrameResult) -> None:
-        db = self._db()
-        with _transaction(db, self):
-            db.execute("INSERT INTO job_frames VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (job_id, frame.index, frame.t, frame.caption, frame.score, json.dumps(frame.alternatives),
-                        int(frame.reused), frame.in_domain, frame.cut))
-            db.execute("UPDATE jobs SET frames = frames + 1 WHERE id = ?", (job_id,))
+            for sample in samples:
+                db.execute("INSERT OR REPLACE INTO job_samples VALUES (?, ?, ?, ?)",
+                           (job_id, sample.index, int(sample.reused), sample.to_bytes()))
+            db.execute("UPDATE jobs SET captioned = captioned + ?, frames = frames + ? WHERE id = ?",
+                       (captioned, len(frames), job_id))
+            db.executemany("INSERT INTO job_frames VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(job_id, f.index, f.t, f.caption, f.score, json.dumps(f.alternatives), int(f.reused),
+                             f.in_domain, f.cut) for f in frames])
+            db.execute("DELETE FROM job_samples WHERE job_id = ? AND idx < (SELECT frames FROM jobs WHERE id = ?) - ? "
+                       "AND idx < (SELECT coalesce(max(idx), -1) FROM job_samples WHERE job_id = ? AND reused = 0)",
+                       (job_id, job_id, window, job_id))
 
     def frames(self, job_id: str, after: int = -1) -> list[FrameResult]:
         rows = self._sql("SELECT idx, t, caption, score, alternatives, reused, in_domain, cut FROM job_frames "
@@ -248,6 +247,47 @@ class JobStore:
             return None
         samples = [Sample.from_bytes(r[0]) for r in rows]
         return Resume.from_samples(samples, scored=job.frames, window=job.params.window)
+
+
+class JobWriter:
+    """A job's samples and results as they come, written together every FLUSH_SECONDS (and by `flush`): one
+    transaction a frame cost more than the analysis itself at hundreds of frames a second. A crash loses at most
+    what came since the last write, and the next run does that part again."""
+
+    FLUSH_SECONDS = 0.25
+
+    def __init__(self, store: JobStore, job_id: str, window: int, frames_done: int):
+        self.store, self.job_id, self.window = store, job_id, window
+        self.frames_done = frames_done  # results written so far
+        self._samples: list[Sample] = []
+        self._frames: list[FrameResult] = []
+        self._written = time.monotonic()
+
+    def sample(self, sample: Sample) -> None:
+        self._samples.append(sample)
+
+    def frame(self, frame: FrameResult) -> bool:
+        """-> True when this frame was written (with everything before it)."""
+        self._frames.append(frame)
+        if time.monotonic() - self._written >= self.FLUSH_SECONDS:
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        if self._samples or self._frames:
+            self.frames_done += len(self._frames)
+            self.store.write(self.job_id, self._needed(), self._frames, self.window,
+                             captioned=sum(not s.reused for s in self._samples))
+            self._samples, self._frames = [], []
+        self._written = time.monotonic()
+
+    def _needed(self) -> list[Sample]:
+        """The samples a resume could still need once these results are written (most of them are not: writing
+        them only to delete them was most of a job's cost)."""
+        first = first_replayed(self.frames_done, self.window)
+        captioned = next((s for s in reversed(self._samples) if not s.reused), None)
+        return [s for s in self._samples if s.index >= first or s is captioned]
 
 
 def new_job_id() -> str:

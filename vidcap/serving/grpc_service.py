@@ -91,7 +91,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> pb.Job:
         with _errors_to_status(context):
-            jobs = self._jobs(context)
+            jobs = self._job_runner()
             params = _params(request.params, self.limits)
             if request.WhichOneof("source") == "path":
                 return job_to_proto(jobs.submit_path(self._media_path(request.path), params, request.filename or None))
@@ -105,38 +105,32 @@ class VidcapServicer(pb_grpc.VidcapServicer):
 
     def SubmitJobUpload(self, request_iterator: Iterator[pb.VideoChunk], context: grpc.ServicerContext) -> pb.Job:
         with _errors_to_status(context):
-            jobs = self._jobs(context)
+            jobs = self._job_runner()
             first = next(request_iterator, None)
             if first is None:
                 raise InputError("empty upload")
             params = _params(first.params, self.limits)
             with spooled_upload(first.filename, self.spool_dir) as spool:
-                size = 0
-                for chunk in itertools.chain([first], request_iterator):
-                    self.limits.check_message_bytes(len(chunk.data), "an upload chunk")
-                    size += len(chunk.data)
-                    self.limits.check_upload_bytes(size)
-                    spool.write(chunk.data)
-                spool.close()
+                self._receive(itertools.chain([first], request_iterator), spool)
                 return job_to_proto(jobs.submit_upload(first.filename, Path(spool.name), params))
 
     def GetJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> pb.Job:
         with _errors_to_status(context):
-            return job_to_proto(self._jobs(context).store.get(request.id))
+            return job_to_proto(self._job_runner().store.get(request.id))
 
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.ListJobsResponse:
         with _errors_to_status(context):
             limit = min(request.limit or LIST_LIMIT, LIST_LIMIT)
-            jobs = self._jobs(context).store.list(request.state or None, limit)
+            jobs = self._job_runner().store.list(request.state or None, limit)
             return pb.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
 
     def CancelJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> pb.Job:
         with _errors_to_status(context):
-            return job_to_proto(self._jobs(context).cancel(request.id))
+            return job_to_proto(self._job_runner().cancel(request.id))
 
     def ExportJob(self, request: pb.ExportJobRequest, context: grpc.ServicerContext) -> pb.ExportJobResponse:
         with _errors_to_status(context):
-            store = self._jobs(context).store
+            store = self._job_runner().store
             job = store.get(request.id)
             text, kind = export(job_analysis(store, job), request.format)
             return pb.ExportJobResponse(text=text, filename=Path(job.name).stem + kind.suffix,
@@ -144,7 +138,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
 
     def WatchJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         with _errors_to_status(context):
-            runner = self._jobs(context)
+            runner = self._job_runner()
             job = runner.store.get(request.id)
             picker = online_picker(job.params)
             frames: list = []
@@ -168,7 +162,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                     return
                 runner.wait_for_change(JOB_WATCH_SECONDS)
 
-    def _jobs(self, context: grpc.ServicerContext) -> JobRunner:
+    def _job_runner(self) -> JobRunner:
         if self.jobs is None:
             raise UnavailableError("this server runs no jobs (vidcap serve does)")
         return self.jobs
@@ -215,13 +209,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 if not (yield from _queued(ticket, context)):
                     return
                 with spooled_upload(first.filename, self.spool_dir) as spool:
-                    size = 0
-                    for chunk in itertools.chain([first], request_iterator):
-                        self.limits.check_message_bytes(len(chunk.data), "an upload chunk")
-                        size += len(chunk.data)
-                        self.limits.check_upload_bytes(size)
-                        spool.write(chunk.data)
-                    spool.close()
+                    self._receive(itertools.chain([first], request_iterator), spool)
                     yield from self._analyze(Path(spool.name), params, context)
 
     def _analyze(self, path: Path, params: AnalysisParams, context: grpc.ServicerContext
@@ -322,6 +310,16 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             duration=duration, frames=len(frames), metric=metric, scorer=params.scorer,
             moments=[moment_to_proto(m) for m in moments], reused_frames=sum(f.reused for f in frames),
             **domain_to_proto_fields(summarize([f.in_domain for f in frames], self.model_host.trained_on)))
+
+    def _receive(self, chunks: Iterator[pb.VideoChunk], spool) -> None:
+        """An upload in chunks into its spool file, each chunk and the total checked against the limits."""
+        size = 0
+        for chunk in chunks:
+            self.limits.check_message_bytes(len(chunk.data), "an upload chunk")
+            size += len(chunk.data)
+            self.limits.check_upload_bytes(size)
+            spool.write(chunk.data)
+        spool.close()
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")

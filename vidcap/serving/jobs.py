@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vidcap.errors import BusyError, InputError, UnavailableError, VidcapError, public_message
 from vidcap.fileio import upload_name
-from vidcap.library.jobs import Job, JobStore, new_job_id
+from vidcap.library.jobs import Job, JobStore, JobWriter, new_job_id
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.serving.admission import Admission
 from vidcap.serving.hosts import ModelHost
@@ -187,20 +187,23 @@ class JobRunner:
             self.limits.check_video(duration, expected)
             self.store.started(job.id, duration, expected)
 
+        writer = JobWriter(self.store, job.id, job.params.window, job.frames)
         with self._readable(Path(job.path), job.id) as path:
             results = self.model_host.analyze(path, job.params, on_start=started, resume=self.store.resume(job),
-                                              on_sample=lambda s: self.store.add_sample(job.id, s, job.params.window))
+                                              on_sample=writer.sample)
             try:
                 for result in results:
-                    self.store.add_frame(job.id, result)
-                    self._notify()
+                    if writer.frame(result):
+                        self._notify()
                     if cancel.is_set() or self._stop.is_set():
                         break
                 else:
+                    writer.flush()
                     self.store.end(job.id, "done")
                     return "done"
             finally:
                 results.close()
+                writer.flush()  # what came before a stop or a failure is kept
         if cancel.is_set():
             self.store.end(job.id, "cancelled")
             return "cancelled"

@@ -277,13 +277,16 @@ def captioned_frames(video: str | Path | FrameSource, captioner: Captioner, para
     vidcap/video/stills.py; only with params.skip_still), in time order, as soon as its batch is captioned.
     Closing the iterator stops decoding. on_start(duration, expected frame count) is called once the video is
     open; the video's length and sample count are checked against `limits` before that."""
-    for frame, caption, reused, _ in _captioned(video, captioner, params, keep_pixels, on_start, limits):
-        yield frame, caption, reused
+    for batch in _captioned_batches(video, captioner, params, keep_pixels, on_start, limits):
+        for frame, caption, reused, _ in batch:
+            yield frame, caption, reused
 
 
-def _captioned(video: str | Path | FrameSource, captioner: Captioner, params: AnalysisParams, keep_pixels: bool = False,
-               on_start: Callable[[float, int], None] | None = None, limits: Limits = DEFAULT_LIMITS,
-               resume: Resume | None = None) -> Iterator[tuple[Frame, Caption, bool, torch.Tensor | None]]:
+def _captioned_batches(video: str | Path | FrameSource, captioner: Captioner, params: AnalysisParams,
+                       keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
+                       limits: Limits = DEFAULT_LIMITS, resume: Resume | None = None
+                       ) -> Iterator[list[tuple[Frame, Caption, bool, torch.Tensor | None]]]:
+    """Each batch as it is captioned: (frame, caption, reused, the still-frame signature of a fresh caption)."""
     params.validate(limits)
     size = (captioner.image_size, captioner.image_size)
     if isinstance(video, FrameSource):  # opened by the caller: a live source
@@ -312,7 +315,7 @@ def _captioned(video: str | Path | FrameSource, captioner: Captioner, params: An
                 balance.observe(queue_was_empty, reader.queue.qsize(), params.batch_size)
             first = False
             if frames:
-                yield from captions.caption(frames)
+                yield list(captions.caption(frames))
     finally:
         if balance is not None:
             balance.close()
@@ -326,9 +329,9 @@ def analyze_frames(video: str | Path | FrameSource, captioner: Captioner, params
     """Yield one FrameResult per sampled frame, in time order, as soon as its score is final (a scorer with
     lookahead holds each frame until the next one is captioned). Closing the iterator stops decoding.
 
-    on_sample(sample) is called with each captioned sample before any result that depends on it is yielded: kept,
-    the samples let a stopped analysis continue (`resume`, vidcap/video/resume.py) with the results it would have
-    given, without captioning a sample twice. With `resume`, results start at frame `resume.scored`."""
+    on_sample(sample) is called with every captioned sample of a batch before any result of that batch is yielded:
+    kept, the samples let a stopped analysis continue (`resume`, vidcap/video/resume.py) with the results it would
+    have given, without captioning a sample twice. With `resume`, results start at frame `resume.scored`."""
     scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric)
     waiting: dict[int, FrameResult] = {}
     first = 0  # the frame index of the scorer's first frame (its own count starts at 0)
@@ -338,14 +341,16 @@ def analyze_frames(video: str | Path | FrameSource, captioner: Captioner, params
             if sample.index >= resume.scored:
                 waiting[sample.index] = _unscored(sample)
             yield from _emit(scorer.push(sample.captioned_frame()), waiting, scorer, first)
-    for frame, caption, reused, signature in _captioned(video, captioner, params, keep_pixels, on_start, limits,
-                                                         resume):
-        result = _result(frame, caption, keep_pixels, reused, captioner.typicality([caption])[0])
-        captioned = to_captioned_frame(frame, caption)
-        if on_sample is not None:
-            on_sample(_sample(result, captioned, signature))
-        waiting[frame.index] = result
-        yield from _emit(scorer.push(captioned), waiting, scorer, first)
+    for batch in _captioned_batches(video, captioner, params, keep_pixels, on_start, limits, resume):
+        scored = []
+        for frame, caption, reused, signature in batch:
+            result = _result(frame, caption, keep_pixels, reused, captioner.typicality([caption])[0])
+            scored.append((result, to_captioned_frame(frame, caption)))
+            if on_sample is not None:  # the whole batch first: a caller that stops at any result keeps them all
+                on_sample(_sample(result, scored[-1][1], signature))
+        for result, captioned in scored:
+            waiting[result.index] = result
+            yield from _emit(scorer.push(captioned), waiting, scorer, first)
     yield from _emit(scorer.finish(), waiting, scorer, first)
 
 

@@ -3,9 +3,9 @@
 A scorer's state is a function of the last few frames it was given (its window, and the frames it holds back for
 its lookahead), and still-frame detection needs only the last captioned frame. So each captioned sample is kept as
 a `Sample`: its result before scoring and what the scorer saw of it (caption embeddings, encoder features, colour
-histogram). Given the last `Resume.KEEP` samples and the last captioned one, a new run replays them into a fresh
-scorer, takes the frames still waiting for their score, and decodes on from the next sample: the results are
-those of an uninterrupted run.
+histogram). Given the samples from the scorer's window before the first result still to give, and the last freshly
+captioned one, a new run replays them into a fresh scorer, takes the frames still waiting for their score, and
+decodes on from the next sample: the results are those of an uninterrupted run.
 
 Samples travel as bytes (numpy's npz format without pickles, so bytes from a database or another process cannot
 run code when read).
@@ -99,11 +99,12 @@ class Resume:
 
     @classmethod
     def from_samples(cls, samples: list[Sample], scored: int, window: int) -> "Resume":
-        return cls(samples=samples[-replayed(window):], scored=scored,
+        first = first_replayed(scored, window)
+        return cls(samples=[s for s in samples if s.index >= first], scored=scored,
                    captioned=next((s for s in reversed(samples) if not s.reused), None))
 
 
-def replayed(window: int) -> int:
-    """Samples a resume replays into the scorer: its window, the frame its lookahead holds back, and the one
-    after it (captioned, and kept, before the frame it completed was given out)."""
-    return window + 2
+def first_replayed(scored: int, window: int) -> int:
+    """The first sample a resume replays into the scorer: the window before the first result still to give
+    (frame `scored`); the samples after it (captioned, and kept, before their results were given) follow."""
+    return scored - window
