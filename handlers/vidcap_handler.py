@@ -35,7 +35,8 @@ from vidcap.fileio import media_path
 from vidcap.images import load_image
 from vidcap.limits import Limits
 from vidcap.serving.hosts import CANCEL_FOLDER
-from vidcap.video.live import LiveSource, SourcePolicy
+from vidcap.video.live import LiveSource
+from vidcap.video.sources import SourcePolicy
 from vidcap.video.pipeline import analyze_frames
 from vidcap.wire import analysis_params, frame_to_json, resume_from_json, sample_to_json
 

@@ -21,7 +21,7 @@ import pytest
 
 from vidcap.client import VidcapClient
 from vidcap.errors import InputError, PermissionDeniedError
-from vidcap.video.live import SourcePolicy, classify_source
+from vidcap.video.sources import SourcePolicy, classify_source
 from vidcap.video.synth import Effects, publish_live, random_segments, render_frames, write_video
 
 from conftest import REPO, VIDCAP, cli_env

@@ -248,7 +248,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    from vidcap.video.live import is_live
+    from vidcap.video.sources import is_live
 
     if is_live(args.video):  # before torch is imported: a refused protocol or a typo is answered at once
         return _run_live(args)

@@ -33,7 +33,7 @@ from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.library.jobs import LIST_LIMIT, JobStore
 from vidcap.library.search import DEFAULT_TOP, search_library
 from vidcap.serving.jobs import JobRunner, job_analysis
-from vidcap.video.live import SourcePolicy
+from vidcap.video.sources import SourcePolicy
 from vidcap.video.subtitles import export
 from vidcap.video.novelty import make_scorer
 from vidcap.video.pipeline import AnalysisParams, online_picker

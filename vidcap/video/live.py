@@ -5,36 +5,27 @@ at or after 0, N, 2N, ... seconds of stream time), a stream that stalls or drops
 attempt reported through `on_notice`), and it stops when asked, when standard input ends, or when reconnecting has
 failed for `give_up_seconds`.
 
-What a source may name is decided here, once for every door (`classify_source`, `SourcePolicy`): FFmpeg protocols
-that reach local files or wrap other protocols (`file:`, `concat:`, `subfile:`, `data:`, `pipe:` ...) are always
-refused, and a network stream's own references (an HLS playlist naming segments) may only use network protocols.
-A server opens network and device sources only where its allow-list (`--allow-source`) matches.
+What a source may name is decided in vidcap/video/sources.py (protocols that reach local files are refused, a
+server's allow-list); here, a network stream's own references (an HLS playlist naming segments) may only use
+network protocols (FFmpeg's protocol_whitelist).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import math
-import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import av
 
-from vidcap.errors import InputError, PermissionDeniedError
+from vidcap.errors import InputError
 from vidcap.video.frames import SAME_TIME, Frame, FrameSource
+from vidcap.video.sources import NETWORK_PROTOCOLS, classify_source, redacted
 
 log = logging.getLogger("vidcap.live")
-
-NETWORK_SCHEMES = ("rtsp", "rtsps", "udp", "rtp", "srt", "http", "https", "tcp")
-# What FFmpeg may open on behalf of a network stream (HLS segments, RTSP's RTP, TLS under HTTPS): never "file".
-NETWORK_PROTOCOLS = "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,hls,srt"
-DEVICE_PATTERN = re.compile(r"^/dev/video\d+$")
-STDIN = "-"
 
 OPEN_TIMEOUT_SECONDS = 10.0  # connecting and reading the stream's header
 STALL_SECONDS = 5.0  # no data for this long: the stream stalled; reopen it
@@ -44,52 +35,6 @@ BACKOFF_SECONDS = (0.5, 8.0)  # first and longest wait between reconnect attempt
 
 class NoVideoError(InputError):
     """The source answers but carries no video: reconnecting would not change that."""
-
-
-@dataclass(frozen=True)
-class SourceKind:
-    kind: str  # "file" | "network" | "device" | "stdin"
-    scheme: str = ""
-
-
-def classify_source(source: str) -> SourceKind:
-    """What a source names; InputError for a protocol that is refused whoever asks."""
-    if source == STDIN:
-        return SourceKind("stdin")
-    if DEVICE_PATTERN.match(source):
-        return SourceKind("device")
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", source)
-    if match and len(match.group(1)) > 1:  # "C:" would be a drive letter, not a protocol
-        scheme = match.group(1).lower()
-        if scheme in NETWORK_SCHEMES and source[len(scheme) + 1:].startswith("//"):
-            return SourceKind("network", scheme)
-        raise InputError(f"the {scheme}: protocol is not accepted as a video source; give a file, an rtsp://, "
-                         f"udp:// or http(s):// stream, a v4l2 capture device (videoN in /dev) or - for standard "
-                         f"input")
-    return SourceKind("file")
-
-
-def is_live(source: str) -> bool:
-    return classify_source(source).kind != "file"
-
-
-class SourcePolicy:
-    """Which live sources a server opens for its callers: none unless its allow-list names them. Patterns are
-    shell-style (`rtsp://cameras.example/*`, `/dev/video0`), matched against the whole source."""
-
-    def __init__(self, allowed: Sequence[str] = ()):
-        self.allowed = list(allowed)
-
-    def check(self, source: str) -> SourceKind:
-        kind = classify_source(source)
-        if kind.kind == "stdin":
-            raise InputError("standard input is for the command line (vidcap analyze -), not a server")
-        if kind.kind == "file":
-            raise InputError(f"{source!r} is not a stream or a device; send files as uploads or media paths")
-        if not any(fnmatch.fnmatchcase(source, pattern) for pattern in self.allowed):
-            raise PermissionDeniedError(f"this server does not open {_redacted(source)}: live sources are off "
-                                        f"unless the server allows them (vidcap serve --allow-source PATTERN)")
-        return kind
 
 
 class LiveSource(FrameSource):
@@ -136,9 +81,9 @@ class LiveSource(FrameSource):
                     raise
                 failing_since = failing_since or time.monotonic()
                 if time.monotonic() - failing_since + backoff > self.give_up_seconds:
-                    raise InputError(f"{_redacted(self.source)}: no stream for {self.give_up_seconds:g} s ({exc}); "
+                    raise InputError(f"{redacted(self.source)}: no stream for {self.give_up_seconds:g} s ({exc}); "
                                      f"gave up") from None
-                self.on_notice(f"cannot open {_redacted(self.source)} ({exc}); retrying in {backoff:g} s")
+                self.on_notice(f"cannot open {redacted(self.source)} ({exc}); retrying in {backoff:g} s")
                 self.stopped.wait(backoff)
                 backoff = min(2 * backoff, BACKOFF_SECONDS[1])
                 continue
@@ -151,7 +96,7 @@ class LiveSource(FrameSource):
                     if t is None:
                         continue  # seen before this reconnect
                     if failing_since is not None:
-                        self.on_notice(f"{_redacted(self.source)}: receiving again")
+                        self.on_notice(f"{redacted(self.source)}: receiving again")
                         failing_since, backoff = None, BACKOFF_SECONDS[0]
                     if t + SAME_TIME < next_t:
                         continue  # not a sample
@@ -173,10 +118,10 @@ class LiveSource(FrameSource):
                 return
             timeline.lost()
             if failing_since is not None and time.monotonic() - failing_since + backoff > self.give_up_seconds:
-                raise InputError(f"{_redacted(self.source)}: no new frames for {self.give_up_seconds:g} s "
+                raise InputError(f"{redacted(self.source)}: no new frames for {self.give_up_seconds:g} s "
                                  f"({reason}); gave up")
             failing_since = failing_since or time.monotonic()
-            self.on_notice(f"{_redacted(self.source)}: {reason}; reconnecting in {backoff:g} s")
+            self.on_notice(f"{redacted(self.source)}: {reason}; reconnecting in {backoff:g} s")
             self.stopped.wait(backoff)
             backoff = min(2 * backoff, BACKOFF_SECONDS[1])
 
@@ -197,11 +142,11 @@ class LiveSource(FrameSource):
         except av.error.ExitError:  # our timeout
             raise InputError(f"nothing received within {timeout:.1f} s") from None
         except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-            where = "standard input" if self.kind.kind == "stdin" else _redacted(self.source)
+            where = "standard input" if self.kind.kind == "stdin" else redacted(self.source)
             raise InputError(f"{where} is not a readable video stream: {_reason(exc)}") from None
         if not container.streams.video:
             container.close()
-            where = "standard input" if self.kind.kind == "stdin" else _redacted(self.source)
+            where = "standard input" if self.kind.kind == "stdin" else redacted(self.source)
             raise NoVideoError(f"{where} has no video stream")
         with self._lock:
             self._container = container
@@ -265,11 +210,6 @@ class _Timeline:
             return None
         self.last_stream, self.last_t = stream_time, stream_time - self.offset
         return self.last_t
-
-
-def _redacted(source: str) -> str:
-    """The source without a password (rtsp://user:secret@host/ -> rtsp://user:***@host/)."""
-    return re.sub(r"(//[^/:@]+:)[^/@]+@", r"\1***@", source)
 
 
 def _reason(exc: Exception) -> str:

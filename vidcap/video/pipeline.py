@@ -136,7 +136,7 @@ class _FrameReader(threading.Thread):
         """Stop reading and close the source now, or, if a decode is still running after `timeout`, as soon as
         it returns (a stop of the whole server must not wait on one slow frame)."""
         self.stop.set()
-        self.source.stop()
+        getattr(self.source, "stop", lambda: None)()  # a live source's blocking read ends sooner
         if self.is_alive():
             self.join(timeout=timeout)
         with self._closing:
@@ -147,7 +147,7 @@ class _FrameReader(threading.Thread):
     def _put(self, item: object) -> bool:
         """Wait for room in the queue; False when the consumer asked to stop meanwhile. A live source does not
         wait for anyone: when captioning falls behind, its oldest waiting frame is dropped (and counted)."""
-        if self.source.live and isinstance(item, Frame):
+        if getattr(self.source, "live", False) and isinstance(item, Frame):
             while self.queue.full():
                 try:
                     self.queue.get_nowait()
