@@ -120,8 +120,11 @@ class JobRunner:
                 break
             time.sleep(0.1)
             event = self._cancels.get(job_id)
-        if event is None:  # running in another process sharing the database: it cannot be reached from here
-            raise InputError(f"job {job_id} is running in another server process; cancel it there")
+        if event is None:
+            job = self.store.get(job_id)
+            if job.ended:  # it ended meanwhile
+                return job
+            raise InputError(f"job {job_id} is not run by this server")  # `vidcap index`'s progress record
         event.set()
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
         while not (job := self.store.get(job_id)).ended and time.monotonic() < deadline:
