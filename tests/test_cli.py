@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,23 @@ def test_help_bad_arguments_and_missing_files_are_answered_before_torch_is_impor
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                             env=cli_env(), timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "[]", (result.stdout, result.stderr)
+
+
+def test_a_signal_delivered_to_another_thread_still_stops_a_server():
+    """The kernel may deliver SIGTERM to any thread; Python runs the handler in the main thread only, so a main
+    thread blocked without a timeout never saw it (a server went on serving after SIGTERM in the tests)."""
+    child = textwrap.dedent("""
+        import signal, threading, time
+        from vidcap.serving.signals import stop_on_signals, wait_for_stop
+        stop = threading.Event()
+        stop_on_signals(stop)
+        sender = threading.Thread(target=lambda: (time.sleep(0.5), signal.pthread_kill(threading.get_ident(),
+                                                                                        signal.SIGTERM)))
+        sender.start()
+        started = time.monotonic()
+        wait_for_stop(stop)
+        print(f"stopped after {time.monotonic() - started:.1f} s")
+    """)
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=cli_env(), timeout=30)
+    assert result.returncode == 0 and result.stdout.startswith("stopped after"), result.stderr
+    assert float(result.stdout.split()[2]) < 2.0

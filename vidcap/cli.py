@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -665,12 +664,13 @@ def _run_ui(args: argparse.Namespace) -> int:
 
     config = UIConfig(args.grpc, args.host, args.port, args.max_upload_mb, args.concurrency, args.queue_size,
                       api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key)
+    from vidcap.serving.signals import stop_on_signals, wait_for_stop
+
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     app = launch(config, block=False)
     print(f"vidcap web UI        http://{args.host}:{args.port}  (gRPC service {args.grpc})", flush=True)
-    stop.wait()
+    wait_for_stop(stop)
     app.close()
     return 0
 

@@ -12,7 +12,6 @@ import argparse
 import itertools
 import logging
 import queue
-import signal
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from concurrent import futures
@@ -27,6 +26,7 @@ from vidcap.fileio import media_path, spooled_upload
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits, add_limit_arguments, limits_from_args
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission
+from vidcap.serving.signals import stop_on_signals, wait_for_stop
 from vidcap.serving.hosts import InProcessHost, ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
@@ -407,12 +407,10 @@ def serve(model_host: ModelHost, host: str = "127.0.0.1", port: int = 50051, med
     log.info("vidcap gRPC service on %s:%d", host, bound)
     print(f"vidcap gRPC service listening on {host}:{bound}", flush=True)
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     if ready is not None:
         ready.set()
-    stop.wait()
+    wait_for_stop(stop)
     health_servicer.enter_graceful_shutdown()
     jobs.stop()  # running jobs continue at the next start
     server.stop(grace=5).wait()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ from vidcap.errors import VidcapError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.paths import default_work_dir
 from vidcap.serving.admission import Admission
+from vidcap.serving.signals import stop_on_signals, wait_for_stop
 from vidcap.serving.auth import Security
 from vidcap.serving.hosts import ModelHost, InProcessHost, TorchServeHost
 from vidcap.library.jobs import JobStore
@@ -72,8 +72,7 @@ class StackConfig:
 
 def run_stack(config: StackConfig, limits: Limits = DEFAULT_LIMITS, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     work_dir = Path(config.work_dir) if config.work_dir else default_work_dir()
     work_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="serve-", dir=work_dir))
@@ -242,7 +241,7 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         log.error("the first caption failed: %s", exc)
     jobs.start()  # after the first caption: a job continued from before must not delay "ready"
     print(startup.report(), flush=True)
-    stop.wait()
+    wait_for_stop(stop)
     print("stopping...", flush=True)
     grpc_health.enter_graceful_shutdown()
     jobs.stop()  # running jobs are paused, to continue at the next start
