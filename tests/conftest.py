@@ -8,6 +8,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +93,24 @@ def cli_env() -> dict[str, str]:
 
 _DATA_ROOT = tempfile.mkdtemp(prefix="vidcap-test-data-")
 atexit.register(shutil.rmtree, _DATA_ROOT, True)
+
+
+class UdpCamera(threading.Thread):
+    """Synthetic scenes (`segments`) sent as H.264 MPEG-TS to udp://127.0.0.1 on a free port at real time, after
+    `delay` seconds: a live source for tests. `url` is where to watch it; set `stop` to end it early."""
+
+    def __init__(self, segments, fps: int = 10, size: tuple[int, int] = (160, 96), delay: float = 0.0, frames=None):
+        super().__init__(daemon=True)
+        from vidcap.video.synth import Effects, render_frames
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.url = f"udp://127.0.0.1:{s.getsockname()[1]}"
+        self.frames = frames if frames is not None else render_frames(segments, fps, *size, Effects(), 0)
+        self.fps, self.size, self.delay, self.stop = fps, size, delay, threading.Event()
+
+    def run(self) -> None:
+        from vidcap.video.synth import publish_live
+
+        time.sleep(self.delay)
+        publish_live(f"{self.url}?pkt_size=1316", self.frames, self.fps, *self.size, stop=self.stop)

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -22,14 +21,14 @@ from PIL import Image
 
 from vidcap.captioner import Captioner
 from vidcap.video.pipeline import AnalysisParams, analyze_frames
-from vidcap.video.synth import Effects, publish_live, random_segments, render_frames, write_video
+from vidcap.video.synth import Effects, random_segments, write_video
 
 from vidcap.client import VidcapClient
 from vidcap.library.jobs import JobStore
 from vidcap.serving.hosts import TorchServeHost
 from vidcap.serving.jobs import JobRunner
 
-from conftest import REPO, VIDCAP, cli_env, synthetic_images
+from conftest import REPO, VIDCAP, UdpCamera, cli_env, synthetic_images
 
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe needs a Java runtime")
@@ -175,21 +174,14 @@ def test_a_job_in_the_torchserve_worker_continues_after_a_stop(stack, tmp_path):
 
 def test_a_live_stream_in_the_torchserve_worker(stack, image):
     """The worker opens an allowed live source itself and streams its frames; a cancelled call frees it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    stop = threading.Event()
-    segments = random_segments(4, seed=3, min_seconds=4, max_seconds=4)
-    camera = threading.Thread(target=publish_live, args=(f"udp://127.0.0.1:{port}?pkt_size=1316",
-                                                         render_frames(segments, 10, 160, 96, Effects(), 0), 10,
-                                                         160, 96, stop), daemon=True)
+    camera = UdpCamera(random_segments(4, seed=3, min_seconds=4, max_seconds=4))
     camera.start()
     try:
         with VidcapClient(stack["grpc"], timeout=120) as client:
             with pytest.raises(grpc.RpcError) as info:
                 list(client.analyze_live("udp://10.9.9.9:5000"))
             assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            call = client.analyze_live(f"udp://127.0.0.1:{port}", every_n_seconds=1.0)
+            call = client.analyze_live(camera.url, every_n_seconds=1.0)
             frames = []
             for response in call:
                 if response.WhichOneof("kind") == "frame":
@@ -203,7 +195,7 @@ def test_a_live_stream_in_the_torchserve_worker(stack, image):
             assert any(r.WhichOneof("kind") == "summary" for r in client.analyze_path("clip.mp4", every_n_seconds=4))
             assert time.monotonic() - started < 8 and camera.is_alive()
     finally:
-        stop.set()
+        camera.stop.set()
         camera.join(timeout=30)
 
 

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from PIL import Image
 from vidcap.video.photo_footage import random_shots, write_photo_video
 from vidcap.video.synth import random_segments, write_video
 
-from conftest import REPO, VIDCAP, cli_env, synthetic_images
+from conftest import REPO, VIDCAP, UdpCamera, cli_env, synthetic_images
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -278,23 +277,14 @@ def test_the_library_tab_finds_what_was_seen_and_a_click_plays_it(page, files):
 
 
 def test_the_live_tab_watches_a_stream_until_stop(page, tmp_path):
-    from vidcap.video.synth import Effects, publish_live, random_segments, render_frames
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    stop = threading.Event()
-    segments = random_segments(8, seed=3, min_seconds=4, max_seconds=4)
-    camera = threading.Thread(target=publish_live, args=(f"udp://127.0.0.1:{port}?pkt_size=1316",
-                                                         render_frames(segments, 10, 160, 96, Effects(), 0), 10,
-                                                         160, 96, stop), daemon=True)
+    camera = UdpCamera(random_segments(8, seed=3, min_seconds=4, max_seconds=4))
     camera.start()
     try:
         page.get_by_role("tab", name="Live").click()
         page.locator("#live-source textarea, #live-source input").first.fill("udp://10.9.9.9:5000")
         page.click("#live-start")  # not allowed by this service: a sentence, not a traceback
         page.get_by_text(re.compile("this server does not open udp://10.9.9.9:5000")).first.wait_for(timeout=30_000)
-        page.locator("#live-source textarea, #live-source input").first.fill(f"udp://127.0.0.1:{port}")
+        page.locator("#live-source textarea, #live-source input").first.fill(camera.url)
         page.click("#live-start")
         page.wait_for_selector("#live-status :text('Watching')", timeout=60_000)
         page.wait_for_selector("#live-plot canvas, #live-plot svg", timeout=60_000)
@@ -310,7 +300,7 @@ def test_the_live_tab_watches_a_stream_until_stop(page, tmp_path):
         assert page.locator("#live-status").inner_text() == frames  # stopped: nothing more comes
         _no_traceback(page)
     finally:
-        stop.set()
+        camera.stop.set()
         camera.join(timeout=30)
 
 

@@ -56,15 +56,7 @@ class VidcapClient:
 
     def analyze_file(self, path: str | Path, **params) -> Iterator[pb.AnalyzeVideoResponse]:
         """Upload a local video in chunks and stream the analysis back."""
-        path = Path(path)
-
-        def chunks() -> Iterator[pb.VideoChunk]:
-            with path.open("rb") as f:
-                yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES))
-                while data := f.read(CHUNK_BYTES):
-                    yield pb.VideoChunk(data=data)
-
-        return self.stub.AnalyzeVideoUpload(chunks(), timeout=self.timeout, metadata=self.metadata)
+        return self.stub.AnalyzeVideoUpload(_chunks(path, params), timeout=self.timeout, metadata=self.metadata)
 
     def analyze_bytes(self, video: bytes, filename: str = "", **params) -> Iterator[pb.AnalyzeVideoResponse]:
         request = pb.AnalyzeVideoRequest(video=video, filename=filename, params=pb.AnalysisParams(**params))
@@ -78,15 +70,7 @@ class VidcapClient:
 
     def submit_job_file(self, path: str | Path, **params) -> pb.Job:
         """Upload a local video in chunks as a job; answered with the queued job as soon as it is uploaded."""
-        path = Path(path)
-
-        def chunks() -> Iterator[pb.VideoChunk]:
-            with path.open("rb") as f:
-                yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES))
-                while data := f.read(CHUNK_BYTES):
-                    yield pb.VideoChunk(data=data)
-
-        return self.stub.SubmitJobUpload(chunks(), timeout=self.timeout, metadata=self.metadata)
+        return self.stub.SubmitJobUpload(_chunks(path, params), timeout=self.timeout, metadata=self.metadata)
 
     def submit_job_path(self, path: str, **params) -> pb.Job:
         """A video in the server's media folder as a job."""
@@ -122,3 +106,12 @@ class VidcapClient:
         """A video already in the server's media folder: nothing is uploaded."""
         return self.stub.AnalyzeVideo(pb.AnalyzeVideoRequest(path=path, params=pb.AnalysisParams(**params)),
                                       timeout=self.timeout, metadata=self.metadata)
+
+
+def _chunks(path: str | Path, params: dict) -> Iterator[pb.VideoChunk]:
+    """A local file as upload chunks: the parameters and the file name ride on the first."""
+    path = Path(path)
+    with path.open("rb") as f:
+        yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES))
+        while data := f.read(CHUNK_BYTES):
+            yield pb.VideoChunk(data=data)
