@@ -87,8 +87,9 @@ class VidcapHandler(BaseHandler):
 
     def _video(self, request: dict, index: int, context) -> str:
         live = request.get("live_source")
-        if live is not None:  # checked here too: TorchServe can be called directly
-            SourcePolicy(self.allowed_sources).check(str(live))
+        policy = SourcePolicy(self.allowed_sources)
+        if live is not None:  # checked here too (and before every connect): TorchServe can be called directly
+            policy.check(str(live))
         path = None if live is not None else self._media_path(str(request.get("video_path", "")))
         params = analysis_params(request.get("every_n_seconds"), request.get("window"), request.get("metric"),
                                  request.get("scorer"), request.get("beam"), self.limits,
@@ -117,7 +118,7 @@ class VidcapHandler(BaseHandler):
         video, stopped = path, threading.Event()
         if live is not None:
             stopped = _set_when_present(cancel)
-            video = LiveSource(str(live), params.every_n_seconds, on_notice=notice, stopped=stopped)
+            video = LiveSource(str(live), params.every_n_seconds, on_notice=notice, stopped=stopped, policy=policy)
         results = analyze_frames(video, self.captioner, params, on_start=started, limits=self.limits, resume=resume,
                                  on_sample=sample if request.get("samples") else None)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -27,6 +28,24 @@ VIDCAP = [sys.executable, "-m", "vidcap.cli"]
 DEMO_MODEL = REPO / "model_store" / "vidcap-demo.pt"
 
 torch.set_num_threads(2)
+
+# `vidcap serve` with the model in this process and no web UI: the gRPC service alone (its ready line, and the
+# address in it, below). Every server the tests start is this one server with its one set of rules.
+GRPC_READY = re.compile(r"vidcap gRPC service\s+(127\.0\.0\.1:\d+)")
+
+
+def inprocess_server(work_dir: str | Path, *extra: str) -> list[str]:
+    return [*VIDCAP, "serve", "--model-host", "inprocess", "--no-ui", "--grpc-port", "0", "--http-port", "0",
+            "--work-dir", str(work_dir), *extra]
+
+
+def grpc_address_of(stdout) -> str:
+    """Read a starting `vidcap serve`'s standard output up to its gRPC line -> the address."""
+    for line in stdout:
+        match = GRPC_READY.search(line)
+        if match:
+            return match.group(1)
+    raise AssertionError("vidcap serve ended before its gRPC service was ready")
 
 
 def tiny_config(**overrides) -> ModelConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import filecmp
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from vidcap.video.synth import random_segments, write_video
 
 from vidcap.client import VidcapClient
 
-from conftest import REPO, cli_env, synthetic_images
+from conftest import REPO, cli_env, grpc_address_of, inprocess_server, synthetic_images
 
 
 
@@ -39,14 +38,10 @@ def server(media, tmp_path_factory):
     log = tmp_path_factory.mktemp("log") / "server.log"
     with log.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vidcap.serving.grpc_service", "--port", "0", "--media-dir", str(media),
-             "--max-image-pixels", "1000000", "--max-upload-mb", "5", "--max-sampled-frames", "500",
-             "--max-window", "2000"],
+            inprocess_server(log.parent / "work", "--media-dir", str(media), "--max-image-pixels", "1000000",
+                             "--max-upload-mb", "5", "--max-sampled-frames", "500", "--max-window", "2000"),
             stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=cli_env())
-        line = proc.stdout.readline()
-        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-        assert match, (line, log.read_text())
-        yield match.group(1), proc, log
+        yield grpc_address_of(proc.stdout), proc, log
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
 

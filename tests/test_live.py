@@ -9,7 +9,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from vidcap.errors import InputError, PermissionDeniedError
 from vidcap.video.sources import SourcePolicy, classify_source
 from vidcap.video.synth import Effects, publish_live, random_segments, render_frames, write_video
 
-from conftest import REPO, VIDCAP, cli_env
+from conftest import REPO, VIDCAP, cli_env, grpc_address_of, inprocess_server
 
 FPS, SIZE = 10, (160, 96)
 
@@ -249,11 +248,11 @@ def _free_tcp_port() -> int:
 def test_live_sources_over_grpc_allow_list_notices_and_cancel(tmp_path):
     log = tmp_path / "server.log"
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "vidcap.serving.grpc_service", "--port", "0", "--index",
-                                 str(tmp_path / "library.db"), "--allow-source", "udp://127.0.0.1:*"],
+        proc = subprocess.Popen(inprocess_server(tmp_path / "work", "--index", str(tmp_path / "library.db"),
+                                                 "--allow-source", "udp://127.0.0.1:*"),
                                 stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=cli_env())
         try:
-            address = proc.stdout.readline().split()[-1]
+            address = grpc_address_of(proc.stdout)
             with VidcapClient(address, timeout=120) as client:
                 for source, code in (("udp://10.1.2.3:5000", grpc.StatusCode.PERMISSION_DENIED),
                                      ("file:///etc/passwd", grpc.StatusCode.INVALID_ARGUMENT),

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 
-from training.pretrain import ATTRIBUTES, BACKGROUND_NAMES, scene_labels
+from vidcap.training.pretrain import ATTRIBUTES, BACKGROUND_NAMES, scene_labels
 from vidcap.model import CaptionModel, load_checkpoint
 from vidcap.synthetic import COLOURS, SHAPES, SIZES, Scene, SceneObject
 
@@ -55,7 +55,7 @@ def test_train_on_a_karpathy_format_dataset(tmp_path):
 def test_train_with_ddp_on_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                "-m", "training.train"]
+                "-m", "vidcap.training.train"]
     train("--preset", "demo", "--epochs", "1", "--out", str(out), *TINY, launcher=torchrun)
     summary = json.loads((out / "summary.json").read_text())
     # 64 images over 2 processes with batch 16: each process takes 2 steps.

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from PIL import Image
 from vidcap.video.photo_footage import random_shots, write_photo_video
 from vidcap.video.synth import random_segments, write_video
 
-from conftest import REPO, VIDCAP, UdpCamera, cli_env, synthetic_images
+from conftest import REPO, VIDCAP, UdpCamera, cli_env, inprocess_server, synthetic_images
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -102,10 +101,10 @@ def grpc_server(tmp_path_factory, files):
                              capture_output=True, text=True, env=cli_env(), timeout=300)
     assert indexed.returncode == 0, indexed.stderr
     port = _free_port()
-    proc = _start([sys.executable, "-m", "vidcap.serving.grpc_service", "--port", str(port), "--index", str(library),
-                   "--allow-source", "udp://127.0.0.1:*"], log)
+    proc = _start(inprocess_server(log.parent / "work", "--index", str(library), "--allow-source",
+                                   "udp://127.0.0.1:*") + ["--grpc-port", str(port)], log)
     deadline = time.monotonic() + 60
-    while "listening on" not in log.read_text():
+    while "vidcap gRPC service" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
     yield f"127.0.0.1:{port}", log

@@ -88,14 +88,14 @@ def _run_caption(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from training.args import get_args_parser
+    from vidcap.training.args import get_args_parser
 
     sub.add_parser("train", parents=[get_args_parser(add_help=False)], help="train a captioning model",
                    description=get_args_parser().description).set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from training.train import main
+    from vidcap.training.train import main
 
     logging.getLogger("vidcap").setLevel(logging.INFO)  # epoch lines (validation BLEU) are what a trainer watches
     summary = main(args)
@@ -585,9 +585,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                                  "jobs and their results are kept too (default: where vidcap "
                                                  "index writes)")
     p.add_argument("--allow-source", action="append", default=[], metavar="PATTERN",
-                   help="live sources callers may name, as a shell pattern matched against the whole source (e.g. "
-                        "'rtsp://cameras.example/*', '/dev/video0'; repeat for more); none by default: the server "
-                        "opens no URL or device for its callers (docs/live.md)")
+                   help="live sources callers may name: a URL pattern whose scheme, host (or *.domain) and port must "
+                        "match exactly and whose path is a shell pattern (e.g. 'rtsp://cameras.example/*'), or a "
+                        "device ('/dev/video0'); repeat for more. None by default: the server opens no URL or "
+                        "device for its callers (docs/live.md, docs/security.md)")
     p.add_argument("--work-dir", help="run folder and upload spools, on disk (default: ~/.cache/vidcap)")
     p.add_argument("--ui-port", type=int, default=7860, help="web UI port (default: 7860)")
     p.add_argument("--no-ui", action="store_true", help="do not start the web UI")
@@ -599,6 +600,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                       help="videos analysed at once, by every door together (default: 2)")
     load.add_argument("--max-queued", type=int, default=16,
                       help="videos waiting for a slot (they see their place); more are refused (default: 16)")
+    load.add_argument("--max-uploads", type=int, default=16,
+                      help="uploads received at once, by every door together; an upload takes an analysis slot "
+                           "only once it is on disk (default: 16)")
+    load.add_argument("--max-job-watchers", type=int, default=32, help="WatchJob streams at once (default: 32)")
+    load.add_argument("--max-jobs", type=int, default=100, help="jobs queued or running; more are refused "
+                                                                "(default: 100)")
+    load.add_argument("--max-job-disk-gb", type=float, default=20,
+                      help="disk the uploads of queued and running jobs may hold (default: 20)")
     load.add_argument("--job-workers", type=int, default=1,
                       help="jobs analysed at once; each takes one of --max-analyses while it runs (default: 1)")
     load.add_argument("--video-workers", type=int, default=1,
@@ -619,24 +628,37 @@ def _add_security(p: argparse.ArgumentParser) -> None:
     group.add_argument("--insecure", action="store_true",
                        help="allow binding beyond loopback without an API key (anyone who reaches the port may "
                             "use the service)")
+    group.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="a further name browsers may reach this server by (the HTTP Host header; repeat for "
+                            "more). Default: the --host address, and the loopback names when that is loopback; "
+                            "requests naming any other host are refused (DNS rebinding)")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from vidcap.serving.auth import Security
 
-    security = Security.load(args.host, args.api_key_file, args.tls_cert, args.tls_key, args.insecure)
+    security = Security.load(args.host, args.api_key_file, args.tls_cert, args.tls_key, args.insecure,
+                             args.allow_host)
     if args.max_analyses < 1 or args.max_queued < 0 or args.video_workers < 1 or args.job_workers < 1:
         raise VidcapError("--max-analyses, --video-workers and --job-workers must be at least 1, --max-queued at "
                           "least 0")
     from vidcap.serving.stack import StackConfig, run_stack
 
     logging.getLogger("vidcap").setLevel(logging.INFO)
-    config = StackConfig(args.model_host, args.host, args.grpc_port, args.http_port, args.torchserve_port, args.model,
-                         args.device, args.media_dir, args.enable_model_api, args.torchserve_url,
-                         args.torchserve_key_file, None if args.no_ui else args.ui_port, args.ui_concurrency,
-                         args.encoder, args.max_analyses, args.max_queued, args.video_workers, args.work_dir,
-                         args.torchserve_token_minutes, security, args.index, args.job_workers,
-                         tuple(args.allow_source))
+    if min(args.max_uploads, args.max_job_watchers, args.max_jobs) < 1 or args.max_job_disk_gb <= 0:
+        raise VidcapError("--max-uploads, --max-job-watchers and --max-jobs must be at least 1, --max-job-disk-gb "
+                          "above 0")
+    config = StackConfig(
+        model_host=args.model_host, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+        torchserve_port=args.torchserve_port, model=args.model, device=args.device, media_dir=args.media_dir,
+        enable_model_api=args.enable_model_api, torchserve_url=args.torchserve_url,
+        torchserve_key_file=args.torchserve_key_file, ui_port=None if args.no_ui else args.ui_port,
+        ui_concurrency=args.ui_concurrency, encoder=args.encoder, max_analyses=args.max_analyses,
+        max_queued=args.max_queued, max_uploads=args.max_uploads, max_job_watchers=args.max_job_watchers,
+        max_jobs=args.max_jobs, max_job_disk_bytes=int(args.max_job_disk_gb * 1024**3),
+        video_workers=args.video_workers, work_dir=args.work_dir,
+        torchserve_token_minutes=args.torchserve_token_minutes, security=security, library=args.index,
+        job_workers=args.job_workers, allowed_sources=tuple(args.allow_source))
     run_stack(config, limits_from_args(args))
     return 0
 
@@ -659,11 +681,13 @@ def _add_ui(sub: argparse._SubParsersAction) -> None:
 def _run_ui(args: argparse.Namespace) -> int:
     from vidcap.serving.auth import Security
 
-    security = Security.load(args.host, args.api_key_file, args.tls_cert, args.tls_key, args.insecure)
+    security = Security.load(args.host, args.api_key_file, args.tls_cert, args.tls_key, args.insecure,
+                             args.allow_host)
     from vidcap.ui import UIConfig, launch
 
     config = UIConfig(args.grpc, args.host, args.port, args.max_upload_mb, args.concurrency, args.queue_size,
-                      api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key)
+                      api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key,
+                      hosts=security.hosts)
     from vidcap.serving.signals import stop_on_signals, wait_for_stop
 
     stop = threading.Event()

@@ -39,6 +39,10 @@ class NotFoundError(InputError):
     """Something asked for by name or id does not exist (a job)."""
 
 
+class UploadTooSlowError(InputError):
+    """An upload below the server's minimum rate, cut off (it would hold an upload place for ever)."""
+
+
 class BusyError(VidcapError):
     """Every analysis slot is taken and the queue is full: try again later."""
 
@@ -47,6 +51,7 @@ class BusyError(VidcapError):
 # subclasses come before their bases. The server's own failures are never reported as the client's fault.
 STATUSES: list[tuple[type[BaseException], str, int, int]] = [
     (InputTooLargeError, "RESOURCE_EXHAUSTED", 413, 2),
+    (UploadTooSlowError, "DEADLINE_EXCEEDED", 408, 2),
     (NotFoundError, "NOT_FOUND", 404, 2),
     (BusyError, "RESOURCE_EXHAUSTED", 429, 3),
     (PermissionDeniedError, "PERMISSION_DENIED", 403, 2),

@@ -24,17 +24,23 @@ class Limits:
     max_beam: int = 20
     max_batch_size: int = 64
     max_image_pixels: int = 50_000_000
+    max_frame_pixels: int = 8192 * 4320  # one video frame: 8K
+    max_decode_pixels: float = 4e12  # all frames decoded for one video: 4 h of 4K at 30 frames/s
     max_image_bytes: int = 32 * MIB
     max_upload_bytes: int = 2048 * MIB  # a video sent as bytes, chunks or a form upload
     max_video_seconds: float = 4 * 3600.0
     # One gRPC message: an image, a video sent whole (AnalyzeVideo `video`), a chunk of an upload. Larger videos
     # go in chunks (AnalyzeVideoUpload), so no upload ever sits whole in memory.
     max_message_bytes: int = 32 * MIB
+    # An upload slower than this on average (after the grace period) is cut off: it would hold its budget for ever.
+    min_upload_bytes_per_second: float = 4096.0
+    upload_grace_seconds: float = 20.0
 
     @classmethod
     def for_local_files(cls) -> "Limits":
         """The CLI on the user's own files: the same parameter ranges, no caps on sizes."""
-        return cls(max_sampled_frames=10**9, max_image_bytes=2**62, max_upload_bytes=2**62, max_video_seconds=math.inf)
+        return cls(max_sampled_frames=10**9, max_image_bytes=2**62, max_upload_bytes=2**62, max_video_seconds=math.inf,
+                   max_frame_pixels=2**31 - 1, max_decode_pixels=math.inf)
 
     def to_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -76,6 +82,19 @@ class Limits:
                                      f"{self.max_sampled_frames} per request (max_sampled_frames): sample less "
                                      f"often (every_n_seconds)")
 
+    def check_decode(self, frame_size: tuple[int, int] | None, frame_rate: float | None, duration: float) -> None:
+        """From the headers, before a frame is decoded (the frame source counts again as it decodes)."""
+        if frame_size is None:
+            return
+        width, height = frame_size
+        if width * height > self.max_frame_pixels:
+            raise InputTooLargeError(f"video frames are {width}x{height}, above the limit of {self.max_frame_pixels} "
+                                     f"pixels (max_frame_pixels)")
+        work = width * height * (frame_rate or 0.0) * duration
+        if work > self.max_decode_pixels:
+            raise InputTooLargeError(f"decoding this video means {work:.3g} pixels, above the limit of "
+                                     f"{self.max_decode_pixels:.3g} (max_decode_pixels): a shorter or smaller video")
+
     def check_image_bytes(self, size: int) -> None:
         if size > self.max_image_bytes:
             raise InputTooLargeError(f"image is {size} bytes, above the limit of {self.max_image_bytes} "
@@ -102,10 +121,15 @@ _FLAGS = [  # (flag, field, type, unit, help); megabytes on the command line, by
     ("--max-window", "max_window", int, 1, "largest comparison window"),
     ("--max-beam", "max_beam", int, 1, "largest beam size"),
     ("--max-image-pixels", "max_image_pixels", int, 1, "largest image, in pixels"),
+    ("--max-frame-pixels", "max_frame_pixels", int, 1, "largest video frame, in pixels"),
+    ("--max-decode-pixels", "max_decode_pixels", float, 1, "most pixels decoded for one video (frames x size)"),
     ("--max-image-mb", "max_image_bytes", float, MIB, "largest image file, in MB"),
     ("--max-upload-mb", "max_upload_bytes", float, MIB, "largest video upload, in MB"),
     ("--max-message-mb", "max_message_bytes", float, MIB, "largest gRPC message (a video sent whole, a chunk), in MB"),
     ("--max-video-seconds", "max_video_seconds", float, 1, "longest video, in seconds"),
+    ("--min-upload-kbps", "min_upload_bytes_per_second", float, 1024, "slowest upload, in KiB/s on average (slower "
+     "ones are cut off)"),
+    ("--upload-grace-seconds", "upload_grace_seconds", float, 1, "seconds before the upload rate is checked"),
 ]
 
 

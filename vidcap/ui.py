@@ -40,12 +40,14 @@ import grpc  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from vidcap.attention_maps import attention_overlay  # noqa: E402
 from vidcap.client import VidcapClient  # noqa: E402
 from vidcap.domain import DomainSummary  # noqa: E402
 from vidcap.images import load_image  # noqa: E402
 from vidcap.limits import DEFAULT_LIMITS  # noqa: E402
+from vidcap.serving.auth import LOOPBACK_HOSTS, RequestGuard  # noqa: E402
 from vidcap.video import report, subtitles  # noqa: E402
 from vidcap.fileio import VIDEO_SUFFIXES  # noqa: E402
 from vidcap.video.novelty import METRICS, SCORERS, Moment  # noqa: E402
@@ -78,6 +80,9 @@ class UIConfig:
     tls_key: Path | None = None
 
     grpc_tls: bool = True  # with tls_cert: call the gRPC service over TLS too, trusting that certificate
+    # The Host names the page is served under (vidcap.serving.auth.allowed_hosts; None: any): other names and
+    # cross-site requests are refused, so that another web page cannot drive the UI.
+    hosts: frozenset[str] | None = LOOPBACK_HOSTS
 
     def client(self, timeout: float | None = None) -> VidcapClient:
         tls_ca = self.tls_cert.read_bytes() if self.tls_cert and self.grpc_tls else None
@@ -477,5 +482,6 @@ def launch(config: UIConfig, block: bool = True) -> gr.Blocks:
     tls = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)} if config.tls_cert else {}
     app.launch(server_name=config.host, server_port=config.port, share=False, show_error=True, quiet=True,
                max_file_size=int(config.max_upload_mb * 1024**2), prevent_thread_lock=not block, inbrowser=False,
-               footer_links=[], ssr_mode=False, auth=auth, **tls)
+               footer_links=[], ssr_mode=False, auth=auth,
+               app_kwargs={"middleware": [Middleware(RequestGuard, hosts=config.hosts)]}, **tls)
     return app

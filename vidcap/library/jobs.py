@@ -156,6 +156,16 @@ class JobStore:
         rows = self._sql(f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY created DESC, id LIMIT ?", (*args, limit))
         return [_job(r) for r in rows]
 
+    def count_waiting(self) -> int:
+        """Jobs not yet ended (queued or running)."""
+        return self._sql("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")[0][0]
+
+    def upload_bytes(self) -> int:
+        """The disk the uploads kept for jobs hold now."""
+        if not self.files.is_dir():
+            return 0
+        return sum(f.stat().st_size for f in self.files.rglob("*") if f.is_file())
+
     def next_queued(self) -> Job | None:
         """Take the oldest queued job: it is running from now on (one taker, whatever the threads)."""
         row = self._sql("UPDATE jobs SET state = 'running', started = ?, runs = runs + 1, frames_at_start = frames "

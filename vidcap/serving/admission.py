@@ -7,17 +7,23 @@ whatever way the videos come in. A caller beyond the queue is refused at once (B
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
+from collections.abc import Iterator
 
 from vidcap.errors import BusyError
 
 
 class Admission:
-    def __init__(self, slots: int = 2, queue_size: int = 16):
+    def __init__(self, slots: int = 2, queue_size: int = 16, uploads: int = 16, watchers: int = 32):
+        """uploads: uploads received at once (every door; an upload takes a slot only once it is on disk);
+        watchers: job watch streams at once. Each has its own budget, apart from the slots."""
         if slots < 1 or queue_size < 0:
             raise ValueError("slots must be at least 1 and queue_size at least 0")
         self.slots, self.queue_size = slots, queue_size
+        self.uploads = Budget("uploads being received", uploads)
+        self.watchers = Budget("job watchers", watchers)
         self._running = 0
         self._waiting: deque[Ticket] = deque()
         self._changed = threading.Condition()
@@ -83,3 +89,27 @@ class Ticket:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class Budget:
+    """At most `size` calls of one kind at once (uploads being received, job watchers), apart from the analysis
+    slots: a handful of slow uploaders or idle watchers cannot take what the other calls need. Beyond it,
+    BusyError at once."""
+
+    def __init__(self, what: str, size: int):
+        if size < 1:
+            raise ValueError("a budget needs a size of at least 1")
+        self.what, self.size, self.used = what, size, 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def enter(self) -> Iterator[None]:
+        with self._lock:
+            if self.used >= self.size:
+                raise BusyError(f"the server is busy: {self.used} {self.what} at once (the limit); try again later")
+            self.used += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.used -= 1

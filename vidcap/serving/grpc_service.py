@@ -1,6 +1,6 @@
 """The vidcap gRPC service (proto/vidcap/v1/vidcap.proto): a thin servicer over the captioner and the pipeline.
-
-    python -m vidcap.serving.grpc_service --port 50051 --media-dir ./media
+It runs inside `vidcap serve` (vidcap/serving/stack.py: keys, TLS, limits, budgets and Host checks set once for
+every door); `vidcap serve --model-host inprocess --no-ui` is the gRPC service alone with the model in-process.
 
 Errors map to status codes through one table (`vidcap.errors.STATUSES`, shared with the HTTP API and the CLI);
 the server keeps serving.
@@ -8,11 +8,11 @@ the server keeps serving.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Generator, Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
@@ -21,16 +21,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vidcap.errors import InputError, PermissionDeniedError, UnavailableError, public_message, status_of
+from vidcap.errors import (InputError, PermissionDeniedError, UnavailableError, UploadTooSlowError, public_message,
+                           status_of)
 from vidcap.fileio import media_path, spooled_upload
-from vidcap.limits import DEFAULT_LIMITS, MIB, Limits, add_limit_arguments, limits_from_args
+from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission
-from vidcap.serving.signals import stop_on_signals, wait_for_stop
-from vidcap.serving.hosts import InProcessHost, ModelHost
+from vidcap.serving.hosts import ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
-from vidcap.library.jobs import LIST_LIMIT, JobStore
+from vidcap.library.jobs import LIST_LIMIT
 from vidcap.library.search import DEFAULT_TOP, search_library
 from vidcap.serving.jobs import JobRunner, job_analysis
 from vidcap.video.sources import SourcePolicy
@@ -111,7 +111,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 raise InputError("empty upload")
             params = _params(first.params, self.limits)
             with spooled_upload(first.filename, self.spool_dir) as spool:
-                self._receive(itertools.chain([first], request_iterator), spool)
+                self._receive(itertools.chain([first], request_iterator), spool, context)
                 return job_to_proto(jobs.submit_upload(first.filename, Path(spool.name), params))
 
     def GetJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> pb.Job:
@@ -140,27 +140,31 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         with _errors_to_status(context):
             runner = self._job_runner()
             job = runner.store.get(request.id)
-            picker = online_picker(job.params)
-            frames: list = []
-            shown = None
-            while context.is_active():
-                job = runner.store.get(request.id)  # the state first: once ended, every frame is stored
-                if (job.state, job.frames, job.expected) != shown:
-                    shown = (job.state, job.frames, job.expected)
-                    yield pb.JobEvent(job=job_to_proto(job))
-                for frame in runner.store.frames(job.id, after=frames[-1].index if frames else -1):
-                    frames.append(frame)
-                    yield pb.JobEvent(frame=frame_to_proto(frame))
-                    for moment in picker.push(frame.index, frame.t, frame.score, frame.caption, frame.cut,
-                                              frame.in_domain):
+            with self.admission.watchers.enter():  # a budget of their own: idle watchers never starve other calls
+                yield from self._watch(runner, job, context)
+
+    def _watch(self, runner: JobRunner, job, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        picker = online_picker(job.params)
+        frames: list = []
+        shown = None
+        while context.is_active():
+            job = runner.store.get(job.id)  # the state first: once ended, every frame is stored
+            if (job.state, job.frames, job.expected) != shown:
+                shown = (job.state, job.frames, job.expected)
+                yield pb.JobEvent(job=job_to_proto(job))
+            for frame in runner.store.frames(job.id, after=frames[-1].index if frames else -1):
+                frames.append(frame)
+                yield pb.JobEvent(frame=frame_to_proto(frame))
+                for moment in picker.push(frame.index, frame.t, frame.score, frame.caption, frame.cut,
+                                          frame.in_domain):
+                    yield pb.JobEvent(moment=moment_to_proto(moment))
+            if job.ended:
+                if job.state == "done":
+                    for moment in picker.finish():
                         yield pb.JobEvent(moment=moment_to_proto(moment))
-                if job.ended:
-                    if job.state == "done":
-                        for moment in picker.finish():
-                            yield pb.JobEvent(moment=moment_to_proto(moment))
-                    yield pb.JobEvent(summary=self._summary(frames, picker.moments, job.params, job.duration or 0.0))
-                    return
-                runner.wait_for_change(JOB_WATCH_SECONDS)
+                yield pb.JobEvent(summary=self._summary(frames, picker.moments, job.params, job.duration or 0.0))
+                return
+            runner.wait_for_change(JOB_WATCH_SECONDS)
 
     def _job_runner(self) -> JobRunner:
         if self.jobs is None:
@@ -204,12 +208,13 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if first is None:
                 raise InputError("empty upload")
             params = _params(first.params, self.limits)
-            # A place first, then the upload: a busy server refuses before anything is sent.
-            with self.admission.enter() as ticket:
-                if not (yield from _queued(ticket, context)):
-                    return
-                with spooled_upload(first.filename, self.spool_dir) as spool:
-                    self._receive(itertools.chain([first], request_iterator), spool)
+            # The upload first (one of the upload places), then a place in the queue: a slow uploader holds no
+            # analysis slot.
+            with spooled_upload(first.filename, self.spool_dir) as spool:
+                self._receive(itertools.chain([first], request_iterator), spool, context)
+                with self.admission.enter() as ticket:
+                    if not (yield from _queued(ticket, context)):
+                        return
                     yield from self._analyze(Path(spool.name), params, context)
 
     def _analyze(self, path: Path, params: AnalysisParams, context: grpc.ServicerContext
@@ -259,7 +264,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         results = self.model_host.analyze_live(source, params, on_notice=lambda m: events.put(("notice", m)),
-                                               stop=stop)
+                                               stop=stop, policy=self.source_policy)
 
         def read() -> None:
             try:
@@ -311,18 +316,57 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             moments=[moment_to_proto(m) for m in moments], reused_frames=sum(f.reused for f in frames),
             **domain_to_proto_fields(summarize([f.in_domain for f in frames], self.model_host.trained_on)))
 
-    def _receive(self, chunks: Iterator[pb.VideoChunk], spool) -> None:
-        """An upload in chunks into its spool file, each chunk and the total checked against the limits."""
-        size = 0
-        for chunk in chunks:
-            self.limits.check_message_bytes(len(chunk.data), "an upload chunk")
-            size += len(chunk.data)
-            self.limits.check_upload_bytes(size)
-            spool.write(chunk.data)
+    def _receive(self, chunks: Iterator[pb.VideoChunk], spool, context: grpc.ServicerContext) -> None:
+        """An upload in chunks into its spool file, each chunk and the total checked against the limits, holding
+        one of the upload places; a client below the minimum upload rate is cut off."""
+        with self.admission.uploads.enter(), _RateGuard(context, self.limits) as guard:
+            for chunk in chunks:
+                self.limits.check_message_bytes(len(chunk.data), "an upload chunk")
+                guard.received += len(chunk.data)
+                guard.check()
+                self.limits.check_upload_bytes(guard.received)
+                spool.write(chunk.data)
         spool.close()
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, PermissionDeniedError, "send the video as bytes")
+
+
+class _RateGuard:
+    """An upload's minimum average rate (Limits.min_upload_bytes_per_second after upload_grace_seconds). Checked at
+    each chunk, and by a timer for a client that sends nothing at all: that one's call is cancelled (a blocked read
+    of the request stream can only be ended so)."""
+
+    def __init__(self, context: grpc.ServicerContext, limits: Limits):
+        self.context, self.limits = context, limits
+        self.received, self.began = 0, time.monotonic()
+        self.too_slow = False
+        self._done = threading.Event()
+
+    def _behind(self) -> bool:
+        elapsed = time.monotonic() - self.began - self.limits.upload_grace_seconds
+        return elapsed > 0 and self.received < elapsed * self.limits.min_upload_bytes_per_second
+
+    def check(self) -> None:
+        if self._behind() or self.too_slow:
+            raise UploadTooSlowError(f"upload slower than {self.limits.min_upload_bytes_per_second / 1024:g} KiB/s "
+                                     f"on average: cut off")
+
+    def _watch(self) -> None:
+        while not self._done.wait(1.0):
+            if self._behind():
+                self.too_slow = True
+                log.info("cancelled an upload slower than %g bytes/s (%d bytes in %.0f s)",
+                         self.limits.min_upload_bytes_per_second, self.received, time.monotonic() - self.began)
+                self.context.cancel()
+                return
+
+    def __enter__(self) -> "_RateGuard":
+        threading.Thread(target=self._watch, daemon=True, name="vidcap-upload-rate").start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
 
 
 def _queued(ticket, context: grpc.ServicerContext) -> Generator[pb.AnalyzeVideoResponse, None, bool]:
@@ -374,10 +418,12 @@ def build_server(servicer: VidcapServicer, address: str, interceptors: Sequence[
     """A started-ready server with the service, health checking and reflection. Returns the bound port."""
     # gRPC refuses a larger message itself (RESOURCE_EXHAUSTED) before it is read whole.
     limit = max(servicer.limits.max_message_bytes, servicer.limits.max_image_bytes) + MIB
-    # A thread per running or queued analysis, and spare ones, so images and health checks never wait for one.
-    workers = servicer.admission.slots + servicer.admission.queue_size + 16
+    # A thread for every call that may last (running and queued analyses, uploads, job watchers: each kind bounded
+    # by its own budget, refused beyond it), and spare ones, so images, job calls and health checks always find
+    # one. No overall cap on calls: gRPC's would refuse health checks too once long calls fill it.
+    admission = servicer.admission
+    workers = admission.slots + admission.queue_size + admission.uploads.size + admission.watchers.size + 16
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), interceptors=list(interceptors),
-                         maximum_concurrent_rpcs=workers,
                          options=[("grpc.max_receive_message_length", min(limit, 2**31 - 1)),
                                   ("grpc.max_send_message_length", 64 * MIB)])
     pb_grpc.add_VidcapServicer_to_server(servicer, server)
@@ -390,57 +436,3 @@ def build_server(servicer: VidcapServicer, address: str, interceptors: Sequence[
     if port == 0:
         raise OSError(f"cannot bind the gRPC server to {address}")
     return server, health_servicer, port
-
-
-def serve(model_host: ModelHost, host: str = "127.0.0.1", port: int = 50051, media_dir: str | None = None,
-          limits: Limits = DEFAULT_LIMITS, ready: threading.Event | None = None,
-          stop: threading.Event | None = None, library: str | None = None,
-          allowed_sources: Sequence[str] = ()) -> None:
-    """Run until SIGTERM/SIGINT (or `stop` is set): then report NOT_SERVING, finish calls in flight, exit."""
-    admission = Admission()
-    jobs = JobRunner(JobStore(library), model_host, admission, limits)
-    servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=library, jobs=jobs,
-                              allowed_sources=allowed_sources)
-    server, health_servicer, bound = build_server(servicer, f"{host}:{port}")
-    server.start()
-    jobs.start()
-    log.info("vidcap gRPC service on %s:%d", host, bound)
-    print(f"vidcap gRPC service listening on {host}:{bound}", flush=True)
-    stop = stop or threading.Event()
-    stop_on_signals(stop)
-    if ready is not None:
-        ready.set()
-    wait_for_stop(stop)
-    health_servicer.enter_graceful_shutdown()
-    jobs.stop()  # running jobs continue at the next start
-    server.stop(grace=5).wait()
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="The vidcap gRPC service (in-process captioning).")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50051)
-    p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--media-dir", help="folder whose videos may be analysed by path")
-    p.add_argument("--index", metavar="DB", help="the library for Search, and where jobs are kept (default: where "
-                                                 "vidcap index writes)")
-    p.add_argument("--allow-source", action="append", default=[], metavar="PATTERN",
-                   help="live sources callers may name (shell pattern, e.g. 'rtsp://cameras.example/*'; repeat for "
-                        "more); none by default")
-    add_limit_arguments(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from vidcap.captioner import Captioner
-
-    limits = limits_from_args(args)
-    from vidcap.paths import default_work_dir
-
-    model_host = InProcessHost(Captioner.load(args.model, device=args.device),
-                               spool_dir=default_work_dir() / "uploads", limits=limits)  # on disk, not in /tmp
-    serve(model_host, args.host, args.port, args.media_dir, limits, library=args.index,
-          allowed_sources=args.allow_source)
-
-
-if __name__ == "__main__":
-    main()

@@ -33,6 +33,7 @@ from vidcap.model import Caption
 from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, read_keys, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
 from vidcap.video.live import LiveSource
+from vidcap.video.sources import SourcePolicy
 from vidcap.video.resume import Resume, Sample
 from vidcap.wire import frame_from_json, params_to_json, resume_to_json, sample_from_json
 
@@ -57,10 +58,11 @@ class ModelHost(ABC):
 
     @abstractmethod
     def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
-                     stop: threading.Event | None = None) -> Iterator[FrameResult]:
+                     stop: threading.Event | None = None, policy: SourcePolicy | None = None
+                     ) -> Iterator[FrameResult]:
         """A live source (vidcap/video/live.py), already allowed by the caller: FrameResults as they come, until it
         ends, `stop` is set (from any thread: the results then end soon) or the iterator is closed; on_notice(message)
-        reports reconnects."""
+        reports reconnects. policy: checked again before every (re)connect."""
 
     @abstractmethod
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None,
@@ -114,8 +116,9 @@ class InProcessHost(ModelHost):
                               on_sample=on_sample)
 
     def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
-                     stop: threading.Event | None = None) -> Iterator[FrameResult]:
-        live = LiveSource(source, params.every_n_seconds, on_notice=on_notice, stopped=stop)
+                     stop: threading.Event | None = None, policy: SourcePolicy | None = None
+                     ) -> Iterator[FrameResult]:
+        live = LiveSource(source, params.every_n_seconds, on_notice=on_notice, stopped=stop, policy=policy)
         return analyze_frames(live, self, params, limits=self.limits)
 
 
@@ -199,9 +202,10 @@ class TorchServeHost(ModelHost):
         return self._stream(request, on_start, on_sample)
 
     def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
-                     stop: threading.Event | None = None) -> Iterator[FrameResult]:
-        """The worker opens the source (its archive's allow-list checks it again: TorchServe can be called
-        directly)."""
+                     stop: threading.Event | None = None, policy: SourcePolicy | None = None
+                     ) -> Iterator[FrameResult]:
+        """The worker opens the source (its archive's allow-list checks it again, before every connect:
+        TorchServe can be called directly)."""
         return self._stream({"live_source": source, **params_to_json(params)}, on_notice=on_notice, stop=stop)
 
     def _stream(self, request: dict, on_start: OnStart | None = None, on_sample: OnSample | None = None,

@@ -55,8 +55,8 @@ from vidcap.video.subtitles import EXPORTS, export
 from vidcap.library.search import DEFAULT_TOP, MAX_TOP, search_library
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
-from vidcap.serving.admission import Admission
-from vidcap.serving.auth import REFUSED
+from vidcap.serving.admission import Admission, Budget
+from vidcap.serving.auth import LOOPBACK_HOSTS, REFUSED, RequestGuard
 from vidcap.serving.hosts import ModelHost
 from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
 from vidcap.domain import summarize
@@ -66,33 +66,45 @@ log = logging.getLogger("vidcap.http")
 
 DISCONNECT_POLL_SECONDS = 0.5
 MAX_FIELD_BYTES = 64 * 1024  # a text field of a form (parameters); files go to disk
+MAX_JSON_BYTES = 64 * 1024  # a JSON body (a job naming a media path), and any body of a route that takes none
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
-class BodyLimit:
-    """Refuse request bodies above `limit` bytes with 413, before reading them whole."""
+class BodyGuard:
+    """Each route's own body limit, enforced while the body streams in (Content-Length first, then the bytes counted),
+    and a minimum upload rate: a client that has sent less than `min_rate` bytes a second on average, once `grace`
+    seconds have passed, is cut off (408). A body over its limit is answered 413 without being read to the end."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit_of: Callable[[dict], int], min_rate: float, grace: float):
+        self.app, self.limit_of, self.min_rate, self.grace = app, limit_of, min_rate, grace
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.limit_of(scope)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await _send_json(send, 413, {"error": f"upload above the limit of {self.limit} bytes"})
-        received = 0
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _send_json(send, 413, {"error": _too_large(scope, limit)}, _CLOSE)
+        received, began = 0, asyncio.get_running_loop().time()
         started = False
 
-        async def counted_receive():
+        async def guarded_receive():
             nonlocal received
-            message = await receive()
+            # The deadline for the next bytes: by then the average since the start must not be below min_rate.
+            wait = began + self.grace + received / self.min_rate - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(wait, 0.001))
+            except asyncio.TimeoutError:
+                raise _Refused(408, f"upload slower than {self.min_rate / 1024:g} KiB/s on average: cut off") \
+                    from None
             received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLarge
+            if received > limit:
+                raise _Refused(413, _too_large(scope, limit))
             return message
 
         async def tracked_send(message):
@@ -101,10 +113,24 @@ class BodyLimit:
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
+            await self.app(scope, guarded_receive, tracked_send)
+        except _Refused as refused:
+            log.info("refused %s %s from %s: %s", scope.get("method"), scope.get("path"), _client(scope), refused)
+            metrics.ERRORS.labels("http", str(refused.status)).inc()
             if not started:
-                await _send_json(send, 413, {"error": f"upload above the limit of {self.limit} bytes"})
+                await _send_json(send, refused.status, {"error": str(refused)}, _CLOSE)
+
+
+_CLOSE = [(b"connection", b"close")]  # the rest of a refused body is not read: this connection is done
+
+
+def _too_large(scope: dict, limit: int) -> str:
+    return f"request body above the limit of {limit} bytes for {scope.get('method')} {scope.get('path')}"
+
+
+def _client(scope: dict) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
 
 
 class BearerKey:
@@ -149,29 +175,31 @@ class Form:
 
 
 @contextlib.asynccontextmanager
-async def received_form(request: Request, folder: Path | None) -> AsyncIterator[Form]:
+async def received_form(request: Request, folder: Path | None, uploads: Budget) -> AsyncIterator[Form]:
     """A multipart form whose files are written to a private folder as they arrive (never whole in memory);
-    the folder is removed afterwards, also when the client disconnects mid-upload."""
+    the folder is removed afterwards, also when the client disconnects mid-upload. While it arrives it holds one
+    of the server's upload places (`uploads`), not an analysis slot."""
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or b"boundary" not in options:
         raise InputError("expected a multipart form upload (Content-Type: multipart/form-data)")
     private = Path(tempfile.mkdtemp(prefix="vidcap-upload-", dir=folder))
     try:
         form = Form()
-        part = _PartWriter(form, private)
-        parser = MultipartParser(options[b"boundary"], part.callbacks())
-        try:
-            async for chunk in request.stream():
-                parser.write(chunk)
-            parser.finalize()
-        except ClientDisconnect:
-            raise InputError("the client disconnected during the upload") from None
-        except InputError:
-            raise
-        except Exception as exc:  # the parser's own errors for malformed bodies
-            raise InputError(f"malformed multipart form: {exc}") from None
-        finally:
-            part.close()
+        with uploads.enter():
+            part = _PartWriter(form, private)
+            parser = MultipartParser(options[b"boundary"], part.callbacks())
+            try:
+                async for chunk in request.stream():
+                    parser.write(chunk)
+                parser.finalize()
+            except ClientDisconnect:
+                raise InputError("the client disconnected during the upload") from None
+            except (VidcapError, _Refused):
+                raise
+            except Exception as exc:  # the parser's own errors for malformed bodies
+                raise InputError(f"malformed multipart form: {exc}") from None
+            finally:
+                part.close()
         yield form
     finally:
         shutil.rmtree(private, ignore_errors=True)
@@ -320,14 +348,21 @@ class JobResults(BaseModel):
 
 def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission: Admission | None = None,
                api_key: str | None = None, healthy: Callable[[], bool] = lambda: True,
-               library: str | Path | None = None, jobs: JobRunner | None = None, media_dir: str | Path | None = None):
-    """The FastAPI app, wrapped so that oversized bodies are refused before they are read (and, with an API
-    key, requests without it). library: the database `vidcap index` writes (default: its default place).
-    jobs: the server's job runner (/v1/jobs; None: those answer 503). media_dir: the folder jobs may name
-    videos in by path."""
+               library: str | Path | None = None, jobs: JobRunner | None = None, media_dir: str | Path | None = None,
+               hosts: frozenset[str] | None = LOOPBACK_HOSTS):
+    """The FastAPI app, wrapped so that web pages cannot drive it (Host and Origin checks: `hosts`, see
+    vidcap.serving.auth.RequestGuard), oversized bodies are refused while they stream in, slow uploads are cut off
+    (and, with an API key, requests without it refused). library: the database `vidcap index` writes (default: its
+    default place). jobs: the server's job runner (/v1/jobs; None: those answer 503). media_dir: the folder jobs
+    may name videos in by path."""
     app = FastAPI(title="vidcap HTTP API", description=__doc__)
     admission = admission or Admission()
     spool_dir = model_host.spool_dir
+
+    @app.exception_handler(_Refused)
+    async def refused(_: Request, exc: _Refused) -> JSONResponse:
+        metrics.ERRORS.labels("http", str(exc.status)).inc()
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers={"connection": "close"})
 
     @app.exception_handler(VidcapError)
     async def vidcap_error(_: Request, exc: VidcapError) -> JSONResponse:
@@ -371,7 +406,7 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
             params = _job_params(fields, limits)
             path = _media_file(media_dir, fields.get("path"), "upload the video as a multipart form")
             return _job_model(await run_in_threadpool(runner.submit_path, path, params))
-        async with received_form(request, spool_dir) as form:
+        async with received_form(request, spool_dir, admission.uploads) as form:
             params = _job_params(form.fields, limits)
             if not form.files:
                 path = _media_file(media_dir, form.fields.get("path"), "upload the video in the form field `video`")
@@ -438,7 +473,7 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
         return model_host.caption_image(path.read_bytes(), beam, limits.max_image_pixels)
 
     async def image_request(request: Request):
-        async with received_form(request, spool_dir) as form:
+        async with received_form(request, spool_dir, admission.uploads) as form:
             fields = {**dict(request.query_params), **form.fields}
             beam = analysis_params(beam=fields.get("beam"), limits=limits).beam
             caption = await run_in_threadpool(caption_of, form.file("image")[1], beam)
@@ -459,11 +494,11 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
     @app.post("/get_video_captions")
     async def get_video_captions(request: Request):
         params = old_api_params(dict(request.query_params), limits)  # refuse bad parameters before the upload
-        with admission.enter() as ticket:
-            async with received_form(request, spool_dir) as form:
-                params = old_api_params({**dict(request.query_params), **form.fields}, limits)
-                filename, path = form.file("video")
-                limits.check_upload_bytes(path.stat().st_size)
+        async with received_form(request, spool_dir, admission.uploads) as form:
+            params = old_api_params({**dict(request.query_params), **form.fields}, limits)
+            filename, path = form.file("video")
+            limits.check_upload_bytes(path.stat().st_size)
+            with admission.enter() as ticket:  # a slot once the video is on disk: slow uploaders hold none
                 metrics.VIDEOS_IN_FLIGHT.labels("http").inc()
                 try:
                     frames = await _until_disconnected(request, _AnalysisRun(model_host, path, params, limits, ticket))
@@ -486,8 +521,23 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
             "domain": domain_to_json(summarize([f.in_domain for f in frames], model_host.trained_on)),
         }
 
-    wrapped = BodyLimit(app, max(limits.max_upload_bytes, limits.max_image_bytes) + MIB)
-    return BearerKey(wrapped, api_key) if api_key else wrapped
+    def body_limit(scope: dict) -> int:
+        """Each route's own: an image, a video, or a few parameters."""
+        path = scope.get("path")
+        if path in ("/get_captions", "/get_image_caption"):
+            return limits.max_image_bytes + MIB  # the form around the image
+        if path == "/get_video_captions" or (path == "/v1/jobs" and scope.get("method") == "POST" and
+                                             _content_type(scope).startswith(b"multipart/")):
+            return limits.max_upload_bytes + MIB
+        return MAX_JSON_BYTES  # a JSON job submission; other routes take no body
+
+    wrapped = BodyGuard(app, body_limit, limits.min_upload_bytes_per_second, limits.upload_grace_seconds)
+    wrapped = BearerKey(wrapped, api_key) if api_key else wrapped
+    return RequestGuard(wrapped, hosts)
+
+
+def _content_type(scope: dict) -> bytes:
+    return dict(scope.get("headers") or []).get(b"content-type", b"").lower()
 
 
 def _job_params(fields: dict, limits: Limits) -> AnalysisParams:

@@ -33,13 +33,20 @@ log = logging.getLogger("vidcap.jobs")
 
 IDLE_SECONDS = 1.0  # how often an idle worker looks for queued jobs another process may have added
 RETRY_SECONDS = 5.0  # after the captioning runtime failed (not the job's fault): the job waits this long
+MAX_WAITING_JOBS = 100  # queued or running, per server
+MAX_JOB_UPLOAD_BYTES = 20 * 1024**3  # the disk the uploads of those jobs may hold
 CANCEL_WAIT_SECONDS = 10.0  # a cancel waits this long for the running job to stop
 
 
 class JobRunner:
     def __init__(self, store: JobStore, model_host: ModelHost, admission: Admission | None = None,
-                 limits: Limits = DEFAULT_LIMITS, workers: int = 1):
+                 limits: Limits = DEFAULT_LIMITS, workers: int = 1, max_waiting: int = MAX_WAITING_JOBS,
+                 max_upload_bytes: int = MAX_JOB_UPLOAD_BYTES):
+        """max_waiting: jobs not yet ended that a server keeps; max_upload_bytes: the disk their uploads may hold.
+        Beyond either, a submission is refused (BusyError: RESOURCE_EXHAUSTED / 429)."""
         self.store, self.model_host, self.limits = store, model_host, limits
+        self.max_waiting, self.max_upload_bytes = max_waiting, max_upload_bytes
+        self._room = threading.Lock()  # one submission at a time checks and takes room
         self.admission = admission or Admission()
         self.workers = workers
         self._changed = threading.Condition()  # any job's progress or state changed
@@ -89,12 +96,27 @@ class JobRunner:
     def submit_path(self, path: Path, params: AnalysisParams, name: str | None = None) -> Job:
         """A video in the media folder (already checked by the door), analysed where it lies."""
         self._check_video(path, params)
-        job = self.store.create(name or path.name, path, False, params)
+        with self._room:
+            self._check_room(0)
+            job = self.store.create(name or path.name, path, False, params)
         self._notify()
         return job
 
+    def _check_room(self, upload_bytes: int) -> None:
+        waiting = self.store.count_waiting()
+        if waiting >= self.max_waiting:
+            raise BusyError(f"the server is busy: {waiting} jobs queued or running (the limit); try again later")
+        if upload_bytes and self.store.upload_bytes() + upload_bytes > self.max_upload_bytes:
+            raise BusyError(f"the server is busy: the uploads of waiting jobs hold up to "
+                            f"{self.max_upload_bytes / 1024**3:g} GiB of disk (the limit); try again later")
+
     def submit_upload(self, filename: str, spooled: Path, params: AnalysisParams) -> Job:
         """An upload, moved into the job's own folder (kept until the job ends, across restarts)."""
+        with self._room:
+            self._check_room(spooled.stat().st_size)
+            return self._keep_upload(filename, spooled, params)
+
+    def _keep_upload(self, filename: str, spooled: Path, params: AnalysisParams) -> Job:
         job_id = new_job_id()
         folder = self.store.files / job_id
         folder.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,10 @@ class StackConfig:
     encoder: str = "auto"  # the encoder runtime (vidcap/encoders.py), in-process or in the TorchServe worker
     max_analyses: int = 2  # videos analysed at once, whatever door they came in by
     max_queued: int = 16  # videos waiting for a slot; beyond, RESOURCE_EXHAUSTED / 429 at once
+    max_uploads: int = 16  # uploads being received at once (they take a slot once on disk)
+    max_job_watchers: int = 32  # WatchJob streams at once
+    max_jobs: int = 100  # jobs queued or running
+    max_job_disk_bytes: int = 20 * 1024**3  # the disk their uploads may hold
     video_workers: int = 1  # TorchServe workers for videos (images have their own)
     work_dir: str | None = None  # the run folder and upload spools live below it (default: default_work_dir())
     torchserve_token_minutes: float | None = None  # TorchServe's key lifetime (its default: 60)
@@ -186,8 +190,9 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
     if media_dir and not security.allows_media_paths(config.host):
         log.warning("media folder access by path is off: this server is reachable beyond loopback without a key")
         media_dir = None
-    admission = Admission(config.max_analyses, config.max_queued)
-    jobs = JobRunner(JobStore(config.library), model_host, admission, limits, workers=config.job_workers)
+    admission = Admission(config.max_analyses, config.max_queued, config.max_uploads, config.max_job_watchers)
+    jobs = JobRunner(JobStore(config.library), model_host, admission, limits, workers=config.job_workers,
+                     max_waiting=config.max_jobs, max_upload_bytes=config.max_job_disk_bytes)
     servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library, jobs=jobs,
                               allowed_sources=config.allowed_sources)
     grpc_server, grpc_health, bound = build_server(servicer, f"{config.host}:{config.grpc_port}",
@@ -197,7 +202,7 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         ui_grpc = f"127.0.0.1:{grpc_server.add_insecure_port('127.0.0.1:0')}"
     health = Health(grpc_health)
     app = create_app(model_host, limits, admission, security.api_key, healthy=lambda: health.serving,
-                     library=config.library, jobs=jobs, media_dir=media_dir)
+                     library=config.library, jobs=jobs, media_dir=media_dir, hosts=security.hosts)
     tls = {"ssl_certfile": str(security.tls_cert), "ssl_keyfile": str(security.tls_key)} if security.tls else {}
     http = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.http_port, log_level="warning",
                                          lifespan="off", timeout_graceful_shutdown=5, **tls))
@@ -210,6 +215,7 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
     if not http_thread.is_alive():
         grpc_server.stop(0)
         raise OSError(f"cannot start the HTTP API on {config.host}:{config.http_port}")
+    http_port = http.servers[0].sockets[0].getsockname()[1] if http.servers else config.http_port  # port 0: the OS's
     startup.done("gRPC and HTTP")
     try:
         ui = _start_ui(config, ui_grpc, limits)
@@ -227,7 +233,7 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
     scheme = "https" if security.tls else "http"
     print(f"vidcap gRPC service  {config.host}:{bound}  (model host: {model_host.NAME}"
           f"{', TLS' if security.tls else ''}{', API key' if security.api_key else ''})", flush=True)
-    print(f"vidcap HTTP API      {scheme}://{config.host}:{config.http_port}  (POST /get_captions, "
+    print(f"vidcap HTTP API      {scheme}://{config.host}:{http_port}  (POST /get_captions, "
           f"/get_image_caption, /get_video_captions)", flush=True)
     if ui is not None:
         print(f"vidcap web UI        {scheme}://{config.host}:{config.ui_port}", flush=True)
@@ -270,5 +276,5 @@ def _start_ui(config: StackConfig, grpc_address: str, limits: Limits):
     ui_config = UIConfig(grpc_address, config.host, config.ui_port,
                          max_upload_mb=limits.max_upload_bytes / 1024**2, concurrency=config.ui_concurrency,
                          api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key,
-                         grpc_tls=False)
+                         grpc_tls=False, hosts=security.hosts)
     return launch(ui_config, block=False)

@@ -61,6 +61,15 @@ class FrameSource(ABC):
     def frames(self) -> Iterator[Frame]:
         """Yield the sampled frames in time order, as soon as each is decoded."""
 
+    # The picture as the headers declare it, (width, height) and frames per second; None where unknown. Checked
+    # against the limits before anything is decoded (vidcap.limits.Limits.check_decode).
+    frame_size: tuple[int, int] | None = None
+    frame_rate: float | None = None
+
+    def bound(self, max_frame_pixels: int, max_decode_pixels: float) -> None:
+        """Stop decoding (InputTooLargeError) at a frame above max_frame_pixels or once the decoded frames hold
+        more than max_decode_pixels in all: headers can lie. Sources that cannot count ignore it."""
+
     def sample_times(self) -> list[float]:
         n = int(self.duration // self.every_n_seconds) + 1
         return [k * self.every_n_seconds for k in range(n) if k * self.every_n_seconds < self.duration]

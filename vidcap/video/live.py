@@ -23,7 +23,7 @@ import av
 
 from vidcap.errors import InputError
 from vidcap.video.frames import SAME_TIME, Frame, FrameSource
-from vidcap.video.sources import NETWORK_PROTOCOLS, classify_source, redacted
+from vidcap.video.sources import NETWORK_PROTOCOLS, SourcePolicy, classify_source, redacted
 
 log = logging.getLogger("vidcap.live")
 
@@ -45,8 +45,10 @@ class LiveSource(FrameSource):
 
     def __init__(self, source: str, every_n_seconds: float, size: tuple[int, int] | None = None,
                  on_notice: Callable[[str], None] | None = None, give_up_seconds: float = GIVE_UP_SECONDS,
-                 stall_seconds: float = STALL_SECONDS, stdin=None, stopped: threading.Event | None = None):
-        """stopped: set it (from any thread) to end `frames()` at the next frame, or within stall_seconds."""
+                 stall_seconds: float = STALL_SECONDS, stdin=None, stopped: threading.Event | None = None,
+                 policy: SourcePolicy | None = None):
+        """stopped: set it (from any thread) to end `frames()` at the next frame, or within stall_seconds.
+        policy: a server's allow-list, checked again (DNS included) before every connect; None on the command line."""
         if not every_n_seconds > 0:
             raise InputError(f"every_n_seconds must be positive, got {every_n_seconds}")
         self.source, self.kind = source, classify_source(source)
@@ -55,7 +57,7 @@ class LiveSource(FrameSource):
         self.path, self.every_n_seconds, self.size, self.resumed_after = source, float(every_n_seconds), size, None
         self.on_notice = on_notice or (lambda message: log.info("%s", message))
         self.give_up_seconds, self.stall_seconds = give_up_seconds, stall_seconds
-        self.stdin = stdin
+        self.stdin, self.policy = stdin, policy
         self.stopped = stopped or threading.Event()
         self._container = None
         self._lock = threading.Lock()
@@ -75,6 +77,8 @@ class LiveSource(FrameSource):
         while not self.stopped.is_set():
             waited = time.monotonic() - failing_since if failing_since is not None else 0.0
             try:
+                if self.policy is not None:
+                    self.policy.check_connect(self.source)  # PermissionDeniedError ends it: not an InputError
                 container = self._open(max(1.0, min(OPEN_TIMEOUT_SECONDS, self.give_up_seconds - waited)))
             except InputError as exc:
                 if self.kind.kind == "stdin" or isinstance(exc, NoVideoError):

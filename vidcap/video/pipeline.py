@@ -302,6 +302,8 @@ def _captioned_batches(video: str | Path | FrameSource, captioner: Captioner, pa
     try:
         if not source.live:  # from the header alone: a bogus duration must not make us list billions of times
             limits.check_video(source.duration, int(source.duration // params.every_n_seconds) + 1)
+            limits.check_decode(source.frame_size, source.frame_rate, source.duration)
+        source.bound(limits.max_frame_pixels, limits.max_decode_pixels)
         if on_start is not None:
             on_start(source.duration, len(source.sample_times()))  # may refuse the video (limits); live: 0, 0
         reader.start()

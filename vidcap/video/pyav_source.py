@@ -8,7 +8,7 @@ from pathlib import Path
 
 import av
 
-from vidcap.errors import InputError
+from vidcap.errors import InputError, InputTooLargeError
 from vidcap.video.frames import SAME_TIME, Frame, FrameSource, VideoOpenError
 
 _EPS = SAME_TIME
@@ -37,6 +37,11 @@ class PyAVFrameSource(FrameSource):
             # MPEG-TS has no index: FFmpeg seeks it by searching timestamps and can land a keyframe late (frames
             # lost: seen on a 12 s file, 4-7 s skipped). Such files are decoded straight through.
             self._seekable = "mpegts" not in self._container.format.name
+            context = self._stream.codec_context
+            self.frame_size = (context.width, context.height) if context.width and context.height else None
+            rate = self._stream.average_rate or self._stream.guessed_rate
+            self.frame_rate = float(rate) if rate else None
+            self._max_frame_pixels, self._max_decode_pixels, self._decoded_pixels = None, None, 0
             if self.every_n_seconds > self._duration:
                 raise InputError(f"every_n_seconds ({self.every_n_seconds:g}) is longer than the video "
                                  f"({self._duration:.2f} s)")
@@ -118,9 +123,34 @@ class PyAVFrameSource(FrameSource):
             self._stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
             self._skipping = skip
 
+    def bound(self, max_frame_pixels: int, max_decode_pixels: float) -> None:
+        self._max_frame_pixels, self._max_decode_pixels = max_frame_pixels, max_decode_pixels
+        # FFmpeg's own bound: the decoder refuses to allocate a larger picture (a resolution change mid-stream too).
+        self._stream.codec_context.options = {**self._stream.codec_context.options,
+                                              "max_pixels": str(min(int(max_frame_pixels), 2**31 - 1))}
+
     def _decode_from_here(self) -> Iterator[av.VideoFrame]:
         for packet in self._container.demux(self._stream):
-            yield from _decode_packet(packet)
+            try:
+                decoded = list(_decode_packet(packet))
+            except av.error.ArgumentError:  # avcodec_open2 refused the size declared by max_pixels
+                raise InputTooLargeError(f"{self.path.name}: its frames are above the limit of "
+                                         f"{self._max_frame_pixels} pixels (max_frame_pixels)") from None
+            for frame in decoded:
+                self._count(frame)
+                yield frame
+
+    def _count(self, frame: av.VideoFrame) -> None:
+        if self._max_decode_pixels is None:
+            return
+        pixels = frame.width * frame.height
+        if pixels > self._max_frame_pixels:
+            raise InputTooLargeError(f"{self.path.name}: a frame of {frame.width}x{frame.height} is above the limit "
+                                     f"of {self._max_frame_pixels} pixels (max_frame_pixels)")
+        self._decoded_pixels += pixels
+        if self._decoded_pixels > self._max_decode_pixels:
+            raise InputTooLargeError(f"{self.path.name}: decoding it takes more than {self._max_decode_pixels:.3g} "
+                                     f"pixels in all (max_decode_pixels), more than its headers said")
 
     def _to_rgb(self, frame: av.VideoFrame):
         if self.size is None:
@@ -201,9 +231,20 @@ class _KeyframeIndex:
         self._container.close()
 
 
+# A video file is a plain media container, nothing more. Playlists (HLS), concat lists, image sequences and the
+# like name other files or URLs: an upload of one could read files elsewhere on the server, so FFmpeg may use only
+# these demuxers, and only the file protocol (for the file itself).
+FILE_DEMUXERS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv", "mpeg", "ogg")
+FILE_OPTIONS = {"format_whitelist": ",".join(FILE_DEMUXERS), "protocol_whitelist": "file"}
+NOT_A_CONTAINER = ("is not a video file vidcap opens (MP4/MOV, Matroska/WebM, AVI, MPEG-TS, FLV, MPEG-PS or Ogg; "
+                   "playlists and lists of other files are refused)")
+
+
 def _open(path: Path) -> av.container.InputContainer:
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", options=FILE_OPTIONS)
+    except av.error.ArgumentError:  # EINVAL: a demuxer outside FILE_DEMUXERS recognised the file
+        raise VideoOpenError(f"{path.name} {NOT_A_CONTAINER}") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise VideoOpenError(f"cannot open {path.name} as a video: {_reason(exc)}") from exc
     if not container.streams.video:

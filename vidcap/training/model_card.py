@@ -1,6 +1,6 @@
 """Write model_store/MODEL_CARD.md for a trained checkpoint, from the files themselves (no hand-typed numbers).
 
-    python -m training.model_card runs/demo/best.pt runs/demo/summary.json test_scores.json model_store/MODEL_CARD.md
+    python -m vidcap.training.model_card runs/demo/best.pt runs/demo/summary.json test_scores.json model_store/MODEL_CARD.md
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""The command line of `vidcap train` (and `python -m training.train`), importable without torch: `vidcap --help`
+"""The command line of `vidcap train` (and `python -m vidcap.training.train`), importable without torch: `vidcap --help`
 builds it before anything heavy is loaded."""
 
 from __future__ import annotations
 
 import argparse
 
-from training.presets import PRESETS
+from vidcap.training.presets import PRESETS
 from vidcap.config import DATASET_NAMES
 
 
