@@ -604,6 +604,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                       help="uploads received at once, by every door together; an upload takes an analysis slot "
                            "only once it is on disk (default: 16)")
     load.add_argument("--max-job-watchers", type=int, default=32, help="WatchJob streams at once (default: 32)")
+    load.add_argument("--max-per-client", type=int, default=4,
+                      help="of the uploads and of the job watchers, those one client address may hold at once "
+                           "(default: 4)")
     load.add_argument("--max-jobs", type=int, default=100, help="jobs queued or running; more are refused "
                                                                 "(default: 100)")
     load.add_argument("--max-job-disk-gb", type=float, default=20,
@@ -642,12 +645,16 @@ def _run_serve(args: argparse.Namespace) -> int:
     if args.max_analyses < 1 or args.max_queued < 0 or args.video_workers < 1 or args.job_workers < 1:
         raise VidcapError("--max-analyses, --video-workers and --job-workers must be at least 1, --max-queued at "
                           "least 0")
+    from vidcap.video.sources import SourcePolicy
+
+    SourcePolicy(args.allow_source)  # a pattern that cannot be read is said now, before anything starts
     from vidcap.serving.stack import StackConfig, run_stack
 
     logging.getLogger("vidcap").setLevel(logging.INFO)
-    if min(args.max_uploads, args.max_job_watchers, args.max_jobs) < 1 or args.max_job_disk_gb <= 0:
-        raise VidcapError("--max-uploads, --max-job-watchers and --max-jobs must be at least 1, --max-job-disk-gb "
-                          "above 0")
+    if min(args.max_uploads, args.max_job_watchers, args.max_jobs, args.max_per_client) < 1 or \
+            args.max_job_disk_gb <= 0:
+        raise VidcapError("--max-uploads, --max-job-watchers, --max-per-client and --max-jobs must be at least 1, "
+                          "--max-job-disk-gb above 0")
     config = StackConfig(
         model_host=args.model_host, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
         torchserve_port=args.torchserve_port, model=args.model, device=args.device, media_dir=args.media_dir,
@@ -655,6 +662,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         torchserve_key_file=args.torchserve_key_file, ui_port=None if args.no_ui else args.ui_port,
         ui_concurrency=args.ui_concurrency, encoder=args.encoder, max_analyses=args.max_analyses,
         max_queued=args.max_queued, max_uploads=args.max_uploads, max_job_watchers=args.max_job_watchers,
+        max_per_client=args.max_per_client,
         max_jobs=args.max_jobs, max_job_disk_bytes=int(args.max_job_disk_gb * 1024**3),
         video_workers=args.video_workers, work_dir=args.work_dir,
         torchserve_token_minutes=args.torchserve_token_minutes, security=security, library=args.index,

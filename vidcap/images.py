@@ -40,7 +40,10 @@ def load_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise
     except Image.DecompressionBombError as exc:
         raise InputTooLargeError(f"cannot decode {name} safely: {exc}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:  # PIL's message names its stream object: say it in plain words
+        raise InputError(f"cannot read {'the upload' if isinstance(source, bytes) else name} as an image: not a "
+                         f"format vidcap reads (PNG, JPEG, WebP, GIF, BMP, TIFF ...)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"cannot read {name} as an image: {exc}") from exc
 
 

@@ -92,20 +92,40 @@ class UIConfig:
 # ---- talking to the service --------------------------------------------------------------------------------
 
 
+def user_error(message: str, title: str) -> gr.Error:
+    """What the page shows for a user's mistake or a refused request: the sentence, no traceback in the
+    operator's log (one line there instead)."""
+    log.info("%s: %s", title, message)
+    return gr.Error(message, title=title, print_exception=False)
+
+
 def _service_error(exc: grpc.RpcError, address: str) -> gr.Error:
-    code = exc.code()
-    if code == grpc.StatusCode.UNAVAILABLE and "TorchServe" in (exc.details() or ""):
-        return gr.Error(f"The vidcap service's captioning runtime failed ({exc.details()}). Try again in a "
-                        f"moment.", title="Service unavailable")
+    """The service's own sentence (the same every door gives), under a title that says whose problem it is."""
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE and "TorchServe" in details:
+        return user_error(f"The vidcap service's captioning runtime failed ({details}). Try again in a moment.",
+                          "Service unavailable")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return gr.Error(f"The vidcap service at {address} is not reachable. Is `vidcap serve` running? "
-                        f"({exc.details()})", title="Service unavailable")
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in (exc.details() or ""):
-        return gr.Error(exc.details(), title="The service is busy")
+        return user_error(f"The vidcap service at {address} is not reachable. Is `vidcap serve` running? "
+                          f"({details})", "Service unavailable")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in details:
+        return user_error(details, "The service is busy")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                grpc.StatusCode.PERMISSION_DENIED):
-        return gr.Error(exc.details(), title="Cannot analyse this file")
-    return gr.Error(f"{code.name}: {exc.details()}", title="The service failed")
+                grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return user_error(details, "Cannot analyse this file")
+    log.error("the vidcap service failed: %s %s", code.name, details)
+    return gr.Error(f"{code.name}: {details}", title="The service failed", print_exception=False)
+
+
+class ImageInput(gr.Image):
+    """An image upload handed on as the file the browser sent: the service reads it (and says, in the words every
+    door uses, when it is not an image), instead of Gradio's own reader failing with its exception and the path of
+    its spool folder."""
+
+    is_template = True  # drawn by the browser as a plain gr.Image
+
+    def preprocess(self, payload):
+        return None if payload is None else payload.path
 
 
 @dataclass
@@ -192,9 +212,9 @@ class VidcapUI:
     def analyze(self, video: str | None, every: float, window: float, metric: str, scorer: str,
                 skip_still: bool = True) -> Iterator[tuple]:
         if not video:
-            raise gr.Error("Upload a video first.", title="No video")
+            raise user_error("Upload a video first.", "No video")
         if not every or every <= 0:
-            raise gr.Error("Every N seconds must be a positive number.", title="Bad parameter")
+            raise user_error("Every N seconds must be a positive number.", "Bad parameter")
         metric = "" if metric == SCORER_DEFAULT_METRIC else metric
         params = {"every_n_seconds": float(every), "window": int(window), "metric": metric, "scorer": scorer,
                   "no_skip": not skip_still}
@@ -262,7 +282,7 @@ class VidcapUI:
 
     def caption_image(self, image: str | None, beam: float) -> tuple[str, list[tuple[np.ndarray, str]]]:
         if not image:
-            raise gr.Error("Upload an image first.", title="No image")
+            raise user_error("Upload an image first.", "No image")
         data = Path(image).read_bytes()
         try:
             with self.config.client(timeout=120) as client:
@@ -353,9 +373,9 @@ class VidcapUI:
         Stop (which cancels the call: the service stops reading the source)."""
         source = (source or "").strip()
         if not source:
-            raise gr.Error("Enter a live source first.", title="No source")
+            raise user_error("Enter a live source first.", "No source")
         if not every or every <= 0:
-            raise gr.Error("Every N seconds must be a positive number.", title="Bad parameter")
+            raise user_error("Every N seconds must be a positive number.", "Bad parameter")
         run = _Run(source, {"every_n_seconds": float(every), "scorer": "robust", "metric": ""})
         notice, last_update = "", 0.0
         try:
@@ -426,14 +446,14 @@ class VidcapUI:
         try:
             position = cut_clip(hit["path"], hit["start"], hit["start"] + CLIP_SECONDS, clip)
         except Exception as exc:
-            raise gr.Error(f"cannot play {Path(hit['path']).name} here: {exc}", title="Not playable") from None
+            raise user_error(f"cannot play {Path(hit['path']).name} here: {exc}", "Not playable") from None
         return gr.Video(value=str(clip), playback_position=position)
 
     def _image_tab(self) -> None:
         with gr.Row():
             with gr.Column(scale=2):
-                image = gr.Image(type="filepath", sources=["upload"], label="Image", elem_id="image-input",
-                                 height=320)
+                image = ImageInput(type="filepath", sources=["upload"], label="Image", elem_id="image-input",
+                                   height=320)
                 beam = gr.Slider(1, 10, value=3, step=1, label="Beam size (1 = greedy)", elem_id="beam")
                 run = gr.Button("Caption", variant="primary", elem_id="caption-button")
             with gr.Column(scale=3):

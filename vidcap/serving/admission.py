@@ -16,14 +16,16 @@ from vidcap.errors import BusyError
 
 
 class Admission:
-    def __init__(self, slots: int = 2, queue_size: int = 16, uploads: int = 16, watchers: int = 32):
+    def __init__(self, slots: int = 2, queue_size: int = 16, uploads: int = 16, watchers: int = 32,
+                 per_client: int = 4):
         """uploads: uploads received at once (every door; an upload takes a slot only once it is on disk);
-        watchers: job watch streams at once. Each has its own budget, apart from the slots."""
+        watchers: job watch streams at once; per_client: of each, from one client address. Each has its own budget,
+        apart from the slots."""
         if slots < 1 or queue_size < 0:
             raise ValueError("slots must be at least 1 and queue_size at least 0")
         self.slots, self.queue_size = slots, queue_size
-        self.uploads = Budget("uploads being received", uploads)
-        self.watchers = Budget("job watchers", watchers)
+        self.uploads = Budget("uploads being received", uploads, min(per_client, uploads))
+        self.watchers = Budget("job watchers", watchers, min(per_client, watchers))
         self._running = 0
         self._waiting: deque[Ticket] = deque()
         self._changed = threading.Condition()
@@ -93,23 +95,40 @@ class Ticket:
 
 class Budget:
     """At most `size` calls of one kind at once (uploads being received, job watchers), apart from the analysis
-    slots: a handful of slow uploaders or idle watchers cannot take what the other calls need. Beyond it,
-    BusyError at once."""
+    slots, and at most `per_client` of them from one client address: a handful of slow uploaders or idle watchers
+    cannot take what the other calls and clients need. Beyond either, BusyError at once."""
 
-    def __init__(self, what: str, size: int):
-        if size < 1:
+    def __init__(self, what: str, size: int, per_client: int | None = None):
+        if size < 1 or (per_client is not None and per_client < 1):
             raise ValueError("a budget needs a size of at least 1")
-        self.what, self.size, self.used = what, size, 0
+        self.what, self.size, self.per_client, self.used = what, size, per_client or size, 0
+        self._by_client: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def enter(self) -> Iterator[None]:
+    def enter(self, client: str = "") -> Iterator[None]:
         with self._lock:
             if self.used >= self.size:
                 raise BusyError(f"the server is busy: {self.used} {self.what} at once (the limit); try again later")
+            if self._by_client.get(client, 0) >= self.per_client:
+                raise BusyError(f"the server is busy: {self.per_client} {self.what} at once from one client (the "
+                                f"limit); try again when one has ended")
             self.used += 1
+            self._by_client[client] = self._by_client.get(client, 0) + 1
         try:
             yield
         finally:
             with self._lock:
                 self.used -= 1
+                self._by_client[client] -= 1
+                if not self._by_client[client]:
+                    del self._by_client[client]
+
+
+def client_address(peer: str) -> str:
+    """The client's address without its port, from gRPC's peer ("ipv4:127.0.0.1:5555", "ipv6:[::1]:5555") or an
+    HTTP (host, port) pair's host."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer
+    return rest.rsplit(":", 1)[0].strip("[]")

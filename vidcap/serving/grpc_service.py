@@ -26,7 +26,7 @@ from vidcap.errors import (InputError, PermissionDeniedError, UnavailableError, 
 from vidcap.fileio import media_path, spooled_upload
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
-from vidcap.serving.admission import Admission
+from vidcap.serving.admission import Admission, client_address
 from vidcap.serving.hosts import ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
@@ -140,7 +140,8 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         with _errors_to_status(context):
             runner = self._job_runner()
             job = runner.store.get(request.id)
-            with self.admission.watchers.enter():  # a budget of their own: idle watchers never starve other calls
+            # A budget of their own: idle watchers never starve other calls.
+            with self.admission.watchers.enter(client_address(context.peer())):
                 yield from self._watch(runner, job, context)
 
     def _watch(self, runner: JobRunner, job, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
@@ -319,7 +320,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
     def _receive(self, chunks: Iterator[pb.VideoChunk], spool, context: grpc.ServicerContext) -> None:
         """An upload in chunks into its spool file, each chunk and the total checked against the limits, holding
         one of the upload places; a client below the minimum upload rate is cut off."""
-        with self.admission.uploads.enter(), _RateGuard(context, self.limits) as guard:
+        with self.admission.uploads.enter(client_address(context.peer())), _RateGuard(context, self.limits) as guard:
             for chunk in chunks:
                 self.limits.check_message_bytes(len(chunk.data), "an upload chunk")
                 guard.received += len(chunk.data)
@@ -405,6 +406,8 @@ class _errors_to_status:
         metrics.ERRORS.labels("grpc", name.lower()).inc()
         if name == "INTERNAL":
             log.error("internal error", exc_info=exc)
+        else:  # the caller's mistake or a refusal: one line for the operator, no traceback
+            log.info("%s from %s: %s", name, self.context.peer(), public_message(exc))
         self.context.abort(grpc.StatusCode[name], public_message(exc))
         return False
 

@@ -185,7 +185,7 @@ async def received_form(request: Request, folder: Path | None, uploads: Budget) 
     private = Path(tempfile.mkdtemp(prefix="vidcap-upload-", dir=folder))
     try:
         form = Form()
-        with uploads.enter():
+        with uploads.enter(request.client.host if request.client else ""):
             part = _PartWriter(form, private)
             parser = MultipartParser(options[b"boundary"], part.callbacks())
             try:
@@ -365,9 +365,11 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
         return JSONResponse({"error": str(exc)}, status_code=exc.status, headers={"connection": "close"})
 
     @app.exception_handler(VidcapError)
-    async def vidcap_error(_: Request, exc: VidcapError) -> JSONResponse:
+    async def vidcap_error(request: Request, exc: VidcapError) -> JSONResponse:
         status = status_of(exc)[1]
         metrics.ERRORS.labels("http", str(status)).inc()
+        log.info("%d for %s %s from %s: %s", status, request.method, request.url.path, _client(request.scope),
+                 public_message(exc))  # one line for the operator, no traceback
         return JSONResponse({"error": public_message(exc)}, status_code=status)
 
     @app.exception_handler(Exception)

@@ -63,6 +63,7 @@ class StackConfig:
     max_queued: int = 16  # videos waiting for a slot; beyond, RESOURCE_EXHAUSTED / 429 at once
     max_uploads: int = 16  # uploads being received at once (they take a slot once on disk)
     max_job_watchers: int = 32  # WatchJob streams at once
+    max_per_client: int = 4  # of those uploads and of those watchers, from one client address
     max_jobs: int = 100  # jobs queued or running
     max_job_disk_bytes: int = 20 * 1024**3  # the disk their uploads may hold
     video_workers: int = 1  # TorchServe workers for videos (images have their own)
@@ -190,7 +191,8 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
     if media_dir and not security.allows_media_paths(config.host):
         log.warning("media folder access by path is off: this server is reachable beyond loopback without a key")
         media_dir = None
-    admission = Admission(config.max_analyses, config.max_queued, config.max_uploads, config.max_job_watchers)
+    admission = Admission(config.max_analyses, config.max_queued, config.max_uploads, config.max_job_watchers,
+                          config.max_per_client)
     jobs = JobRunner(JobStore(config.library), model_host, admission, limits, workers=config.job_workers,
                      max_waiting=config.max_jobs, max_upload_bytes=config.max_job_disk_bytes)
     servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library, jobs=jobs,

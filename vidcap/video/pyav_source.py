@@ -125,15 +125,16 @@ class PyAVFrameSource(FrameSource):
 
     def bound(self, max_frame_pixels: int, max_decode_pixels: float) -> None:
         self._max_frame_pixels, self._max_decode_pixels = max_frame_pixels, max_decode_pixels
-        # FFmpeg's own bound: the decoder refuses to allocate a larger picture (a resolution change mid-stream too).
+        # FFmpeg's own bound, a backstop 4x above ours (its check counts padding): the decoder refuses to allocate a
+        # far larger picture at all. Each frame it does decode is checked against ours exactly (_count).
         self._stream.codec_context.options = {**self._stream.codec_context.options,
-                                              "max_pixels": str(min(int(max_frame_pixels), 2**31 - 1))}
+                                              "max_pixels": str(min(4 * int(max_frame_pixels), 2**31 - 1))}
 
     def _decode_from_here(self) -> Iterator[av.VideoFrame]:
         for packet in self._container.demux(self._stream):
             try:
                 decoded = list(_decode_packet(packet))
-            except av.error.ArgumentError:  # avcodec_open2 refused the size declared by max_pixels
+            except (av.error.ArgumentError, MemoryError):  # the decoder refused a picture above its max_pixels
                 raise InputTooLargeError(f"{self.path.name}: its frames are above the limit of "
                                          f"{self._max_frame_pixels} pixels (max_frame_pixels)") from None
             for frame in decoded:

@@ -165,18 +165,18 @@ class _Pattern:
 
 
 def _parse_pattern(pattern: str) -> _Pattern:
-    """An --allow-source pattern; ValueError (said at startup) when it cannot be read as a URL or a device."""
+    """An --allow-source pattern; InputError (said at startup) when it cannot be read as a URL or a device."""
     if pattern.startswith("/dev/"):
         return _Pattern(device=pattern)
     match = re.match(r"^([a-z][a-z0-9+.-]*)://(?:[^@/?#]*@)?(\[[^\]]+\]|[^:/?#]*)(?::(\d+|\*))?([^?#]*)(?:\?([^#]*))?$",
                      pattern, re.IGNORECASE)
     if not match or match.group(1).lower() not in NETWORK_SCHEMES or not match.group(2):
-        raise ValueError(f"--allow-source {pattern!r}: give a URL such as rtsp://cameras.example/* (scheme "
+        raise InputError(f"--allow-source {pattern!r}: give a URL such as rtsp://cameras.example/* (scheme "
                          f"{', '.join(NETWORK_SCHEMES)}) or a device such as /dev/video0")
     scheme, host, port, path, query = match.groups()
     host = host.strip("[]").lower().rstrip(".")
     if "*" in host and not (host == "*" or (host.startswith("*.") and "*" not in host[2:])):
-        raise ValueError(f"--allow-source {pattern!r}: a host may be *, *.domain or a name, nothing else")
+        raise InputError(f"--allow-source {pattern!r}: a host may be *, *.domain or a name, nothing else")
     scheme = scheme.lower()
     port_value: int | str | None = "*" if port == "*" else int(port) if port else DEFAULT_PORTS.get(scheme)
     return _Pattern(scheme, host, port_value, path, query)
