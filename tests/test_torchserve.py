@@ -199,6 +199,28 @@ def test_a_live_stream_in_the_torchserve_worker(stack, image):
         camera.join(timeout=30)
 
 
+def test_files_naming_other_files_are_refused_in_the_worker_too(stack, tmp_path):
+    """The TorchServe worker opens uploads itself: a playlist or concat list naming a file outside the media folder
+    or a URL is refused there by the same rule, whether it comes through vidcap's doors or straight to TorchServe."""
+    secret = tmp_path / "secret.ts"
+    write_video(secret, random_segments(1, seed=2, min_seconds=2, max_seconds=2), fps=10, size=(160, 96))
+    tricks = {"list.m3u8": f"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:2.0,\nfile://{secret}\n#EXT-X-ENDLIST\n",
+              "list.ffconcat": f"ffconcat version 1.0\nfile '{secret}'\n",
+              "remote.m3u8": "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:2.0,\nhttp://127.0.0.1:9/a.ts\n#EXT-X-ENDLIST\n"}
+    for name, text in tricks.items():
+        (tmp_path / name).write_text(text)
+        with (tmp_path / name).open("rb") as f:
+            answer = httpx.post(f"{stack['http']}/get_video_captions", files={"video": (name, f)}, timeout=120)
+        assert answer.status_code == 400 and "not a video file vidcap opens" in answer.json()["error"], answer.text
+        with VidcapClient(stack["grpc"], timeout=120) as client, pytest.raises(grpc.RpcError) as info:
+            list(client.analyze_file(tmp_path / name, every_n_seconds=1.0))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a video" in info.value.details()
+        shutil.copy(tmp_path / name, stack["media"] / name)  # straight to TorchServe, naming it in the media folder
+        direct = httpx.post(f"{stack['inference']}/predictions/vidcap-video", json={"video_path": name},
+                            headers=token(stack, "inference"), timeout=120)
+        assert direct.status_code == 400 and "not a video file vidcap opens" in direct.text, direct.text
+
+
 def test_a_video_far_above_torchserves_request_limit(stack, tmp_path):
     """TorchServe refuses request bodies above 6.5 MB by default; videos reach the worker as a path instead."""
     big = tmp_path / "big.mp4"

@@ -90,11 +90,13 @@ class BodyGuard:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return await _send_json(send, 413, {"error": _too_large(scope, limit)}, _CLOSE)
-        received, began = 0, asyncio.get_running_loop().time()
+        received, began, complete = 0, asyncio.get_running_loop().time(), False
         started = False
 
         async def guarded_receive():
-            nonlocal received
+            nonlocal received, complete
+            if complete:  # the body is in: what follows is the wait for a disconnect, however long the work takes
+                return await receive()
             # The deadline for the next bytes: by then the average since the start must not be below min_rate.
             wait = began + self.grace + received / self.min_rate - asyncio.get_running_loop().time()
             try:
@@ -103,6 +105,7 @@ class BodyGuard:
                 raise _Refused(408, f"upload slower than {self.min_rate / 1024:g} KiB/s on average: cut off") \
                     from None
             received += len(message.get("body", b""))
+            complete = message.get("type") != "http.request" or not message.get("more_body", False)
             if received > limit:
                 raise _Refused(413, _too_large(scope, limit))
             return message
