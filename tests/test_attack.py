@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import REPO
 
 _spec = importlib.util.spec_from_file_location("attack", REPO / "bench" / "attack.py")
-attack = importlib.util.module_from_spec(_spec)
+attack = sys.modules["attack"] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
 _spec.loader.exec_module(attack)
 
 pytestmark = pytest.mark.slow
