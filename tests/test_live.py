@@ -132,7 +132,8 @@ def test_a_resolution_change_mid_stream_goes_on(tmp_path):
                     str(tmp_path / "live.json"))
     publisher.join()
     data = json.loads((tmp_path / "live.json").read_text())
-    assert data["frames"][-1]["t"] >= 10, result.stderr.decode()  # frames from both sizes (the switch is at 6 s)
+    # frames from both sizes (the switch is at 6 s); how many more arrive on a busy machine is not the point
+    assert data["frames"][-1]["t"] >= 7, result.stderr.decode()
 
 
 def test_standard_input_gives_what_the_file_gives(tmp_path):
