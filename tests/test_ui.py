@@ -84,6 +84,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     write_video(folder / "scenes.mp4", random_segments(12, seed=11, min_seconds=4, max_seconds=4), fps=10,
                 size=(320, 180))
     (folder / "notavideo.mp4").write_bytes(b"this is a text file, not a video\n" * 200)
+    (folder / "notanimage.png").write_bytes(b"this is a text file, not an image\n" * 20)
     (folder / "too-big.mp4").write_bytes(os.urandom((UI_UPLOAD_LIMIT_MB + 1) * 1024**2))
     pixels, _ = synthetic_images(1, seed=4, size=(320, 240))[0]
     Image.fromarray(pixels).save(folder / "scene.png")
@@ -408,6 +409,26 @@ def test_image_caption_with_an_attention_map_per_word(page, files, tmp_path):
     assert [w for w in labels if w in words] == words  # each map is labelled with its word, in order
     _no_traceback(page)
     _screenshot(page, "ui-image.jpg", tmp_path)
+
+
+def test_a_file_that_is_not_an_image_gets_the_services_sentence(page, files):
+    """Not Gradio's own error with its spool path and an exception's name: the sentence every door gives."""
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image-input input[type=file]").set_input_files(files["notanimage.png"])
+    page.click("#caption-button")
+    toast = page.get_by_text(re.compile("cannot read the upload as an image"))
+    toast.first.wait_for(timeout=30_000)
+    text = page.locator("body").inner_text()
+    assert "/tmp" not in text and "gradio" not in text.lower() and "Error:" not in text
+    _no_traceback(page)
+
+
+def test_the_page_names_the_model_and_its_card(page):
+    card = page.locator("#model-card")
+    card.get_by_text(re.compile("vidcap-demo")).wait_for(timeout=30_000)
+    text = card.inner_text()
+    assert "trained on synthetic scenes" in text and "vidcap train" in text and "resnet18" in text, text
+    assert "validation BLEU-4" in text
 
 
 def test_a_service_that_is_down_is_named_in_the_page(browser, tmp_path, files):

@@ -134,6 +134,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
                                    "in-domain score. `vidcap train` does this itself; use this for an older "
                                    "checkpoint. The weights are not changed.")
     p.add_argument("checkpoint")
+    p.add_argument("frames", nargs="*", metavar="IMAGES",
+                   help="your own images or folders of them (at least 20): the profile then says what is unlike "
+                        "them, instead of a dataset's training images")
     p.add_argument("--dataset", choices=DATASET_NAMES, default="synthetic", help="what the model was trained on")
     p.add_argument("--data", help="dataset folder (Karpathy split JSON + images)")
     p.add_argument("--images", type=int, default=1000, help="training images to fit on (default: 1000)")
@@ -152,6 +155,14 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
     if args.images < 10:
         raise VidcapError("--images must be at least 10")
+    if args.frames:
+        from vidcap.domain import calibrate_on_images
+
+        profile, frames = calibrate_on_images(args.checkpoint, args.frames, resolve_device(args.device))
+        write_profile(args.checkpoint, profile)
+        print(f"{args.checkpoint}: domain profile of your {frames} frames ({len(profile.components)} components, "
+              f"{len(profile.held_out)} held out): frames unlike them are now called outside its domain")
+        return 0
     device = resolve_device(args.device)
     model = CaptionModel.from_checkpoint(args.checkpoint).to(device)
     size = model.config.image_size
@@ -557,6 +568,77 @@ def _run_synth_video(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- models from elsewhere ------------------------------------------------------------------------------------
+
+
+def _fetch_model(args: argparse.Namespace) -> None:
+    """--model URL#sha256=HEX (or $VIDCAP_MODEL as one): fetched into the cache once, verified, then a file."""
+    from vidcap.fetch import is_url
+
+    if not hasattr(args, "model"):
+        return
+    spec = args.model or os.environ.get("VIDCAP_MODEL")
+    if is_url(spec):
+        from vidcap.fetch import fetch
+
+        print(f"fetching {spec.partition('#')[0]} (once: kept in the cache)...", file=sys.stderr, flush=True)
+        args.model = str(fetch(spec))
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="import a published Show, Attend and Tell checkpoint",
+                       description="Convert a checkpoint of the 'PyTorch Tutorial to Image Captioning' (pickled "
+                                   "Encoder/DecoderWithAttention modules, or their state_dicts) and its word map into "
+                                   "a self-describing vidcap checkpoint with a model card. Nothing in the file is run: "
+                                   "only the classes such a checkpoint holds are read, as plain data "
+                                   "(docs/models.md).")
+    p.add_argument("checkpoint", help="e.g. BEST_checkpoint_coco_5_cap_per_img_5_min_word_freq.pth.tar")
+    p.add_argument("--word-map", required=True, help="its WORDMAP_*.json (word -> index)")
+    p.add_argument("--out", required=True, help="the vidcap checkpoint to write (e.g. sat-coco.pt)")
+    p.add_argument("--name", help="the model's name in its card and the UI (default: the --out file's stem)")
+    p.add_argument("--image-size", type=int, default=256, help="input side in pixels (the tutorial's: 256)")
+    p.add_argument("--encoded-size", type=int, help="regions per side, for a plain state_dict (default: read from "
+                                                    "the modules, else 14)")
+    p.set_defaults(run=_run_import)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    require_file(args.checkpoint, "checkpoint")
+    require_file(args.word_map, "word map")
+    from vidcap.published import import_checkpoint
+
+    card = import_checkpoint(args.checkpoint, args.word_map, args.out, args.name, args.image_size,
+                             args.encoded_size)
+    reported = ", ".join(f"{k} {v}" for k, v in card["reported"].items()) or "no figures"
+    print(f"{args.out}: {card['name']}, {card['architecture']} (from {card['file']}: {reported})")
+    print(f"next: vidcap caption IMAGE --model {args.out}; vidcap calibrate {args.out} IMAGES... gives it a domain "
+          f"profile from your own frames")
+    return 0
+
+
+def _add_pull(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pull", help="fetch a model from a URL into the cache, verified",
+                       description="Download a model once into the cache ($VIDCAP_CACHE or ~/.cache/vidcap), check "
+                                   "its SHA-256 and print its path; a broken download resumes, a wrong hash keeps "
+                                   "nothing. `--model URL#sha256=HEX` on any command does the same.")
+    p.add_argument("url")
+    p.add_argument("--sha256", help="the file's SHA-256 (or put #sha256=HEX at the end of the URL)")
+    p.set_defaults(run=_run_pull)
+
+
+def _run_pull(args: argparse.Namespace) -> int:
+    from vidcap.fetch import fetch
+
+    def progress(done: int, total: int | None) -> None:
+        if total:
+            print(f"\r{done / 2**20:.1f} of {total / 2**20:.1f} MiB", end="", file=sys.stderr, flush=True)
+
+    path = fetch(args.url, args.sha256, progress)
+    print(file=sys.stderr)
+    print(path)
+    return 0
+
+
 # ---- serve ------------------------------------------------------------------------------------------------
 
 
@@ -752,6 +834,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_archive(sub)
     _add_ui(sub)
+    _add_import(sub)
+    _add_pull(sub)
     return parser
 
 
@@ -760,6 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        _fetch_model(args)
         return args.run(args)
     except VidcapError as exc:
         print(f"vidcap {args.command}: error: {exc}", file=sys.stderr)

@@ -62,6 +62,10 @@ class VidcapClient:
         request = pb.AnalyzeVideoRequest(video=video, filename=filename, params=pb.AnalysisParams(**params))
         return self.stub.AnalyzeVideo(request, timeout=self.timeout, metadata=self.metadata)
 
+    def describe_model(self) -> pb.ModelInfo:
+        """The model the server captions with: its name and card."""
+        return self.stub.DescribeModel(pb.DescribeModelRequest(), timeout=self.timeout, metadata=self.metadata)
+
     def search(self, query: str, top: int = 0) -> pb.SearchResponse:
         """The server's library: caption stretches matching the query, best first."""
         return self.stub.Search(pb.SearchRequest(query=query, top=top), timeout=self.timeout, metadata=self.metadata)

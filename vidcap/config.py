@@ -29,6 +29,10 @@ class ModelConfig:
     decoder_dim: int = 512  # LSTM hidden size
     dropout: float = 0.5  # on the LSTM output before the word classifier
     max_caption_len: int = 30  # decoding length cap in words (excluding <start>/<end>)
+    # Where published implementations differ from vidcap's own (vidcap/published.py): the additive attention's
+    # nonlinearity (tanh here and in the paper, relu in some) and the one on h, c made from the mean feature.
+    attention_activation: str = "tanh"  # tanh | relu
+    state_activation: str = "tanh"  # tanh | none
     vocab_size: int = 0  # filled in from the vocabulary
 
     @property

@@ -30,6 +30,28 @@ CHECKPOINT_VERSION = 1
 
 
 
+_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "none": lambda x: x}
+
+
+IMAGENET = "imagenet"  # --encoder-weights imagenet: torchvision's published weights for the backbone
+
+
+def imagenet_weights(backbone: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights for a ResNet, through its own download and hash check into torch's cache
+    ($TORCH_HOME/hub/checkpoints); offline, a CheckpointError saying which file to place where."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(backbone).DEFAULT
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    filename = Path(weights.url).name
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad hash is a RuntimeError
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise CheckpointError(f"cannot get torchvision's ImageNet weights for {backbone} ({reason}): download "
+                              f"{weights.url} elsewhere and place it as {folder / filename}") from None
+
+
 class Encoder(nn.Module):
     """ResNet trunk without its classifier, pooled to an SxS grid of region features.
 
@@ -58,8 +80,9 @@ class Encoder(nn.Module):
         import torchvision  # here, where a torchvision model is built: importing it costs a second
 
         resnet = getattr(torchvision.models, self.config.backbone)(weights=None)
-        if weights_path is not None:
-            # Pretrained weights cannot be downloaded here; a local torchvision state_dict can be used.
+        if weights_path == IMAGENET:
+            resnet.load_state_dict(imagenet_weights(self.config.backbone))
+        elif weights_path is not None:  # a local torchvision state_dict
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             resnet.load_state_dict(state)
         stem = [resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool]
@@ -111,11 +134,12 @@ class Encoder(nn.Module):
 class Attention(nn.Module):
     """Additive (Bahdanau) attention over image regions."""
 
-    def __init__(self, feature_dim: int, decoder_dim: int, attention_dim: int):
+    def __init__(self, feature_dim: int, decoder_dim: int, attention_dim: int, activation: str = "tanh"):
         super().__init__()
         self.feature_proj = nn.Linear(feature_dim, attention_dim)
         self.hidden_proj = nn.Linear(decoder_dim, attention_dim)
         self.score = nn.Linear(attention_dim, 1)
+        self.activation = _ACTIVATIONS[activation]
 
     def forward(
         self, features: torch.Tensor, projected: torch.Tensor, hidden: torch.Tensor
@@ -127,7 +151,7 @@ class Attention(nn.Module):
         b, p, _ = features.shape
         k = hidden.size(0) // b
         query = self.hidden_proj(hidden).view(b, k, 1, -1)  # (B, K, 1, A)
-        energy = self.score(torch.tanh(projected.unsqueeze(1) + query)).squeeze(3)  # (B, K, P)
+        energy = self.score(self.activation(projected.unsqueeze(1) + query)).squeeze(3)  # (B, K, P)
         alpha = energy.softmax(dim=2)
         context = torch.bmm(alpha, features)  # (B, K, C): the weighted sum over regions as one matrix product
         return context.reshape(b * k, -1), alpha.reshape(b * k, p)
@@ -140,7 +164,8 @@ class Decoder(nn.Module):
         super().__init__()
         c, d = config.feature_dim, config.decoder_dim
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim)
-        self.attention = Attention(c, d, config.attention_dim)
+        self.attention = Attention(c, d, config.attention_dim, config.attention_activation)
+        self.state_activation = _ACTIVATIONS[config.state_activation]
         self.init_h = nn.Linear(c, d)
         self.init_c = nn.Linear(c, d)
         self.beta_gate = nn.Linear(d, c)  # "selector": how much of the context to let in at this step
@@ -150,7 +175,7 @@ class Decoder(nn.Module):
 
     def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = features.mean(dim=1)  # (N, C)
-        return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
+        return self.state_activation(self.init_h(mean)), self.state_activation(self.init_c(mean))
 
     def step(
         self,

@@ -295,6 +295,20 @@ class VidcapUI:
                     for word, a in zip(response.words, response.attention)]
         return response.caption, overlays
 
+    def model_card(self) -> str:
+        """The service's model, as its card says (gRPC DescribeModel): name, source, training data, figures."""
+        try:
+            with self.config.client(timeout=10) as client:
+                info = client.describe_model()
+        except grpc.RpcError as exc:
+            return f"**Model:** unknown (the service did not say: {exc.details()})"
+        figures = ", ".join(f"{k} {v}" for k, v in sorted(info.reported.items())) or "none reported"
+        checked = ("frames unlike what it knows are flagged" if info.domain_profile else
+                   "no domain profile: frames are not checked against what it knows (`vidcap calibrate`)")
+        return (f"**Model:** {html.escape(info.name)} · {html.escape(info.architecture)} · trained on "
+                f"{html.escape(info.trained_on)} · from {html.escape(info.source)} · {html.escape(figures)} · "
+                f"{checked}")
+
     # -- layout --
 
     def build(self) -> gr.Blocks:
@@ -302,6 +316,8 @@ class VidcapUI:
         with gr.Blocks(title="vidcap", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
             gr.Markdown("# vidcap\nCaption the frames of a video with *Show, Attend and Tell* and find the moments "
                         "unlike what came before.")
+            card = gr.Markdown(elem_id="model-card")
+            app.load(self.model_card, None, card)
             with gr.Tab("Video", id="video-tab"):
                 self._video_tab()
             with gr.Tab("Image", id="image-tab"):

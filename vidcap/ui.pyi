@@ -116,7 +116,6 @@ def _service_error(exc: grpc.RpcError, address: str) -> gr.Error:
     log.error("the vidcap service failed: %s %s", code.name, details)
     return gr.Error(f"{code.name}: {details}", title="The service failed", print_exception=False)
 
-from gradio.events import Dependency
 
 class ImageInput(gr.Image):
     """An image upload handed on as the file the browser sent: the service reads it (and says, in the words every

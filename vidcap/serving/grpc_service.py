@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vidcap.card import ModelCard
 from vidcap.errors import (InputError, PermissionDeniedError, UnavailableError, UploadTooSlowError, public_message,
                            status_of)
 from vidcap.fileio import media_path, spooled_upload
@@ -51,11 +52,11 @@ class VidcapServicer(pb_grpc.VidcapServicer):
     def __init__(self, model_host: ModelHost, media_dir: str | Path | None = None,
                  limits: Limits = DEFAULT_LIMITS, spool_dir: str | Path | None = None,
                  admission: Admission | None = None, library: str | Path | None = None,
-                 jobs: JobRunner | None = None, allowed_sources: Sequence[str] = ()):
+                 jobs: JobRunner | None = None, allowed_sources: Sequence[str] = (), card: ModelCard | None = None):
         """library: the database `vidcap index` writes, for Search (default: its default place). jobs: the
         server's job runner (None: the job calls answer UNAVAILABLE). allowed_sources: the live sources callers may
         name (shell patterns; none by default: vidcap/video/live.py)."""
-        self.model_host, self.limits, self.library, self.jobs = model_host, limits, library, jobs
+        self.model_host, self.limits, self.library, self.jobs, self.card = model_host, limits, library, jobs, card
         self.source_policy = SourcePolicy(allowed_sources)
         self.media_dir = Path(media_dir).resolve() if media_dir else None
         self.spool_dir = spool_dir or model_host.spool_dir
@@ -78,6 +79,14 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             if request.with_attention:
                 response.attention.extend(pb.Vector(values=m.flatten().tolist()) for m in caption.attention)
             return response
+
+    def DescribeModel(self, request: pb.DescribeModelRequest, context: grpc.ServicerContext) -> pb.ModelInfo:
+        card = self.card
+        if card is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "this server has no model card")
+        return pb.ModelInfo(name=card.name, source=card.source, trained_on=card.trained_on,
+                            architecture=card.architecture, reported=card.reported,
+                            domain_profile=card.domain_profile)
 
     # ---- the library -----------------------------------------------------------------------------------------
 

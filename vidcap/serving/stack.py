@@ -196,7 +196,7 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
     jobs = JobRunner(JobStore(config.library), model_host, admission, limits, workers=config.job_workers,
                      max_waiting=config.max_jobs, max_upload_bytes=config.max_job_disk_bytes)
     servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library, jobs=jobs,
-                              allowed_sources=config.allowed_sources)
+                              allowed_sources=config.allowed_sources, card=_card(config.model))
     grpc_server, grpc_health, bound = build_server(servicer, f"{config.host}:{config.grpc_port}",
                                                    security.grpc_interceptors(), security.grpc_credentials())
     ui_grpc = f"{_loopback(config.host)}:{bound}"
@@ -260,6 +260,16 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
     http_thread.join(timeout=10)
     if supervisor is not None:
         supervisor.join(timeout=SUPERVISE_SECONDS + 1)
+
+
+def _card(model: str | None):
+    """The model card of the checkpoint this stack serves (read here: the TorchServe worker has the weights)."""
+    from vidcap.captioner import default_model_path
+    from vidcap.card import describe
+    from vidcap.model import load_checkpoint
+
+    path = Path(model) if model else default_model_path()
+    return describe(load_checkpoint(path), path)
 
 
 def _loopback(host: str) -> str:

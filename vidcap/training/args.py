@@ -22,7 +22,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, help="synthetic: training images per epoch")
     p.add_argument("--val-images", type=int, help="validation images decoded for BLEU each epoch")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time, keeping the best model")
-    p.add_argument("--encoder-weights", help="local torchvision ResNet state_dict (.pth) to start the encoder from")
+    p.add_argument("--encoder-weights", help="start the encoder from these weights: 'imagenet' (torchvision's "
+                                             "published ones for the backbone, downloaded once into torch's cache "
+                                             "and hash-checked) or a local torchvision ResNet state_dict (.pth)")
     p.add_argument("--encoder-pretrain-steps", type=int,
                    help="synthetic only: steps of scene classification that train the encoder before captioning "
                         "(demo preset: 800; 0 skips it)")

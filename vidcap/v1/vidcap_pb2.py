@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vidcap/v1/vidcap.proto\x12\tvidcap.v1\"z\n\x10SubmitJobRequest\x12\x0f\n\x05video\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x12)\n\x06params\x18\x03 \x01(\x0b\x32\x19.vidcap.v1.AnalysisParams\x12\x10\n\x08\x66ilename\x18\x04 \x01(\tB\x08\n\x06source\"\x18\n\nJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"/\n\x0fListJobsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x91\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x05 \x01(\r\x12\x17\n\x0f\x65xpected_frames\x18\x06 \x01(\r\x12\x10\n\x08\x64uration\x18\x07 \x01(\x01\x12\x18\n\x0b\x65ta_seconds\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x11\n\tcaptioned\x18\n \x01(\r\x12\x0c\n\x04runs\x18\x0b \x01(\r\x12)\n\x06params\x18\x0c \x01(\x0b\x32\x19.vidcap.v1.AnalysisParams\x12\x10\n\x08\x66inished\x18\r \x01(\x01\x42\x0e\n\x0c_eta_seconds\"0\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.vidcap.v1.Job\"\xa6\x01\n\x08JobEvent\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x0e.vidcap.v1.JobH\x00\x12\'\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x16.vidcap.v1.FrameResultH\x00\x12#\n\x06moment\x18\x03 \x01(\x0b\x32\x11.vidcap.v1.MomentH\x00\x12%\n\x07summary\x18\x04 \x01(\x0b\x32\x12.vidcap.v1.SummaryH\x00\x42\x06\n\x04kind\".\n\x10\x45xportJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"G\n\x11\x45xportJobResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\"+\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0b\n\x03top\x18\x02 \x01(\r\"U\n\tSearchHit\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x0f\n\x07\x63\x61ption\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\"4\n\x0eSearchResponse\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.vidcap.v1.SearchHit\"y\n\x13\x43\x61ptionImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0c\n\x04\x62\x65\x61m\x18\x02 \x01(\r\x12\x17\n\x0fwith_embeddings\x18\x03 \x01(\x08\x12\x14\n\x0cwith_feature\x18\x04 \x01(\x08\x12\x16\n\x0ewith_attention\x18\x05 \x01(\x08\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xd1\x01\n\x14\x43\x61ptionImageResponse\x12\x0f\n\x07\x63\x61ption\x18\x01 \x01(\t\x12\r\n\x05words\x18\x02 \x03(\t\x12\x10\n\x08log_prob\x18\x03 \x01(\x01\x12%\n\nembeddings\x18\x04 \x03(\x0b\x32\x11.vidcap.v1.Vector\x12\"\n\x07\x66\x65\x61ture\x18\x05 \x01(\x0b\x32\x11.vidcap.v1.Vector\x12$\n\tattention\x18\x06 \x03(\x0b\x32\x11.vidcap.v1.Vector\x12\x16\n\x0e\x61ttention_size\x18\x07 \x01(\r\"x\n\x0e\x41nalysisParams\x12\x17\n\x0f\x65very_n_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06window\x18\x02 \x01(\r\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x0e\n\x06scorer\x18\x04 \x01(\t\x12\x0c\n\x04\x62\x65\x61m\x18\x05 \x01(\r\x12\x0f\n\x07no_skip\x18\x06 \x01(\x08\"\x94\x01\n\x13\x41nalyzeVideoRequest\x12\x0f\n\x05video\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x12\x15\n\x0blive_source\x18\x05 \x01(\tH\x00\x12)\n\x06params\x18\x03 \x01(\x0b\x32\x19.vidcap.v1.AnalysisParams\x12\x10\n\x08\x66ilename\x18\x04 \x01(\tB\x08\n\x06source\"W\n\nVideoChunk\x12)\n\x06params\x18\x01 \x01(\x0b\x32\x19.vidcap.v1.AnalysisParams\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1a\n\x06Queued\x12\x10\n\x08position\x18\x01 \x01(\r\"6\n\tVideoInfo\x12\x10\n\x08\x64uration\x18\x01 \x01(\x01\x12\x17\n\x0f\x65xpected_frames\x18\x02 \x01(\r\"\xa0\x01\n\x0b\x46rameResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\t\n\x01t\x18\x02 \x01(\x01\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x14\n\x0c\x61lternatives\x18\x05 \x03(\t\x12\x0e\n\x06reused\x18\x06 \x01(\x08\x12\x16\n\tin_domain\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x0b\n\x03\x63ut\x18\x08 \x01(\x01\x42\x0c\n\n_in_domain\"l\n\x06Moment\x12\t\n\x01t\x18\x01 \x01(\x01\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x18\n\x10previous_caption\x18\x04 \x01(\t\x12\r\n\x05index\x18\x05 \x01(\r\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x82\x02\n\x07Summary\x12\x10\n\x08\x64uration\x18\x01 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x02 \x01(\r\x12\"\n\x07moments\x18\x03 \x03(\x0b\x32\x11.vidcap.v1.Moment\x12\x14\n\x0cwall_seconds\x18\x04 \x01(\x01\x12\x0e\n\x06metric\x18\x05 \x01(\t\x12\x0e\n\x06scorer\x18\x06 \x01(\t\x12\x15\n\rreused_frames\x18\x07 \x01(\r\x12 \n\x13out_of_domain_share\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0e\x64omain_warning\x18\t \x01(\t\x12\x12\n\ntrained_on\x18\n \x01(\tB\x16\n\x14_out_of_domain_share\"\x19\n\x06Notice\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x86\x02\n\x14\x41nalyzeVideoResponse\x12#\n\x06notice\x18\x06 \x01(\x0b\x32\x11.vidcap.v1.NoticeH\x00\x12\'\n\x07started\x18\x01 \x01(\x0b\x32\x14.vidcap.v1.VideoInfoH\x00\x12\'\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x16.vidcap.v1.FrameResultH\x00\x12%\n\x07summary\x18\x03 \x01(\x0b\x32\x12.vidcap.v1.SummaryH\x00\x12#\n\x06queued\x18\x04 \x01(\x0b\x32\x11.vidcap.v1.QueuedH\x00\x12#\n\x06moment\x18\x05 \x01(\x0b\x32\x11.vidcap.v1.MomentH\x00\x42\x06\n\x04kind2\xdf\x05\n\x06Vidcap\x12O\n\x0c\x43\x61ptionImage\x12\x1e.vidcap.v1.CaptionImageRequest\x1a\x1f.vidcap.v1.CaptionImageResponse\x12Q\n\x0c\x41nalyzeVideo\x12\x1e.vidcap.v1.AnalyzeVideoRequest\x1a\x1f.vidcap.v1.AnalyzeVideoResponse0\x01\x12P\n\x12\x41nalyzeVideoUpload\x12\x15.vidcap.v1.VideoChunk\x1a\x1f.vidcap.v1.AnalyzeVideoResponse(\x01\x30\x01\x12=\n\x06Search\x12\x18.vidcap.v1.SearchRequest\x1a\x19.vidcap.v1.SearchResponse\x12\x38\n\tSubmitJob\x12\x1b.vidcap.v1.SubmitJobRequest\x1a\x0e.vidcap.v1.Job\x12:\n\x0fSubmitJobUpload\x12\x15.vidcap.v1.VideoChunk\x1a\x0e.vidcap.v1.Job(\x01\x12/\n\x06GetJob\x12\x15.vidcap.v1.JobRequest\x1a\x0e.vidcap.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.vidcap.v1.ListJobsRequest\x1a\x1b.vidcap.v1.ListJobsResponse\x12\x32\n\tCancelJob\x12\x15.vidcap.v1.JobRequest\x1a\x0e.vidcap.v1.Job\x12\x38\n\x08WatchJob\x12\x15.vidcap.v1.JobRequest\x1a\x13.vidcap.v1.JobEvent0\x01\x12\x46\n\tExportJob\x12\x1b.vidcap.v1.ExportJobRequest\x1a\x1c.vidcap.v1.ExportJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vidcap/v1/vidcap.proto\x12\tvidcap.v1\"z\n\x10SubmitJobRequest\x12\x0f\n\x05video\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x12)\n\x06params\x18\x03 \x01(\x0b\x32\x19.vidcap.v1.AnalysisParams\x12\x10\n\x08\x66ilename\x18\x04 \x01(\tB\x08\n\x06source\"\x18\n\nJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"/\n\x0fListJobsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x91\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x05 \x01(\r\x12\x17\n\x0f\x65xpected_frames\x18\x06 \x01(\r\x12\x10\n\x08\x64uration\x18\x07 \x01(\x01\x12\x18\n\x0b\x65ta_seconds\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x11\n\tcaptioned\x18\n \x01(\r\x12\x0c\n\x04runs\x18\x0b \x01(\r\x12)\n\x06params\x18\x0c \x01(\x0b\x32\x19.vidcap.v1.AnalysisParams\x12\x10\n\x08\x66inished\x18\r \x01(\x01\x42\x0e\n\x0c_eta_seconds\"0\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.vidcap.v1.Job\"\xa6\x01\n\x08JobEvent\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x0e.vidcap.v1.JobH\x00\x12\'\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x16.vidcap.v1.FrameResultH\x00\x12#\n\x06moment\x18\x03 \x01(\x0b\x32\x11.vidcap.v1.MomentH\x00\x12%\n\x07summary\x18\x04 \x01(\x0b\x32\x12.vidcap.v1.SummaryH\x00\x42\x06\n\x04kind\".\n\x10\x45xportJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"G\n\x11\x45xportJobResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\"\x16\n\x14\x44\x65scribeModelRequest\"\xd2\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x12\n\ntrained_on\x18\x03 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x04 \x01(\t\x12\x34\n\x08reported\x18\x05 \x03(\x0b\x32\".vidcap.v1.ModelInfo.ReportedEntry\x12\x16\n\x0e\x64omain_profile\x18\x06 \x01(\x08\x1a/\n\rReportedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0b\n\x03top\x18\x02 \x01(\r\"U\n\tSearchHit\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x0f\n\x07\x63\x61ption\x18\x04 \x01(\t\x12\r\n\x05score\x18\x05 \x01(\x01\"4\n\x0eSearchResponse\x12\"\n\x04hits\x18\x01 \x03(\x0b\x32\x14.vidcap.v1.SearchHit\"y\n\x13\x43\x61ptionImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0c\n\x04\x62\x65\x61m\x18\x02 \x01(\r\x12\x17\n\x0fwith_embeddings\x18\x03 \x01(\x08\x12\x14\n\x0cwith_feature\x18\x04 \x01(\x08\x12\x16\n\x0ewith_attention\x18\x05 \x01(\x08\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xd1\x01\n\x14\x43\x61ptionImageResponse\x12\x0f\n\x07\x63\x61ption\x18\x01 \x01(\t\x12\r\n\x05words\x18\x02 \x03(\t\x12\x10\n\x08log_prob\x18\x03 \x01(\x01\x12%\n\nembeddings\x18\x04 \x03(\x0b\x32\x11.vidcap.v1.Vector\x12\"\n\x07\x66\x65\x61ture\x18\x05 \x01(\x0b\x32\x11.vidcap.v1.Vector\x12$\n\tattention\x18\x06 \x03(\x0b\x32\x11.vidcap.v1.Vector\x12\x16\n\x0e\x61ttention_size\x18\x07 \x01(\r\"x\n\x0e\x41nalysisParams\x12\x17\n\x0f\x65very_n_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06window\x18\x02 \x01(\r\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x0e\n\x06scorer\x18\x04 \x01(\t\x12\x0c\n\x04\x62\x65\x61m\x18\x05 \x01(\r\x12\x0f\n\x07no_skip\x18\x06 \x01(\x08\"\x94\x01\n\x13\x41nalyzeVideoRequest\x12\x0f\n\x05video\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04path\x18\x02 \x01(\tH\x00\x12\x15\n\x0blive_source\x18\x05 \x01(\tH\x00\x12)\n\x06params\x18\x03 \x01(\x0b\x32\x19.vidcap.v1.AnalysisParams\x12\x10\n\x08\x66ilename\x18\x04 \x01(\tB\x08\n\x06source\"W\n\nVideoChunk\x12)\n\x06params\x18\x01 \x01(\x0b\x32\x19.vidcap.v1.AnalysisParams\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1a\n\x06Queued\x12\x10\n\x08position\x18\x01 \x01(\r\"6\n\tVideoInfo\x12\x10\n\x08\x64uration\x18\x01 \x01(\x01\x12\x17\n\x0f\x65xpected_frames\x18\x02 \x01(\r\"\xa0\x01\n\x0b\x46rameResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\t\n\x01t\x18\x02 \x01(\x01\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x14\n\x0c\x61lternatives\x18\x05 \x03(\t\x12\x0e\n\x06reused\x18\x06 \x01(\x08\x12\x16\n\tin_domain\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x0b\n\x03\x63ut\x18\x08 \x01(\x01\x42\x0c\n\n_in_domain\"l\n\x06Moment\x12\t\n\x01t\x18\x01 \x01(\x01\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x18\n\x10previous_caption\x18\x04 \x01(\t\x12\r\n\x05index\x18\x05 \x01(\r\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x82\x02\n\x07Summary\x12\x10\n\x08\x64uration\x18\x01 \x01(\x01\x12\x0e\n\x06\x66rames\x18\x02 \x01(\r\x12\"\n\x07moments\x18\x03 \x03(\x0b\x32\x11.vidcap.v1.Moment\x12\x14\n\x0cwall_seconds\x18\x04 \x01(\x01\x12\x0e\n\x06metric\x18\x05 \x01(\t\x12\x0e\n\x06scorer\x18\x06 \x01(\t\x12\x15\n\rreused_frames\x18\x07 \x01(\r\x12 \n\x13out_of_domain_share\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0e\x64omain_warning\x18\t \x01(\t\x12\x12\n\ntrained_on\x18\n \x01(\tB\x16\n\x14_out_of_domain_share\"\x19\n\x06Notice\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x86\x02\n\x14\x41nalyzeVideoResponse\x12#\n\x06notice\x18\x06 \x01(\x0b\x32\x11.vidcap.v1.NoticeH\x00\x12\'\n\x07started\x18\x01 \x01(\x0b\x32\x14.vidcap.v1.VideoInfoH\x00\x12\'\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x16.vidcap.v1.FrameResultH\x00\x12%\n\x07summary\x18\x03 \x01(\x0b\x32\x12.vidcap.v1.SummaryH\x00\x12#\n\x06queued\x18\x04 \x01(\x0b\x32\x11.vidcap.v1.QueuedH\x00\x12#\n\x06moment\x18\x05 \x01(\x0b\x32\x11.vidcap.v1.MomentH\x00\x42\x06\n\x04kind2\xa7\x06\n\x06Vidcap\x12O\n\x0c\x43\x61ptionImage\x12\x1e.vidcap.v1.CaptionImageRequest\x1a\x1f.vidcap.v1.CaptionImageResponse\x12\x46\n\rDescribeModel\x12\x1f.vidcap.v1.DescribeModelRequest\x1a\x14.vidcap.v1.ModelInfo\x12Q\n\x0c\x41nalyzeVideo\x12\x1e.vidcap.v1.AnalyzeVideoRequest\x1a\x1f.vidcap.v1.AnalyzeVideoResponse0\x01\x12P\n\x12\x41nalyzeVideoUpload\x12\x15.vidcap.v1.VideoChunk\x1a\x1f.vidcap.v1.AnalyzeVideoResponse(\x01\x30\x01\x12=\n\x06Search\x12\x18.vidcap.v1.SearchRequest\x1a\x19.vidcap.v1.SearchResponse\x12\x38\n\tSubmitJob\x12\x1b.vidcap.v1.SubmitJobRequest\x1a\x0e.vidcap.v1.Job\x12:\n\x0fSubmitJobUpload\x12\x15.vidcap.v1.VideoChunk\x1a\x0e.vidcap.v1.Job(\x01\x12/\n\x06GetJob\x12\x15.vidcap.v1.JobRequest\x1a\x0e.vidcap.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.vidcap.v1.ListJobsRequest\x1a\x1b.vidcap.v1.ListJobsResponse\x12\x32\n\tCancelJob\x12\x15.vidcap.v1.JobRequest\x1a\x0e.vidcap.v1.Job\x12\x38\n\x08WatchJob\x12\x15.vidcap.v1.JobRequest\x1a\x13.vidcap.v1.JobEvent0\x01\x12\x46\n\tExportJob\x12\x1b.vidcap.v1.ExportJobRequest\x1a\x1c.vidcap.v1.ExportJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vidcap.v1.vidcap_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MODELINFO_REPORTEDENTRY']._loaded_options = None
+  _globals['_MODELINFO_REPORTEDENTRY']._serialized_options = b'8\001'
   _globals['_SUBMITJOBREQUEST']._serialized_start=37
   _globals['_SUBMITJOBREQUEST']._serialized_end=159
   _globals['_JOBREQUEST']._serialized_start=161
@@ -47,38 +49,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPORTJOBREQUEST']._serialized_end=777
   _globals['_EXPORTJOBRESPONSE']._serialized_start=779
   _globals['_EXPORTJOBRESPONSE']._serialized_end=850
-  _globals['_SEARCHREQUEST']._serialized_start=852
-  _globals['_SEARCHREQUEST']._serialized_end=895
-  _globals['_SEARCHHIT']._serialized_start=897
-  _globals['_SEARCHHIT']._serialized_end=982
-  _globals['_SEARCHRESPONSE']._serialized_start=984
-  _globals['_SEARCHRESPONSE']._serialized_end=1036
-  _globals['_CAPTIONIMAGEREQUEST']._serialized_start=1038
-  _globals['_CAPTIONIMAGEREQUEST']._serialized_end=1159
-  _globals['_VECTOR']._serialized_start=1161
-  _globals['_VECTOR']._serialized_end=1185
-  _globals['_CAPTIONIMAGERESPONSE']._serialized_start=1188
-  _globals['_CAPTIONIMAGERESPONSE']._serialized_end=1397
-  _globals['_ANALYSISPARAMS']._serialized_start=1399
-  _globals['_ANALYSISPARAMS']._serialized_end=1519
-  _globals['_ANALYZEVIDEOREQUEST']._serialized_start=1522
-  _globals['_ANALYZEVIDEOREQUEST']._serialized_end=1670
-  _globals['_VIDEOCHUNK']._serialized_start=1672
-  _globals['_VIDEOCHUNK']._serialized_end=1759
-  _globals['_QUEUED']._serialized_start=1761
-  _globals['_QUEUED']._serialized_end=1787
-  _globals['_VIDEOINFO']._serialized_start=1789
-  _globals['_VIDEOINFO']._serialized_end=1843
-  _globals['_FRAMERESULT']._serialized_start=1846
-  _globals['_FRAMERESULT']._serialized_end=2006
-  _globals['_MOMENT']._serialized_start=2008
-  _globals['_MOMENT']._serialized_end=2116
-  _globals['_SUMMARY']._serialized_start=2119
-  _globals['_SUMMARY']._serialized_end=2377
-  _globals['_NOTICE']._serialized_start=2379
-  _globals['_NOTICE']._serialized_end=2404
-  _globals['_ANALYZEVIDEORESPONSE']._serialized_start=2407
-  _globals['_ANALYZEVIDEORESPONSE']._serialized_end=2669
-  _globals['_VIDCAP']._serialized_start=2672
-  _globals['_VIDCAP']._serialized_end=3407
+  _globals['_DESCRIBEMODELREQUEST']._serialized_start=852
+  _globals['_DESCRIBEMODELREQUEST']._serialized_end=874
+  _globals['_MODELINFO']._serialized_start=877
+  _globals['_MODELINFO']._serialized_end=1087
+  _globals['_MODELINFO_REPORTEDENTRY']._serialized_start=1040
+  _globals['_MODELINFO_REPORTEDENTRY']._serialized_end=1087
+  _globals['_SEARCHREQUEST']._serialized_start=1089
+  _globals['_SEARCHREQUEST']._serialized_end=1132
+  _globals['_SEARCHHIT']._serialized_start=1134
+  _globals['_SEARCHHIT']._serialized_end=1219
+  _globals['_SEARCHRESPONSE']._serialized_start=1221
+  _globals['_SEARCHRESPONSE']._serialized_end=1273
+  _globals['_CAPTIONIMAGEREQUEST']._serialized_start=1275
+  _globals['_CAPTIONIMAGEREQUEST']._serialized_end=1396
+  _globals['_VECTOR']._serialized_start=1398
+  _globals['_VECTOR']._serialized_end=1422
+  _globals['_CAPTIONIMAGERESPONSE']._serialized_start=1425
+  _globals['_CAPTIONIMAGERESPONSE']._serialized_end=1634
+  _globals['_ANALYSISPARAMS']._serialized_start=1636
+  _globals['_ANALYSISPARAMS']._serialized_end=1756
+  _globals['_ANALYZEVIDEOREQUEST']._serialized_start=1759
+  _globals['_ANALYZEVIDEOREQUEST']._serialized_end=1907
+  _globals['_VIDEOCHUNK']._serialized_start=1909
+  _globals['_VIDEOCHUNK']._serialized_end=1996
+  _globals['_QUEUED']._serialized_start=1998
+  _globals['_QUEUED']._serialized_end=2024
+  _globals['_VIDEOINFO']._serialized_start=2026
+  _globals['_VIDEOINFO']._serialized_end=2080
+  _globals['_FRAMERESULT']._serialized_start=2083
+  _globals['_FRAMERESULT']._serialized_end=2243
+  _globals['_MOMENT']._serialized_start=2245
+  _globals['_MOMENT']._serialized_end=2353
+  _globals['_SUMMARY']._serialized_start=2356
+  _globals['_SUMMARY']._serialized_end=2614
+  _globals['_NOTICE']._serialized_start=2616
+  _globals['_NOTICE']._serialized_end=2641
+  _globals['_ANALYZEVIDEORESPONSE']._serialized_start=2644
+  _globals['_ANALYZEVIDEORESPONSE']._serialized_end=2906
+  _globals['_VIDCAP']._serialized_start=2909
+  _globals['_VIDCAP']._serialized_end=3716
 # @@protoc_insertion_point(module_scope)

@@ -98,6 +98,33 @@ class ExportJobResponse(_message.Message):
     media_type: str
     def __init__(self, text: _Optional[str] = ..., filename: _Optional[str] = ..., media_type: _Optional[str] = ...) -> None: ...
 
+class DescribeModelRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "source", "trained_on", "architecture", "reported", "domain_profile")
+    class ReportedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    source: str
+    trained_on: str
+    architecture: str
+    reported: _containers.ScalarMap[str, str]
+    domain_profile: bool
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., trained_on: _Optional[str] = ..., architecture: _Optional[str] = ..., reported: _Optional[_Mapping[str, str]] = ..., domain_profile: _Optional[bool] = ...) -> None: ...
+
 class SearchRequest(_message.Message):
     __slots__ = ("query", "top")
     QUERY_FIELD_NUMBER: _ClassVar[int]

@@ -39,6 +39,11 @@ class VidcapStub:
                 request_serializer=vidcap_dot_v1_dot_vidcap__pb2.CaptionImageRequest.SerializeToString,
                 response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.CaptionImageResponse.FromString,
                 _registered_method=True)
+        self.DescribeModel = channel.unary_unary(
+                '/vidcap.v1.Vidcap/DescribeModel',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.DescribeModelRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.ModelInfo.FromString,
+                _registered_method=True)
         self.AnalyzeVideo = channel.unary_stream(
                 '/vidcap.v1.Vidcap/AnalyzeVideo',
                 request_serializer=vidcap_dot_v1_dot_vidcap__pb2.AnalyzeVideoRequest.SerializeToString,
@@ -97,6 +102,14 @@ class VidcapServicer:
     def CaptionImage(self, request, context):
         """Caption one image. Errors: INVALID_ARGUMENT for an unreadable image or a bad parameter,
         RESOURCE_EXHAUSTED for an image above the server's pixel or byte limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeModel(self, request, context):
+        """The model this server captions with: its name and card (where it came from, what it was trained on, the
+        figures its source reported).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,6 +204,11 @@ def add_VidcapServicer_to_server(servicer, server):
                     request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.CaptionImageRequest.FromString,
                     response_serializer=vidcap_dot_v1_dot_vidcap__pb2.CaptionImageResponse.SerializeToString,
             ),
+            'DescribeModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeModel,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.DescribeModelRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.ModelInfo.SerializeToString,
+            ),
             'AnalyzeVideo': grpc.unary_stream_rpc_method_handler(
                     servicer.AnalyzeVideo,
                     request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.AnalyzeVideoRequest.FromString,
@@ -269,6 +287,33 @@ class Vidcap:
             '/vidcap.v1.Vidcap/CaptionImage',
             vidcap_dot_v1_dot_vidcap__pb2.CaptionImageRequest.SerializeToString,
             vidcap_dot_v1_dot_vidcap__pb2.CaptionImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/DescribeModel',
+            vidcap_dot_v1_dot_vidcap__pb2.DescribeModelRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,
