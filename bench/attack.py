@@ -29,10 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import av  # noqa: E402
 import grpc  # noqa: E402
 import httpx  # noqa: E402
-import numpy as np  # noqa: E402
 
 from vidcap.client import VidcapClient  # noqa: E402
 from vidcap.video.synth import random_segments, write_video  # noqa: E402

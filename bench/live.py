@@ -107,7 +107,7 @@ def measure(via: str, args: argparse.Namespace, captioner) -> dict:
     notices: list[str] = []
     source = Timed(watch_url, params.every_n_seconds, on_notice=notices.append, give_up_seconds=10)
     camera.start()
-    picker = online_picker(params)
+    picker = online_picker(params, captioner.ignored_words)
     frame_latency: list[tuple[float, float]] = []  # (arrival, latency)
     moments: list[tuple[float, int]] = []  # (given at, frame index)
     rss = [rss_mb()]

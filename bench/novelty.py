@@ -111,22 +111,23 @@ def make_videos(folder: Path, minutes: float, fps: float, size: tuple[int, int],
     return videos
 
 
-def scorers(window: int, ablation: bool) -> dict[str, tuple[bool, object]]:
-    """name -> (scored on the captions of the run that reuses still frames' captions?, a new scorer)"""
+def scorers(window: int, ablation: bool, ignore: frozenset[str]) -> dict[str, tuple[bool, object]]:
+    """name -> (scored on the captions of the run that reuses still frames' captions?, a new scorer); ignore: the
+    model's ignored words (what its captions say of every picture)."""
     out = {"seed (euclidean)": (False, lambda: SeedScorer(window, "euclidean")),
            "seed (cosine)": (False, lambda: SeedScorer(window, "cosine")),
-           "robust (vidcap default)": (True, lambda: RobustScorer(window)),
-           "robust, --no-skip": (False, lambda: RobustScorer(window)),
-           "robust, captions only": (True, lambda: RobustScorer(window))}  # no cut signal, no domain
+           "robust (vidcap default)": (True, lambda: RobustScorer(window, ignore=ignore)),
+           "robust, --no-skip": (False, lambda: RobustScorer(window, ignore=ignore)),
+           "robust, captions only": (True, lambda: RobustScorer(window, ignore=ignore))}  # no cut signal, no domain
     if ablation:
         out.update({
-            "  mean of past, text only": (True, lambda: RobustScorer(window, nearest=False, visual_weight=0.0)),
+            "  mean of past, text only": (True, lambda: RobustScorer(window, ignore=ignore, nearest=False, visual_weight=0.0)),
             "  nearest past, text only": (True, lambda: RobustScorer(window, visual_weight=0.0)),
-            "  + pooled feature 0.5": (True, lambda: RobustScorer(window, regions_top_k=0)),
-            "  3 most changed regions": (True, lambda: RobustScorer(window, regions_top_k=3)),
-            "  regions, no persistence": (True, lambda: RobustScorer(window, persistence=False)),
-            "  regions, no n-best beams": (True, lambda: RobustScorer(window, use_beams=False)),
-            "  regions, all words": (True, lambda: RobustScorer(window, content_only=False)),
+            "  + pooled feature 0.5": (True, lambda: RobustScorer(window, ignore=ignore, regions_top_k=0)),
+            "  3 most changed regions": (True, lambda: RobustScorer(window, ignore=ignore, regions_top_k=3)),
+            "  regions, no persistence": (True, lambda: RobustScorer(window, ignore=ignore, persistence=False)),
+            "  regions, no n-best beams": (True, lambda: RobustScorer(window, ignore=ignore, use_beams=False)),
+            "  regions, all words": (True, lambda: RobustScorer(window, ignore=ignore, content_only=False)),
         })
     return out
 
@@ -212,12 +213,13 @@ def main() -> None:
             cuts = None if name == "robust, captions only" else cuts_all(scorer, len(frames))
             domain = None if name == "robust, captions only" else in_domain
             moments = find_moments(times, scores, captions, params.moment_gap, scorer.min_moment_score, cuts=cuts,
-                                   in_domain=domain)
+                                   in_domain=domain, ignore=captioner.ignored_words)
             seconds = caption_seconds + time.perf_counter() - t1
             table.setdefault(name, {}).setdefault(kind, Score()).add([m.t for m in moments], changes, args.every,
                                                                      minutes, seconds)
             if name == "robust (vidcap default)":  # the same scores, moments decided as they stream
-                picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score)
+                picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score,
+                                      ignore=captioner.ignored_words)
                 online = []
                 for i, (t, score, caption, cut, typical) in enumerate(zip(times, scores, captions, cuts, in_domain)):
                     online += [(m, i) for m in picker.push(i, t, score, caption, cut, typical)]

@@ -311,3 +311,29 @@ def test_the_command_line_client_submits_watches_and_exports(server, media, tmp_
     assert job_id in client("list", "--state", "done").stdout
     missing = client("get", "nosuchjob")
     assert missing.returncode == 2 and "NOT_FOUND: no job 'nosuchjob'" in missing.stderr
+
+
+def test_a_write_interrupted_after_its_commit_and_repeated_keeps_each_result_once(tmp_path, monkeypatch):
+    """Ctrl-C may land between a write's commit and the writer's bookkeeping; the writer is flushed again then
+    (vidcap index keeps what it has): nothing may be stored or counted twice (a UNIQUE error once ended the run)."""
+    from vidcap.library.jobs import JobStore, JobWriter
+    from vidcap.video.pipeline import FrameResult
+
+    store = JobStore(tmp_path / "library.db")
+    job = store.create("clip.mp4", tmp_path / "clip.mp4", False, AnalysisParams())
+    writer = JobWriter(store, job.id, window=5, frames_done=0)
+    frames = [FrameResult(i, float(i), "a red circle", 0.1, ["a", "red", "circle"]) for i in range(3)]
+    real_write = store.write
+
+    def commit_then_interrupt(*args, **kwargs):
+        real_write(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "write", commit_then_interrupt)
+    for frame in frames:
+        writer._frames.append(frame)
+    with pytest.raises(KeyboardInterrupt):
+        writer.flush()
+    monkeypatch.setattr(store, "write", real_write)
+    writer.flush()  # what vidcap index does on Ctrl-C
+    assert [f.index for f in store.frames(job.id)] == [0, 1, 2] and store.get(job.id).frames == 3

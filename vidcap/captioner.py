@@ -17,6 +17,7 @@ from vidcap.domain import DomainProfile
 from vidcap.model import Caption, CaptionModel, load_checkpoint
 from vidcap.paths import demo_model
 from vidcap.preprocess import as_tensor, to_model_input
+from vidcap.video.novelty import ignored_words
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,14 @@ class Captioner:
     """A loaded model on a device, captioning batches of RGB uint8 images."""
 
     def __init__(self, model: CaptionModel, device: str = "auto", beam_size: int = 3, batch_size: int = 16,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, encoder: str = "auto", domain: DomainProfile | None = None):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, encoder: str = "auto", domain: DomainProfile | None = None,
+                 filler_words: Sequence[str] = ()):
         """encoder: the backend that runs the CNN (vidcap/encoders.py): auto, torch, torch-bf16, openvino, ...
-        domain: the checkpoint's profile of its training images (vidcap/domain.py), to tell frames unlike them."""
+        domain: the checkpoint's profile of its training images (vidcap/domain.py), to tell frames unlike them.
+        filler_words: what the model's training captions say of every picture (the checkpoint's)."""
         self.domain = domain
+        # What the caption-change path of the novelty scorer leaves out of this model's captions.
+        self.ignored_words = ignored_words(model.vocab.words, filler_words)
         if beam_size < 1:
             raise ValueError("beam size must be at least 1")
         self.device = resolve_device(device)
@@ -58,7 +63,8 @@ class Captioner:
         checkpoint = load_checkpoint(path)
         # The trunk is built only if the encoder runtime needs it: a cached compiled one does not (startup).
         model = CaptionModel.from_checkpoint(checkpoint, build_trunk=False)
-        return cls(model, domain=DomainProfile.from_dict(checkpoint.get("domain")), **kwargs)
+        return cls(model, domain=DomainProfile.from_dict(checkpoint.get("domain")),
+                   filler_words=checkpoint.get("filler_words") or (), **kwargs)
 
     @property
     def image_size(self) -> int:

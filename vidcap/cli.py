@@ -322,7 +322,7 @@ def _run_live(args: argparse.Namespace) -> int:
     source = LiveSource(args.video, params.every_n_seconds, on_notice=lambda m: print(f"# {m}", file=sys.stderr,
                                                                                       flush=True),
                         give_up_seconds=args.give_up, stall_seconds=args.stall)
-    picker, frames, started = online_picker(params), [], time.perf_counter()
+    picker, frames, started = online_picker(params, captioner.ignored_words), [], time.perf_counter()
     print(f"# watching {args.video} (Ctrl-C stops)", file=sys.stderr, flush=True)
     results = analyze_frames(source, captioner, params)
     failure = None

@@ -57,6 +57,11 @@ BACKGROUNDS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
 COLUMN_NAMES = ("left", "middle", "right")
 COLUMN_PHRASES = (("on the left",), ("in the middle", "in the centre"), ("on the right",))
 NUMBER_WORDS = {2: "two", 3: "three"}
+# Words this grammar says of every picture, beyond English's function words: what it describes is in the colours,
+# shapes, sizes and backgrounds. A model trained on these scenes carries them (its checkpoint's `filler_words`),
+# so that the novelty scorer does not read a change of phrasing as a change of content.
+FILLER_WORDS = ("picture", "image", "photo", "shapes", "shape", "left", "right", "middle", "centre", "center", "front",
+                "floating", "sits", "sitting", "standing", "top", "bottom", "side")
 
 
 @dataclass(frozen=True)

@@ -236,11 +236,13 @@ class JobStore:
             for sample in samples:
                 db.execute("INSERT OR REPLACE INTO job_samples VALUES (?, ?, ?, ?)",
                            (job_id, sample.index, int(sample.reused), sample.to_bytes()))
-            db.execute("UPDATE jobs SET captioned = captioned + ?, frames = frames + ? WHERE id = ?",
-                       (captioned, len(frames), job_id))
-            db.executemany("INSERT INTO job_frames VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            # A result written twice (a write interrupted after its commit, then repeated) is kept once and
+            # counted once.
+            db.executemany("INSERT OR IGNORE INTO job_frames VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(job_id, f.index, f.t, f.caption, f.score, json.dumps(f.alternatives), int(f.reused),
                              f.in_domain, f.cut) for f in frames])
+            db.execute("UPDATE jobs SET captioned = captioned + ?, frames = (SELECT count(*) FROM job_frames WHERE "
+                       "job_id = ?) WHERE id = ?", (captioned, job_id, job_id))
             db.execute("DELETE FROM job_samples WHERE job_id = ? AND idx < (SELECT frames FROM jobs WHERE id = ?) - ? "
                        "AND idx < (SELECT coalesce(max(idx), -1) FROM job_samples WHERE job_id = ? AND reused = 0)",
                        (job_id, job_id, window, job_id))
@@ -285,19 +287,27 @@ class JobWriter:
         return False
 
     def flush(self) -> None:
+        """Write what came since the last write. The buffers are taken before the write and given back when it
+        fails (its transaction was rolled back), so a flush interrupted by Ctrl-C and called again writes nothing
+        twice."""
         if self._samples or self._frames:
-            self.frames_done += len(self._frames)
-            self.store.write(self.job_id, self._needed(), self._frames, self.window,
-                             captioned=sum(not s.reused for s in self._samples))
+            samples, frames = self._samples, self._frames
             self._samples, self._frames = [], []
+            try:
+                self.store.write(self.job_id, self._needed(samples, self.frames_done + len(frames)), frames,
+                                 self.window, captioned=sum(not s.reused for s in samples))
+            except BaseException:
+                self._samples, self._frames = samples + self._samples, frames + self._frames
+                raise
+            self.frames_done += len(frames)
         self._written = time.monotonic()
 
-    def _needed(self) -> list[Sample]:
+    def _needed(self, samples: list[Sample], frames_done: int) -> list[Sample]:
         """The samples a resume could still need once these results are written (most of them are not: writing
         them only to delete them was most of a job's cost)."""
-        first = first_replayed(self.frames_done, self.window)
-        captioned = next((s for s in reversed(self._samples) if not s.reused), None)
-        return [s for s in self._samples if s.index >= first or s is captioned]
+        first = first_replayed(frames_done, self.window)
+        captioned = next((s for s in reversed(samples) if not s.reused), None)
+        return [s for s in samples if s.index >= first or s is captioned]
 
 
 def new_job_id() -> str:

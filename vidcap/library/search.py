@@ -23,7 +23,12 @@ import numpy as np
 
 from vidcap.errors import InputError
 from vidcap.library.store import Library
-from vidcap.video.novelty import STOP_WORDS
+from vidcap.video.novelty import FUNCTION_WORDS
+
+# Words of a query that say nothing of what was seen: English's function words, and the ways of saying "a picture
+# of" and where in it, on which captions vary while the scene does not.
+QUERY_NOISE = FUNCTION_WORDS | frozenset("picture image photo shapes shape left right middle centre center front "
+                                         "floating sits sitting standing top bottom side".split())
 
 MAX_QUERY_CHARS = 500
 DEFAULT_TOP, MAX_TOP = 10, 100  # hits per answer
@@ -52,7 +57,7 @@ def output_word_vectors(classifier_weight) -> np.ndarray:
 def query_words(query: str) -> list[str]:
     if len(query) > MAX_QUERY_CHARS:
         raise InputError(f"the query is {len(query)} characters long; at most {MAX_QUERY_CHARS}")
-    words = [w for w in re.findall(r"[a-z0-9]+", query.lower()) if w not in STOP_WORDS]
+    words = [w for w in re.findall(r"[a-z0-9]+", query.lower()) if w not in QUERY_NOISE]
     if not words:
         raise InputError("the query has no words to search for (only common words such as 'a', 'on', 'the'); "
                          "name what was seen, e.g. 'red star on grass'")

@@ -141,7 +141,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         with _errors_to_status(context):
             store = self._job_runner().store
             job = store.get(request.id)
-            text, kind = export(job_analysis(store, job), request.format)
+            text, kind = export(job_analysis(store, job, self.model_host.ignored_words), request.format)
             return pb.ExportJobResponse(text=text, filename=Path(job.name).stem + kind.suffix,
                                         media_type=kind.media_type)
 
@@ -154,7 +154,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 yield from self._watch(runner, job, context)
 
     def _watch(self, runner: JobRunner, job, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
-        picker = online_picker(job.params)
+        picker = online_picker(job.params, self.model_host.ignored_words)
         frames: list = []
         shown = None
         while context.is_active():
@@ -236,7 +236,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             info.append(pb.VideoInfo(duration=duration, expected_frames=expected))
 
         results = self.model_host.analyze(path, params, on_start=started)
-        picker = online_picker(params)  # each moment goes out as soon as it is decided
+        picker = online_picker(params, self.model_host.ignored_words)  # each moment goes out as soon as decided
         frames = []
         completed = False
         metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
@@ -287,7 +287,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 results.close()
 
         threading.Thread(target=read, daemon=True, name="vidcap-live").start()
-        picker, frames = online_picker(params), []
+        picker, frames = online_picker(params, self.model_host.ignored_words), []
         metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
         try:
             yield pb.AnalyzeVideoResponse(started=pb.VideoInfo())

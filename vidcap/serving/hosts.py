@@ -33,6 +33,7 @@ from vidcap.model import Caption
 from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, read_keys, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
 from vidcap.video.live import LiveSource
+from vidcap.video.novelty import FUNCTION_WORDS
 from vidcap.video.sources import SourcePolicy
 from vidcap.video.resume import Resume, Sample
 from vidcap.wire import frame_from_json, params_to_json, resume_to_json, sample_from_json
@@ -49,6 +50,7 @@ class ModelHost(ABC):
     spool_dir: Path | None = None  # where uploaded videos must be written for this model host to read them
     media_dir: Path | None = None  # the folder this model host reads videos from by path (TorchServe's worker)
     trained_on: str = ""  # what the model was trained on, in words (its domain profile's), once known
+    ignored_words: frozenset[str] = FUNCTION_WORDS  # what the moment pickers leave out of its captions (the model's)
 
     @abstractmethod
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption: ...
@@ -99,6 +101,10 @@ class InProcessHost(ModelHost):
     @property
     def trained_on(self) -> str:
         return self.captioner.domain.trained_on if self.captioner.domain else ""
+
+    @property
+    def ignored_words(self) -> frozenset[str]:
+        return self.captioner.ignored_words
 
     def typicality(self, captions: Sequence[Caption]) -> list[float | None]:
         return self.captioner.typicality(captions)

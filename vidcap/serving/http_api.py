@@ -441,7 +441,7 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
 
         def read() -> tuple:
             job = store.get(job_id)
-            return job, job_analysis(store, job)
+            return job, job_analysis(store, job, model_host.ignored_words)
 
         job, analysis = await run_in_threadpool(read)
         return JobResults(job=_job_model(job), frames=[FrameModel(**frame_to_json(f)) for f in analysis.frames],
@@ -456,7 +456,7 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
 
         def render() -> tuple:
             job = store.get(job_id)
-            return job, *export(job_analysis(store, job), kind)
+            return job, *export(job_analysis(store, job, model_host.ignored_words), kind)
 
         job, text, how = await run_in_threadpool(render)
         filename = upload_name(Path(job.name).stem + how.suffix)
@@ -512,7 +512,7 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
         if frames is None:
             return JSONResponse({"error": "the client disconnected"}, status_code=499)
         metrics.FRAMES.labels("http").inc(len(frames))
-        moments, metric = pick_moments(frames, params)
+        moments, metric = pick_moments(frames, params, model_host.ignored_words)
         metrics.MOMENTS.labels("http").inc(len(moments))
         return {
             "video": filename,

@@ -270,10 +270,11 @@ class JobRunner:
 # ---- results ---------------------------------------------------------------------------------------------------
 
 
-def job_moments(frames: list[FrameResult], params: AnalysisParams, complete: bool) -> list[Moment]:
+def job_moments(frames: list[FrameResult], params: AnalysisParams, complete: bool, ignore: frozenset[str]
+                ) -> list[Moment]:
     """The moments of a job's frames: decided as WatchJob decided them while they streamed (the online picker);
-    for a complete job also those the end of the video decides."""
-    picker = online_picker(params)
+    for a complete job also those the end of the video decides. ignore: the model's `ignored_words`."""
+    picker = online_picker(params, ignore)
     for f in frames:
         picker.push(f.index, f.t, f.score, f.caption, f.cut, f.in_domain)
     if complete:
@@ -281,11 +282,11 @@ def job_moments(frames: list[FrameResult], params: AnalysisParams, complete: boo
     return picker.moments
 
 
-def job_analysis(store: JobStore, job: Job) -> Analysis:
+def job_analysis(store: JobStore, job: Job, ignore: frozenset[str]) -> Analysis:
     """A job's results so far (all of them once it is done) as an Analysis: what the exports read."""
     from dataclasses import asdict
 
     frames = store.frames(job.id)
-    moments = job_moments(frames, job.params, job.state == "done")
+    moments = job_moments(frames, job.params, job.state == "done", ignore)
     wall = (job.finished or time.time()) - job.created
     return Analysis(job.name, asdict(job.params), job.duration or 0.0, frames, moments, wall)

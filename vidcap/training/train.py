@@ -32,6 +32,7 @@ from vidcap.training.pretrain import PretrainResult, pretrain_encoder
 from vidcap.data import CaptionDataset, collate_for_training, open_dataset
 from vidcap.evaluation import evaluate_model
 from vidcap.model import CaptionModel, caption_loss, count_parameters, load_checkpoint
+from vidcap.synthetic import FILLER_WORDS
 from vidcap.vocab import Vocabulary
 
 log = logging.getLogger("vidcap.train")
@@ -222,6 +223,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     trainable = wrap_ddp(model, device) if world > 1 else model
 
+    # What the synthetic grammar says of every picture goes with the model (the novelty scorer leaves it out).
+    fillers = list(FILLER_WORDS) if cfg.dataset == "synthetic" else []
     start_epoch, global_step, best, stale, history = 0, 0, -1.0, 0, []
     if resume is not None and "train_state" in resume:
         state = resume["train_state"]
@@ -253,10 +256,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             improved = scores["bleu4"] > best
             best, stale = (scores["bleu4"], 0) if improved else (best, stale + 1)
             if improved:
-                model.save(out / "best.pt", metrics={"val": scores}, train_config=asdict(cfg))
+                model.save(out / "best.pt", metrics={"val": scores}, train_config=asdict(cfg), filler_words=fillers)
             train_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                            "step": global_step, "best": best, "stale": stale, "history": history}
-            model.save(out / "last.pt", train_state=train_state, train_config=asdict(cfg))
+            model.save(out / "last.pt", train_state=train_state, train_config=asdict(cfg), filler_words=fillers)
         if world > 1:
             flags = torch.tensor([stale >= cfg.patience or out_of_time], dtype=torch.int, device=device)
             dist.broadcast(flags, 0)

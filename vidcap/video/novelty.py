@@ -22,12 +22,20 @@ from vidcap.errors import InputError
 METRICS = ("euclidean", "cosine")
 METRIC_ALIASES = {"euclidian": "euclidean"}  # the old API's spelling
 
-# Words that carry no content of their own: articles, prepositions, fillers of the caption grammar and of COCO.
-STOP_WORDS = frozenset(
-    "a an the of on in at to and is are there its it this that with from by for as next between "
-    "picture image photo some one two three four five shapes shape left right middle centre center front "
-    "against floating sits sitting standing near top bottom side".split()
+# Words that say nothing of what a picture shows, in any English caption: articles, prepositions, conjunctions,
+# pronouns, forms of "to be", numbers. What a model's own captions add to those (the words its training captions say
+# of every picture) comes with the model: `ignored_words` of its vocabulary and its checkpoint's filler words.
+FUNCTION_WORDS = frozenset(
+    "a an the of on in at to into onto and or but is are was were be been being there its it this that these those "
+    "with from by for as next between near against some one two three four five six seven eight nine ten his her "
+    "their them they he she we you while up over under above below behind beside inside around through out off".split()
 )
+
+
+def ignored_words(vocabulary: list[str], fillers: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """What the caption-change path leaves out of a model's captions: the function words its vocabulary holds, and
+    its own filler words (a checkpoint's `filler_words`: vidcap/synthetic.py's for the demo model; none for COCO)."""
+    return frozenset(w for w in vocabulary if w in FUNCTION_WORDS) | frozenset(fillers)
 
 
 @dataclass
@@ -147,8 +155,10 @@ class RobustScorer(NoveltyScorer):
 
     def __init__(self, window: int = 5, metric: str | None = None, content_only: bool = True,
                  use_beams: bool = True, persistence: bool = True, visual_weight: float = 0.5,
-                 nearest: bool = True, regions_top_k: int = 1):
+                 nearest: bool = True, regions_top_k: int = 1, ignore: frozenset[str] = FUNCTION_WORDS):
+        """ignore: the words a caption's content leaves out (`ignored_words` of the model)."""
         super().__init__(window, metric)
+        self.ignore = ignore
         self.regions_top_k = regions_top_k
         self.content_only, self.use_beams, self.visual_weight, self.nearest = content_only, use_beams, visual_weight, nearest
         self.lookahead = 1 if persistence else 0
@@ -177,7 +187,7 @@ class RobustScorer(NoveltyScorer):
     def _content(self, words: list[str], embeddings: np.ndarray) -> np.ndarray:
         if not self.content_only:
             return embeddings
-        keep = [i for i, w in enumerate(words) if w not in STOP_WORDS]
+        keep = [i for i, w in enumerate(words) if w not in self.ignore]
         return embeddings[keep] if keep else embeddings
 
     def push(self, frame: CaptionedFrame) -> list[tuple[int, float]]:
@@ -245,9 +255,12 @@ SCORERS: dict[str, type[NoveltyScorer]] = {"seed": SeedScorer, "robust": RobustS
 DEFAULT_SCORER = "robust"
 
 
-def make_scorer(name: str = DEFAULT_SCORER, window: int = 5, metric: str | None = None) -> NoveltyScorer:
+def make_scorer(name: str = DEFAULT_SCORER, window: int = 5, metric: str | None = None,
+                ignore: frozenset[str] = FUNCTION_WORDS) -> NoveltyScorer:
     if name not in SCORERS:
         raise InputError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
+    if name == RobustScorer.NAME:
+        return RobustScorer(window=window, metric=metric, ignore=ignore)
     return SCORERS[name](window=window, metric=metric)
 
 
@@ -307,7 +320,8 @@ def trusted_flags(in_domain: list[float | None]) -> list[bool]:
 
 def find_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
                  min_score: float = 0.0, sensitivity: float = 5.0, cuts: list[float] | None = None,
-                 in_domain: list[float | None] | None = None) -> list[Moment]:
+                 in_domain: list[float | None] | None = None, ignore: frozenset[str] = FUNCTION_WORDS
+                 ) -> list[Moment]:
     """Peaks above an adaptive threshold (median + sensitivity * robust spread of the scores, and never below
     min_score), and cuts (peaks of the cut signal at or above CUT_THRESHOLD: a pixel-level change that a model which
     does not know the footage may miss), at least min_gap seconds apart (a cut first, else the higher peak wins).
@@ -333,8 +347,8 @@ def find_moments(times: list[float], scores: list[float], captions: list[str], m
     for i in sorted(chosen):
         start = i - 1 if _is_cut(c, i) and i > 0 and _began_before(c[i - 1]) else i
         before = captions[start - 1] if start > 0 else ""
-        reason = _reason(c[i], captions[i], before)
-        if (moments and reason != "cut" and moments[-1].reason != "cut" and _came_back(moments[-1], captions[i])
+        reason = _reason(c[i], captions[i], before, ignore)
+        if (moments and reason != "cut" and moments[-1].reason != "cut" and _came_back(moments[-1], captions[i], ignore)
                 and times[i] - moments[-1].t < 2 * min_gap):
             moments.pop()  # A -> B -> A in a short time: no lasting change
             continue
@@ -362,10 +376,10 @@ def _is_cut(c: np.ndarray, i: int) -> bool:
     return bool(c[i] >= CUT_THRESHOLD and _is_peak(c, i))
 
 
-def _reason(cut: float, caption: str, before: str) -> str:
+def _reason(cut: float, caption: str, before: str, ignore: frozenset[str]) -> str:
     if cut >= CUT_THRESHOLD:
         return "cut"
-    return "visual change" if _same(caption, before) else "caption change"
+    return "visual change" if _same(caption, before, ignore) else "caption change"
 
 
 class OnlinePicker:
@@ -387,8 +401,8 @@ class OnlinePicker:
     Each moment is decided `lookahead` samples after its frame's score (plus the scorer's own look-ahead)."""
 
     def __init__(self, min_gap: float, every_n_seconds: float, min_score: float = 0.0, sensitivity: float = 5.0,
-                 max_lookahead: int = 3, history: int = 600):
-        self.min_gap, self.min_score, self.sensitivity = min_gap, min_score, sensitivity
+                 max_lookahead: int = 3, history: int = 600, ignore: frozenset[str] = FUNCTION_WORDS):
+        self.min_gap, self.min_score, self.sensitivity, self.ignore = min_gap, min_score, sensitivity, ignore
         self.lookahead = max(1, min(max_lookahead, math.ceil(min_gap / every_n_seconds - 1e-9)))
         self._scores: deque[float] = deque(maxlen=history)
         # (index, t, score, caption, cut, trusted): the decided frame before the undecided ones, then those; at
@@ -436,16 +450,16 @@ class OnlinePicker:
                            and other[1] - t < self.min_gap for other in ahead):
             return []  # a higher peak or a cut is coming within min_gap
         previous_caption = before[3] if before[0] >= 0 else ""
-        reason = _reason(cut_signal, caption, previous_caption)
+        reason = _reason(cut_signal, caption, previous_caption, self.ignore)
         if cut and before[0] >= 0 and _began_before(before[4]):  # a fade: the moment is where it began
             t, index, previous_caption = before[1], before[0], self._caption_before
         moment = Moment(t, float(score), caption, previous_caption, index, reason)
         previous, self._last_candidate = self._last_candidate, moment
         if not cut:
-            if previous is not None and _came_back(previous, caption) and t - previous.t < 2 * self.min_gap:
+            if previous is not None and _came_back(previous, caption, self.ignore) and t - previous.t < 2 * self.min_gap:
                 return []  # the scene came back
-            if not _same(caption, previous_caption) and any(_same(c[3], previous_caption) and c[2] >= threshold
-                                                            for c in ahead):
+            if not _same(caption, previous_caption, self.ignore) and any(
+                    _same(c[3], previous_caption, self.ignore) and c[2] >= threshold for c in ahead):
                 return []  # it is coming back within the look-ahead, as a change of its own (not a caption that
                 # wavers between two words for one scene: the scorer sees no change there)
         self._last_given = moment
@@ -455,20 +469,21 @@ class OnlinePicker:
 
 def pick_online(times: list[float], scores: list[float], captions: list[str], min_gap: float,
                 every_n_seconds: float, min_score: float = 0.0, cuts: list[float] | None = None,
-                in_domain: list[float | None] | None = None) -> list[Moment]:
+                in_domain: list[float | None] | None = None, ignore: frozenset[str] = FUNCTION_WORDS) -> list[Moment]:
     """The online picker run over a whole score sequence (to compare it with `find_moments`)."""
-    picker = OnlinePicker(min_gap, every_n_seconds, min_score)
+    picker = OnlinePicker(min_gap, every_n_seconds, min_score, ignore=ignore)
     for i, (t, score, caption) in enumerate(zip(times, scores, captions)):
         picker.push(i, t, score, caption, cuts[i] if cuts else 0.0, in_domain[i] if in_domain else None)
     picker.finish()
     return picker.moments
 
 
-def _came_back(previous: Moment, caption: str) -> bool:
+def _came_back(previous: Moment, caption: str, ignore: frozenset[str]) -> bool:
     """previous was a caption change A -> B, and `caption` says A again."""
-    return not _same(previous.caption, previous.previous_caption) and _same(caption, previous.previous_caption)
+    return (not _same(previous.caption, previous.previous_caption, ignore)
+            and _same(caption, previous.previous_caption, ignore))
 
 
-def _same(a: str, b: str) -> bool:
-    content = lambda text: [w for w in text.split() if w not in STOP_WORDS]  # noqa: E731
-    return content(a) == content(b)
+def _same(a: str, b: str, ignore: frozenset[str]) -> bool:
+    """The same content words (the model's ignored words left out)."""
+    return [w for w in a.split() if w not in ignore] == [w for w in b.split() if w not in ignore]

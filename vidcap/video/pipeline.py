@@ -334,7 +334,7 @@ def analyze_frames(video: str | Path | FrameSource, captioner: Captioner, params
     on_sample(sample) is called with every captioned sample of a batch before any result of that batch is yielded:
     kept, the samples let a stopped analysis continue (`resume`, vidcap/video/resume.py) with the results it would
     have given, without captioning a sample twice. With `resume`, results start at frame `resume.scored`."""
-    scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric)
+    scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric, captioner.ignored_words)
     waiting: dict[int, FrameResult] = {}
     first = 0  # the frame index of the scorer's first frame (its own count starts at 0)
     if resume is not None and resume.samples:
@@ -377,7 +377,7 @@ def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = An
         frames.append(result)
         if on_frame is not None:
             on_frame(result)
-    moments, metric = pick_moments(frames, params)
+    moments, metric = pick_moments(frames, params, captioner.ignored_words)
     domain = summarize([f.in_domain for f in frames], captioner.domain.trained_on) if captioner.domain else None
     return Analysis(str(video), {**asdict(params), "metric": metric}, duration[0], frames, moments,
                     time.perf_counter() - started, domain)
@@ -395,18 +395,20 @@ def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
     )
 
 
-def online_picker(params: AnalysisParams) -> OnlinePicker:
-    """Moments decided while the results stream (vidcap/video/novelty.py), with the scorer's settings."""
+def online_picker(params: AnalysisParams, ignore: frozenset[str]) -> OnlinePicker:
+    """Moments decided while the results stream (vidcap/video/novelty.py), with the scorer's settings; ignore: the
+    words the model's captions say of every picture (its `ignored_words`)."""
     scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
-    return OnlinePicker(params.moment_gap, params.every_n_seconds, scorer.min_moment_score)
+    return OnlinePicker(params.moment_gap, params.every_n_seconds, scorer.min_moment_score, ignore=ignore)
 
 
-def pick_moments(frames: list[FrameResult], params: AnalysisParams) -> tuple[list[Moment], str]:
+def pick_moments(frames: list[FrameResult], params: AnalysisParams, ignore: frozenset[str]
+                 ) -> tuple[list[Moment], str]:
     """The moments of an analysed video, with the metric the scorer used."""
     scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
     moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
                            params.moment_gap, scorer.min_moment_score, cuts=[f.cut for f in frames],
-                           in_domain=[f.in_domain for f in frames])
+                           in_domain=[f.in_domain for f in frames], ignore=ignore)
     return moments, scorer.metric
 
 
