@@ -62,7 +62,7 @@ from vidcap.vocab import Vocabulary  # noqa: E402
 CACHE = REPO / "bench" / ".cache"
 
 
-def resnet152_model(path: Path) -> Path:
+def resnet152_model(path: Path, backbone: str = "resnet152") -> Path:
     """The coco-shaped model with random weights and batch-norm statistics taken from synthetic frames."""
     if path.is_file():
         return path
@@ -72,7 +72,7 @@ def resnet152_model(path: Path) -> Path:
     rng = np.random.default_rng(0)
     scenes = [random_scene(rng) for _ in range(64)]
     vocab = Vocabulary.build([describe_scene(s, rng, 5) for s in scenes])
-    model = CaptionModel(ModelConfig(), vocab)
+    model = CaptionModel(ModelConfig(backbone=backbone), vocab)
     frames = torch.cat([to_model_input(as_tensor(render_scene(s, 320, 180)), model.config.image_size)
                         for s in scenes[:16]])
     for module in model.encoder.modules():
@@ -198,6 +198,22 @@ def encoder_ceiling(model: CaptionModel, device: torch.device, batches: list[int
     return name, int(batch), rates[best], table
 
 
+def backbone_table(batches: list[int], repeats: int, device: torch.device) -> None:
+    """Every usable encoder runtime on ResNet-101 and ResNet-152, side by side in one run (images/s, medians)."""
+    print(f"machine: {machine()}", flush=True)
+    tables = {}
+    for backbone in ("resnet101", "resnet152"):
+        model = CaptionModel.from_checkpoint(resnet152_model(CACHE / f"{backbone}-random.pt", backbone)).eval()
+        tables[backbone] = encoder_ceiling(model.to(device), device, batches, repeats)[3]
+    print(f"{'runtime @ batch':24s} {'ResNet-101':>11s} {'ResNet-152':>11s} {'101/152':>8s}  (images/s, 256x256)")
+    for key in tables["resnet101"]:
+        a, b = tables["resnet101"][key], tables["resnet152"].get(key)
+        if isinstance(a, float) and isinstance(b, float):
+            print(f"{key:24s} {a:11.2f} {b:11.2f} {a / b:8.2f}")
+        else:
+            print(f"{key:24s} not usable here: {a}")
+
+
 # ---- (c), (d), (e) -------------------------------------------------------------------------------------------
 
 
@@ -279,6 +295,9 @@ def main() -> None:
                         "in-process (DALI + TensorRT) with the realistic ResNet-152 and the demo model, and the "
                         "whole `analyze` process on 40 s; leaves out the old path, TorchServe and the in-process PySceneDetect row")
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--resnet101", action="store_true",
+                   help="only the encoder table of ResNet-101 (an imported PyTorch-tutorial model's encoder) and "
+                        "ResNet-152 side by side: images/s of every usable runtime and batch size")
     args = p.parse_args()
     if args.quick:
         args.seconds, args.repeats, args.whole = 20, 1, "40"
@@ -286,6 +305,8 @@ def main() -> None:
         args.skip, args.whole, args.batches = "a,c8,d,e", "40", "1,8,32"
     torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", str(min(os.cpu_count() or 1, 16)))))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.resnet101:
+        return backbone_table([int(b) for b in args.batches.split(",")], args.repeats, device)
     media = CACHE / "throughput-media"
     video = bench_video(media, args.seconds, args.size)
     duration = args.seconds

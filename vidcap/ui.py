@@ -117,15 +117,14 @@ def _service_error(exc: grpc.RpcError, address: str) -> gr.Error:
     return gr.Error(f"{code.name}: {details}", title="The service failed", print_exception=False)
 
 
-class ImageInput(gr.Image):
+def image_input(**kwargs) -> gr.Image:
     """An image upload handed on as the file the browser sent: the service reads it (and says, in the words every
     door uses, when it is not an image), instead of Gradio's own reader failing with its exception and the path of
-    its spool folder."""
-
-    is_template = True  # drawn by the browser as a plain gr.Image
-
-    def preprocess(self, payload):
-        return None if payload is None else payload.path
+    its spool folder. (Set on the instance: a subclass of a Gradio component makes Gradio write a .pyi file next to
+    this module, into site-packages when installed.)"""
+    image = gr.Image(type="filepath", **kwargs)
+    image.preprocess = lambda payload: None if payload is None else payload.path
+    return image
 
 
 @dataclass
@@ -468,8 +467,7 @@ class VidcapUI:
     def _image_tab(self) -> None:
         with gr.Row():
             with gr.Column(scale=2):
-                image = ImageInput(type="filepath", sources=["upload"], label="Image", elem_id="image-input",
-                                   height=320)
+                image = image_input(sources=["upload"], label="Image", elem_id="image-input", height=320)
                 beam = gr.Slider(1, 10, value=3, step=1, label="Beam size (1 = greedy)", elem_id="beam")
                 run = gr.Button("Caption", variant="primary", elem_id="caption-button")
             with gr.Column(scale=3):
