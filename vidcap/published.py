@@ -15,6 +15,7 @@ else (a function, a class of another library, a `__reduce__` that names `os.syst
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import pickle
 import re
@@ -66,6 +67,7 @@ def _plain_dict(*_: Any) -> dict:
     return {}  # a defaultdict's factory is not kept: nothing here needs it
 
 
+@functools.cache
 def _data_globals() -> dict[tuple[str, str], Any]:
     """Globals that only build data: tensors from storages, ordered dicts, sizes, numpy scalars."""
     import torch._utils as tu
