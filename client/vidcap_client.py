@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--metric", default="")
     a.add_argument("--scorer", default="")
     a.add_argument("--no-skip", action="store_true", help="caption still frames too (default: reuse the caption)")
+    a.add_argument("--cuts", choices=("frames", "colour", "transnetv2"), help="the cut signal (default: frames, "
+                   "cuts to the frame; transnetv2: the learnt shot detector, files only, if the server has it)")
     s = sub.add_parser("search", help="search the server's library (videos indexed by vidcap index)")
     s.add_argument("query")
     s.add_argument("--top", type=int, default=0, help="hits (default: the server's, 10)")
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                                 ("--scorer", "", str)):
         js.add_argument(name, default=default, type=kind)
     js.add_argument("--no-skip", action="store_true")
+    js.add_argument("--cuts", choices=("frames", "colour", "transnetv2"))
     jl = jobs.add_parser("list", help="the server's jobs, newest first")
     jl.add_argument("--state", default="", help="queued, running, done, failed or cancelled")
     jl.add_argument("--limit", type=int, default=0)
@@ -147,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                 params = {}
                 if args.job_command == "submit":
                     params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric,
-                                  scorer=args.scorer, no_skip=args.no_skip)
+                                  scorer=args.scorer, no_skip=args.no_skip, cuts=args.cuts)
                 return _job_command(client, args, params)
             params = dict(every_n_seconds=args.every, window=args.window, metric=args.metric, scorer=args.scorer,
-                          no_skip=args.no_skip)
+                          no_skip=args.no_skip, cuts=args.cuts)
             if args.live:
                 _print_stream(client.analyze_live(args.live, **params))
             elif args.path:

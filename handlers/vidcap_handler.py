@@ -93,7 +93,7 @@ class VidcapHandler(BaseHandler):
         path = None if live is not None else self._media_path(str(request.get("video_path", "")))
         params = analysis_params(request.get("every_n_seconds"), request.get("window"), request.get("metric"),
                                  request.get("scorer"), request.get("beam"), self.limits,
-                                 no_skip=request.get("no_skip"))
+                                 no_skip=request.get("no_skip"), cuts=request.get("cuts"))
         cancel = self._cancel_marker(request.get("job"))
         # Keyed by the request's row in the batch: TorchServe marks that row's headers "more to come". Keyed by 0,
         # a second video in one batch marked the first row instead, and its own stream never ended.

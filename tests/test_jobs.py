@@ -59,7 +59,8 @@ class _Counting(InProcessHost):
 
 
 def _signature(frames) -> list[tuple]:
-    return [(f.index, round(f.t, 4), f.caption, round(f.score, 5), round(f.cut, 5), f.reused) for f in frames]
+    return [(f.index, round(f.t, 4), f.caption, round(f.score, 5), round(f.cut, 5), [round(t, 4) for t in f.cut_times],
+             f.reused) for f in frames]
 
 
 @pytest.mark.parametrize("video", ["long.mp4", "still.mp4"])

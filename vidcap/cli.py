@@ -213,6 +213,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     from vidcap.video.novelty import DEFAULT_SCORER, SCORERS
+    from vidcap.video.pipeline import CUT_SIGNALS
 
     p = sub.add_parser("analyze", help="find the moments of a video unlike what came before",
                        description="Sample a frame every N seconds, caption it, score how unlike the previous "
@@ -232,6 +233,11 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-skip", action="store_true",
                    help="caption every sampled frame; by default a still frame (nothing changed since the last "
                         "captioned one, beyond noise) reuses its caption, marked as reused in every output")
+    p.add_argument("--cuts", choices=CUT_SIGNALS, default="frames",
+                   help="how cuts are found: frames (default: from the frames between the samples, each cut placed "
+                        "on the first frame of the new shot), colour (the samples' colours alone: a little faster, "
+                        "a cut placed on the sample after it), transnetv2 (the learnt shot detector over every frame "
+                        "first: files only, slower; pip install 'vidcap[transnet]')")
     p.add_argument("--frame-source", "--decoder", dest="frame_source", default="auto",
                    help="what decodes the video: auto, pyav, dali (default: auto; --decoder is its old name)")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
@@ -275,7 +281,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     limits = Limits.for_local_files()
     try:
         params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
-                                args.frame_source, skip_still=not args.no_skip).validate(limits)
+                                args.frame_source, skip_still=not args.no_skip, cuts=args.cuts).validate(limits)
     except InputError as exc:
         raise renamed(exc, CLI_NAMES) from None
     captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
@@ -313,7 +319,7 @@ def _run_live(args: argparse.Namespace) -> int:
     limits = Limits.for_local_files()
     try:
         params = AnalysisParams(args.every, args.window, args.metric, args.scorer, args.beam, args.batch_size,
-                                skip_still=not args.no_skip).validate(limits)
+                                skip_still=not args.no_skip, cuts=args.cuts).validate(limits)
         if not (args.stall > 0 and args.give_up >= 0):
             raise InputError("--stall must be positive and --give-up at least 0")
     except InputError as exc:
@@ -331,7 +337,7 @@ def _run_live(args: argparse.Namespace) -> int:
             frames.append(frame)
             print(f"{frame.t:8.2f}  {frame.score:6.3f}  {frame.caption}{'  (still: reused)' if frame.reused else ''}",
                   flush=True)
-            for m in picker.push(frame.index, frame.t, frame.score, frame.caption, frame.cut, frame.in_domain):
+            for m in picker.take(frame):
                 print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.reason:<14}  {m.previous_caption or '(start)'} -> "
                       f"{m.caption}", flush=True)
         picker.finish()
@@ -520,6 +526,11 @@ def _add_synth_video(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--photos", type=int, metavar="N",
                         help="N shots of real photographs (scikit-image's) filmed by a moving camera, joined by "
                              "cuts and cross-fades: footage the demo model was not trained on")
+    p.add_argument("--footage", choices=("mixed", "crops", "montage", "transitions", "flashes"), default="mixed",
+                   help="with --photos: mixed (default: pans, zooms, cuts and cross-fades), crops (cuts between "
+                        "framings of one photograph and between photographs of one palette), montage (0.3-2 s "
+                        "shots, a hand-held moving camera), transitions (cross-fades, dissolves, fades through "
+                        "black), flashes (flashes, strobes and camera flashes on long shots)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT (default: 1280x720)")
@@ -528,6 +539,11 @@ def _add_synth_video(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA", help="sensor noise")
     p.add_argument("--drift", action="store_true", help="slow camera pan and lighting change")
     p.add_argument("--still", action="store_true", help="objects stay put (by default they wander a little)")
+    p.add_argument("--exposure", type=float, default=0.0, metavar="SHARE",
+                   help="auto-exposure drifting: the picture brightens and darkens by up to SHARE (e.g. 0.18) over "
+                        "7-11 s waves")
+    p.add_argument("--bars", type=float, default=0.0, metavar="SHARE",
+                   help="letterbox: black bars of SHARE of the height (e.g. 0.12) at the top and the bottom")
     p.add_argument("--keyint", type=int, help="fixed keyframe interval in frames (default: the video codec's own)")
     p.add_argument("--vocab", action="store_true", help="print the shapes, colours and backgrounds and exit")
     p.set_defaults(run=_run_synth_video)
@@ -544,11 +560,12 @@ def _run_synth_video(args: argparse.Namespace) -> int:
     if args.photos is not None:
         from vidcap.video import photo_footage
 
-        if args.flicker is not None or args.shake or args.drift or args.still:
-            raise VidcapError("--photos takes --noise, --fps, --size and --seed; the camera moves by itself")
-        truth = photo_footage.write_photo_video(args.out, photo_footage.random_shots(args.photos, args.seed),
-                                                args.fps, args.size, args.noise, args.seed)
-        print(f"{args.out}: {truth['duration']:.1f} s, {len(truth['changes'])} cuts and fades; truth in "
+        if args.flicker is not None or args.shake or args.drift or args.still or args.exposure or args.bars:
+            raise VidcapError("--photos takes --footage, --noise, --fps, --size and --seed; the camera moves by "
+                              "itself")
+        shots = photo_footage.FOOTAGE[args.footage](args.photos, args.seed)
+        truth = photo_footage.write_photo_video(args.out, shots, args.fps, args.size, args.noise, args.seed)
+        print(f"{args.out}: {truth['duration']:.1f} s, {len(truth['changes'])} cuts and transitions; truth in "
               f"{synth.truth_path(args.out)}")
         return 0
     if args.script:
@@ -561,7 +578,9 @@ def _run_synth_video(args: argparse.Namespace) -> int:
         segments = synth.random_segments(args.random, args.seed)
     if args.flicker is not None and not args.flicker > 0:
         raise VidcapError("--flicker must be positive")
-    effects = synth.Effects(args.flicker, args.shake, args.noise, args.drift, args.still)
+    if not (0 <= args.exposure < 1 and 0 <= args.bars < 0.5):
+        raise VidcapError("--exposure must be in [0, 1) and --bars in [0, 0.5)")
+    effects = synth.Effects(args.flicker, args.shake, args.noise, args.drift, args.still, args.exposure, args.bars)
     truth = synth.write_video(args.out, segments, args.fps, args.size, effects, args.seed, args.keyint)
     print(f"{args.out}: {truth['duration']:.1f} s, {len(truth['changes'])} changes; truth in "
           f"{synth.truth_path(args.out)}")

@@ -24,10 +24,11 @@ DEFAULTS = AnalysisParams()
 
 def analysis_params(every_n_seconds: Any = None, window: Any = None, metric: Any = None, scorer: Any = None,
                     beam: Any = None, limits: Limits = DEFAULT_LIMITS, default_scorer: str = DEFAULTS.scorer,
-                    no_skip: Any = None) -> AnalysisParams:
+                    no_skip: Any = None, cuts: Any = None) -> AnalysisParams:
     """AnalysisParams from wire values: None, 0 and "" mean the default (proto3 cannot tell them apart); text is
     parsed with a message naming the field; every bound is checked before any work starts. no_skip: caption
-    every sampled frame, still ones too (the default reuses a still frame's caption)."""
+    every sampled frame, still ones too (the default reuses a still frame's caption); cuts: the cut signal
+    (vidcap/video/pipeline.py's CUT_SIGNALS)."""
     return AnalysisParams(
         every_n_seconds=_number(every_n_seconds, "every_n_seconds", float, DEFAULTS.every_n_seconds),
         window=_number(window, "window", int, DEFAULTS.window),
@@ -35,6 +36,7 @@ def analysis_params(every_n_seconds: Any = None, window: Any = None, metric: Any
         scorer=str(scorer) if scorer else default_scorer,
         beam=_number(beam, "beam", int, DEFAULTS.beam),
         skip_still=not _flag(no_skip, "no_skip"),
+        cuts=str(cuts) if cuts else DEFAULTS.cuts,
     ).validate(limits)
 
 
@@ -64,7 +66,7 @@ def renamed(exc: InputError, names: Mapping[str, str]) -> InputError:
 def params_to_json(params: AnalysisParams) -> dict[str, Any]:
     """What the TorchServe backend sends its handler (read back by `analysis_params(**...)`)."""
     return {"every_n_seconds": params.every_n_seconds, "window": params.window, "metric": params.metric,
-            "scorer": params.scorer, "beam": params.beam, "no_skip": not params.skip_still}
+            "scorer": params.scorer, "beam": params.beam, "no_skip": not params.skip_still, "cuts": params.cuts}
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -97,14 +99,15 @@ def _number(value: Any, name: str, kind: type, default: float | int) -> Any:
 def frame_to_json(frame: FrameResult) -> dict[str, Any]:
     return {"index": frame.index, "t": round(frame.t, 4), "caption": frame.caption, "score": frame.score,
             "alternatives": frame.alternatives, "reused": frame.reused,
-            "in_domain": None if frame.in_domain is None else round(frame.in_domain, 4), "cut": round(frame.cut, 4)}
+            "in_domain": None if frame.in_domain is None else round(frame.in_domain, 4), "cut": round(frame.cut, 4),
+            "cut_times": [round(t, 4) for t in frame.cut_times]}
 
 
 def frame_from_json(data: Mapping[str, Any]) -> FrameResult:
     return FrameResult(int(data["index"]), float(data["t"]), data["caption"], float(data["score"]),
                        data["caption"].split(), list(data.get("alternatives", [])),
                        reused=bool(data.get("reused", False)), in_domain=data.get("in_domain"),
-                       cut=float(data.get("cut", 0.0)))
+                       cut=float(data.get("cut", 0.0)), cut_times=[float(t) for t in data.get("cut_times", [])])
 
 
 def moment_to_json(moment: Moment) -> dict[str, Any]:
@@ -117,13 +120,14 @@ def frame_to_proto(frame: FrameResult):
 
     return pb.FrameResult(index=frame.index, t=frame.t, caption=frame.caption, score=frame.score,
                           alternatives=frame.alternatives, reused=frame.reused, in_domain=frame.in_domain,
-                          cut=frame.cut)
+                          cut=frame.cut, cut_times=frame.cut_times)
 
 
 def frame_from_proto(message) -> FrameResult:
     return FrameResult(message.index, message.t, message.caption, message.score, message.caption.split(),
                        list(message.alternatives), reused=message.reused,
-                       in_domain=message.in_domain if message.HasField("in_domain") else None, cut=message.cut)
+                       in_domain=message.in_domain if message.HasField("in_domain") else None, cut=message.cut,
+                       cut_times=list(message.cut_times))
 
 
 def domain_to_json(domain: DomainSummary | None) -> dict[str, Any] | None:
@@ -186,7 +190,7 @@ def params_to_proto(params: AnalysisParams):
     from vidcap.v1 import vidcap_pb2 as pb
 
     return pb.AnalysisParams(every_n_seconds=params.every_n_seconds, window=params.window, metric=params.metric or "",
-                             scorer=params.scorer, beam=params.beam, no_skip=not params.skip_still)
+                             scorer=params.scorer, beam=params.beam, no_skip=not params.skip_still, cuts=params.cuts)
 
 
 def job_to_json(job) -> dict[str, Any]:

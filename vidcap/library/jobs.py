@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS job_frames (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL, t REAL NOT NULL, caption TEXT NOT NULL, score REAL NOT NULL, alternatives TEXT NOT NULL,
     reused INTEGER NOT NULL, in_domain REAL, cut REAL NOT NULL,
+    cut_times TEXT NOT NULL DEFAULT '[]',  -- JSON: where the new shots its cut signal found began
     PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS job_samples (    -- the latest captioned samples of an unfinished job
@@ -51,6 +52,18 @@ CREATE TABLE IF NOT EXISTS job_samples (    -- the latest captioned samples of a
     PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 """
+
+def _add_missing_columns(db) -> None:
+    """A library written by an older vidcap gets the columns added since (CREATE TABLE IF NOT EXISTS keeps the old
+    table as it is)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(job_frames)")}
+    if "cut_times" not in columns:
+        try:
+            db.execute("ALTER TABLE job_frames ADD COLUMN cut_times TEXT NOT NULL DEFAULT '[]'")
+        except sqlite3.OperationalError as exc:  # another connection added it first
+            if "duplicate column" not in str(exc):
+                raise
+
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 INDEXING = "indexing"  # not a job: the progress of `vidcap index` through one video (no server runs or lists it)
@@ -116,6 +129,7 @@ class JobStore:
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = open_database(self.path, SCHEMA, self.wait)
+            _add_missing_columns(db)
         return db
 
     def close(self) -> None:  # this thread's connection
@@ -238,9 +252,10 @@ class JobStore:
                            (job_id, sample.index, int(sample.reused), sample.to_bytes()))
             # A result written twice (a write interrupted after its commit, then repeated) is kept once and
             # counted once.
-            db.executemany("INSERT OR IGNORE INTO job_frames VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.executemany("INSERT OR IGNORE INTO job_frames (job_id, idx, t, caption, score, alternatives, reused, "
+                           "in_domain, cut, cut_times) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(job_id, f.index, f.t, f.caption, f.score, json.dumps(f.alternatives), int(f.reused),
-                             f.in_domain, f.cut) for f in frames])
+                             f.in_domain, f.cut, json.dumps(f.cut_times)) for f in frames])
             db.execute("UPDATE jobs SET captioned = captioned + ?, frames = (SELECT count(*) FROM job_frames WHERE "
                        "job_id = ?) WHERE id = ?", (captioned, job_id, job_id))
             db.execute("DELETE FROM job_samples WHERE job_id = ? AND idx < (SELECT frames FROM jobs WHERE id = ?) - ? "
@@ -248,10 +263,11 @@ class JobStore:
                        (job_id, job_id, window, job_id))
 
     def frames(self, job_id: str, after: int = -1) -> list[FrameResult]:
-        rows = self._sql("SELECT idx, t, caption, score, alternatives, reused, in_domain, cut FROM job_frames "
-                         "WHERE job_id = ? AND idx > ? ORDER BY idx", (job_id, after))
+        rows = self._sql("SELECT idx, t, caption, score, alternatives, reused, in_domain, cut, cut_times FROM "
+                         "job_frames WHERE job_id = ? AND idx > ? ORDER BY idx", (job_id, after))
         return [FrameResult(index=i, t=t, caption=c, score=s, words=c.split(), alternatives=json.loads(a),
-                            reused=bool(r), in_domain=d, cut=cut) for i, t, c, s, a, r, d, cut in rows]
+                            reused=bool(r), in_domain=d, cut=cut, cut_times=json.loads(times))
+                for i, t, c, s, a, r, d, cut, times in rows]
 
     def resume(self, job: Job) -> Resume | None:
         rows = self._sql("SELECT data FROM job_samples WHERE job_id = ? ORDER BY idx", (job.id,))

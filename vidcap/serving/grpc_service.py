@@ -165,8 +165,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             for frame in runner.store.frames(job.id, after=frames[-1].index if frames else -1):
                 frames.append(frame)
                 yield pb.JobEvent(frame=frame_to_proto(frame))
-                for moment in picker.push(frame.index, frame.t, frame.score, frame.caption, frame.cut,
-                                          frame.in_domain):
+                for moment in picker.take(frame):
                     yield pb.JobEvent(moment=moment_to_proto(moment))
             if job.ended:
                 if job.state == "done":
@@ -249,8 +248,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 frames.append(result)
                 metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=frame_to_proto(result))
-                for moment in picker.push(result.index, result.t, result.score, result.caption, result.cut,
-                                          result.in_domain):
+                for moment in picker.take(result):
                     yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
             for moment in picker.finish():
                 yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
@@ -308,7 +306,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 frames.append(item)
                 metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=frame_to_proto(item))
-                for moment in picker.push(item.index, item.t, item.score, item.caption, item.cut, item.in_domain):
+                for moment in picker.take(item):
                     yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
             for moment in picker.finish():
                 yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
@@ -395,7 +393,7 @@ def _queued(ticket, context: grpc.ServicerContext) -> Generator[pb.AnalyzeVideoR
 
 def _params(message: pb.AnalysisParams, limits: Limits) -> AnalysisParams:
     return analysis_params(message.every_n_seconds, message.window, message.metric, message.scorer, message.beam,
-                           limits, no_skip=message.no_skip)
+                           limits, no_skip=message.no_skip, cuts=message.cuts)
 
 
 class _errors_to_status:

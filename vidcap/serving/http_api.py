@@ -292,6 +292,8 @@ class JobSubmission(BaseModel):
     scorer: str | None = Field(None, description="robust (default) or seed (the old project's metric)")
     beam: int | None = Field(None, description="beam size (default 3)")
     no_skip: bool | None = Field(None, description="caption still frames too")
+    cuts: str | None = Field(None, description="the cut signal: frames (default: cuts to the frame), colour (the "
+                                               "samples' colours alone) or transnetv2 (the learnt shot detector)")
 
 
 class JobParameters(BaseModel):
@@ -301,6 +303,7 @@ class JobParameters(BaseModel):
     scorer: str
     beam: int
     no_skip: bool
+    cuts: str
 
 
 class JobModel(BaseModel):
@@ -547,7 +550,8 @@ def _content_type(scope: dict) -> bytes:
 
 def _job_params(fields: dict, limits: Limits) -> AnalysisParams:
     return analysis_params(fields.get("every_n_seconds"), fields.get("window"), fields.get("metric"),
-                           fields.get("scorer"), fields.get("beam"), limits, no_skip=fields.get("no_skip"))
+                           fields.get("scorer"), fields.get("beam"), limits, no_skip=fields.get("no_skip"),
+                           cuts=fields.get("cuts"))
 
 
 def _media_file(media_dir: str | Path | None, relative: object, hint: str) -> Path:

@@ -276,7 +276,7 @@ def job_moments(frames: list[FrameResult], params: AnalysisParams, complete: boo
     for a complete job also those the end of the video decides. ignore: the model's `ignored_words`."""
     picker = online_picker(params, ignore)
     for f in frames:
-        picker.push(f.index, f.t, f.score, f.caption, f.cut, f.in_domain)
+        picker.take(f)
     if complete:
         picker.finish()
     return picker.moments

@@ -192,20 +192,22 @@ class CaptionImageResponse(_message.Message):
     def __init__(self, caption: _Optional[str] = ..., words: _Optional[_Iterable[str]] = ..., log_prob: _Optional[float] = ..., embeddings: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., feature: _Optional[_Union[Vector, _Mapping]] = ..., attention: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., attention_size: _Optional[int] = ...) -> None: ...
 
 class AnalysisParams(_message.Message):
-    __slots__ = ("every_n_seconds", "window", "metric", "scorer", "beam", "no_skip")
+    __slots__ = ("every_n_seconds", "window", "metric", "scorer", "beam", "no_skip", "cuts")
     EVERY_N_SECONDS_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     SCORER_FIELD_NUMBER: _ClassVar[int]
     BEAM_FIELD_NUMBER: _ClassVar[int]
     NO_SKIP_FIELD_NUMBER: _ClassVar[int]
+    CUTS_FIELD_NUMBER: _ClassVar[int]
     every_n_seconds: float
     window: int
     metric: str
     scorer: str
     beam: int
     no_skip: bool
-    def __init__(self, every_n_seconds: _Optional[float] = ..., window: _Optional[int] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., beam: _Optional[int] = ..., no_skip: _Optional[bool] = ...) -> None: ...
+    cuts: str
+    def __init__(self, every_n_seconds: _Optional[float] = ..., window: _Optional[int] = ..., metric: _Optional[str] = ..., scorer: _Optional[str] = ..., beam: _Optional[int] = ..., no_skip: _Optional[bool] = ..., cuts: _Optional[str] = ...) -> None: ...
 
 class AnalyzeVideoRequest(_message.Message):
     __slots__ = ("video", "path", "live_source", "params", "filename")
@@ -246,7 +248,7 @@ class VideoInfo(_message.Message):
     def __init__(self, duration: _Optional[float] = ..., expected_frames: _Optional[int] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("index", "t", "caption", "score", "alternatives", "reused", "in_domain", "cut")
+    __slots__ = ("index", "t", "caption", "score", "alternatives", "reused", "in_domain", "cut", "cut_times")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     T_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
@@ -255,6 +257,7 @@ class FrameResult(_message.Message):
     REUSED_FIELD_NUMBER: _ClassVar[int]
     IN_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     CUT_FIELD_NUMBER: _ClassVar[int]
+    CUT_TIMES_FIELD_NUMBER: _ClassVar[int]
     index: int
     t: float
     caption: str
@@ -263,7 +266,8 @@ class FrameResult(_message.Message):
     reused: bool
     in_domain: float
     cut: float
-    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ..., reused: _Optional[bool] = ..., in_domain: _Optional[float] = ..., cut: _Optional[float] = ...) -> None: ...
+    cut_times: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, index: _Optional[int] = ..., t: _Optional[float] = ..., caption: _Optional[str] = ..., score: _Optional[float] = ..., alternatives: _Optional[_Iterable[str]] = ..., reused: _Optional[bool] = ..., in_domain: _Optional[float] = ..., cut: _Optional[float] = ..., cut_times: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Moment(_message.Message):
     __slots__ = ("t", "score", "caption", "previous_caption", "index", "reason")

@@ -19,6 +19,7 @@ import torch
 
 from vidcap.errors import InputError
 from vidcap.fileio import require_file
+from vidcap.video.cuts import Thumbnails
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,16 @@ class Frame:
     index: int  # 0, 1, 2, ... in sampling order
     t: float  # seconds from the start of the video, from the frame's presentation timestamp
     pixels: np.ndarray | torch.Tensor  # (H, W, 3) uint8 RGB; a CUDA tensor from GPU frame sources
+    # Thumbnails of the frames decoded since the previous sample, this one last (vidcap/video/cuts.py): where a cut
+    # lies to the frame. None from sources that decode only the samples (DALI) or when not asked for.
+    lead_in: Thumbnails | None = None
 
 
 class FrameSource(ABC):
     """Samples frames at 0, N, 2N, ... seconds: for each target time, the first frame shown at or after it."""
 
     BACKEND_NAME: str = ""
+    thumbnails = True  # keep `Frame.lead_in` (the pipeline turns it off where cuts are not located to the frame)
 
     def __init__(self, path: str | Path, every_n_seconds: float, size: tuple[int, int] | None = None):
         """size: (width, height) to scale frames to while decoding (None keeps the native size)."""

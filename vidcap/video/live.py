@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 import av
 
 from vidcap.errors import InputError
+from vidcap.video.cuts import ThumbnailLog, luma_thumbnail
 from vidcap.video.frames import SAME_TIME, Frame, FrameSource
 from vidcap.video.sources import NETWORK_PROTOCOLS, SourcePolicy, classify_source, redacted
 
@@ -72,6 +73,7 @@ class LiveSource(FrameSource):
     def frames(self) -> Iterator[Frame]:
         index, next_t = 0, 0.0
         timeline = _Timeline()
+        log = ThumbnailLog()  # the frames between two samples, for cuts to the frame
         failing_since = None
         backoff = BACKOFF_SECONDS[0]
         while not self.stopped.is_set():
@@ -102,9 +104,11 @@ class LiveSource(FrameSource):
                     if failing_since is not None:
                         self.on_notice(f"{redacted(self.source)}: receiving again")
                         failing_since, backoff = None, BACKOFF_SECONDS[0]
+                    if self.thumbnails:
+                        log.add(t, luma_thumbnail(frame))
                     if t + SAME_TIME < next_t:
                         continue  # not a sample
-                    yield Frame(index, t, self._to_rgb(frame))
+                    yield Frame(index, t, self._to_rgb(frame), log.take())
                     index += 1
                     next_t = (math.floor(t / self.every_n_seconds + SAME_TIME) + 1) * self.every_n_seconds
                 if self.kind.kind == "stdin":

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vidcap.errors import InputError
+from vidcap.video.cuts import MIN_HOLD, Cut, Thumbnails, find_cuts, transition_time
 
 METRICS = ("euclidean", "cosine")
 METRIC_ALIASES = {"euclidian": "euclidean"}  # the old API's spelling
@@ -49,24 +50,65 @@ class CaptionedFrame:
     feature: np.ndarray | None = None  # pooled visual feature (C,)
     regions: np.ndarray | None = None  # region features (P, C)
     colours: np.ndarray | None = None  # colour histogram of the frame (`colour_histogram`), a pixel-level signal
+    lead_in: Thumbnails | None = None  # the frames since the previous sample, for cuts to the frame (cuts.py)
 
 
 COLOUR_BINS = 6  # per RGB channel: 216 joint bins
-COLOUR_SIDE = 320  # the histogram reads a grid of about this many pixels along the longer side
+COLOUR_SIDE = 160  # the histogram reads a grid of about this many pixels along the longer side
+DARK = 24  # rows and columns at a picture's edge darker than this everywhere are letterbox (or pillarbox) bars
+MAX_GAIN = 4.0  # a dark picture is brightened at most this much to mean grey (a fade to black stays dark)
 
 
 def colour_histogram(pixels) -> np.ndarray:
     """(H, W, 3) uint8 RGB (numpy or a tensor on any device) -> its joint colour histogram, summing to 1. What a
     pixel detector sees: a cut or a fade to another shot changes it, a pan or zoom within one shot, a shake or
-    sensor noise barely do, whatever the model knows about the footage."""
-    import torch
+    sensor noise barely do, whatever the model knows about the footage. Black bars are left out, the picture's
+    brightness is brought to mean grey first (auto-exposure drifting is not a new shot), and each pixel is shared
+    between the two nearest levels of each channel, so that a colour near a level's edge does not jump between
+    bins as the light changes a little."""
+    step = max(1, max(pixels.shape[:2]) // COLOUR_SIDE)  # every step-th pixel: the same histogram, far cheaper
+    grid = pixels[::step, ::step]
+    grid = grid.cpu().numpy() if hasattr(grid, "cpu") else np.asarray(grid)
+    image = _without_bars(grid).astype(np.float32)
+    luma = float((image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).mean())
+    gain = min(MAX_GAIN, 128.0 / max(luma, 1.0)) * COLOUR_BINS / 256
+    lows, highs = [], []
+    for c in range(3):
+        position = np.clip(image[..., c].ravel() * gain - 0.5, 0, COLOUR_BINS - 1)
+        low = np.minimum(position.astype(np.intp), COLOUR_BINS - 2)
+        lows.append(low)
+        highs.append(position - low)  # (1 - high) to the level below, high to the one above
+    base = (lows[0] * COLOUR_BINS + lows[1]) * COLOUR_BINS + lows[2]
+    counts = np.zeros(COLOUR_BINS ** 3)
+    for r in (0, 1):
+        for g in (0, 1):
+            for b in (0, 1):
+                weight = _share(highs[0], r) * _share(highs[1], g) * _share(highs[2], b)
+                offset = (r * COLOUR_BINS + g) * COLOUR_BINS + b
+                counts += np.bincount(base + offset, weight, minlength=COLOUR_BINS ** 3)
+    return counts / max(counts.sum(), 1e-9)
 
-    image = pixels if isinstance(pixels, torch.Tensor) else torch.from_numpy(np.asarray(pixels))
-    step = max(1, max(image.shape[:2]) // COLOUR_SIDE)  # every step-th pixel: the same histogram, 10x cheaper at 720p
-    q = (image[::step, ::step].reshape(-1, 3).long() * COLOUR_BINS) // 256
-    counts = torch.bincount(q[:, 0] * COLOUR_BINS**2 + q[:, 1] * COLOUR_BINS + q[:, 2], minlength=COLOUR_BINS**3)
-    counts = counts.double().cpu().numpy()
-    return counts / max(counts.sum(), 1.0)
+
+def _share(high: np.ndarray, upper: int) -> np.ndarray:
+    return high if upper else 1 - high
+
+
+def _without_bars(image: np.ndarray) -> np.ndarray:
+    """The picture without the black bars along its edges (at most a third of each side; a picture dark all over,
+    a fade to black, is kept whole)."""
+    brightest = image.max(axis=2)
+    dark_rows, dark_cols = brightest.max(axis=1) < DARK, brightest.max(axis=0) < DARK
+    if dark_rows.all():
+        return image
+    top, bottom = _run(dark_rows), _run(dark_rows[::-1])
+    left, right = _run(dark_cols), _run(dark_cols[::-1])
+    return image[top: len(dark_rows) - bottom, left: len(dark_cols) - right]
+
+
+def _run(dark: np.ndarray) -> int:
+    """How many leading entries are dark, at most a third of them."""
+    limit = len(dark) // 3
+    return limit if dark[:limit].all() else int(np.argmin(dark[:limit]))
 
 
 def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -112,10 +154,22 @@ class NoveltyScorer(ABC):
     def finish(self) -> list[tuple[int, float]]:
         return []
 
-    def cut_of(self, index: int) -> float:
-        """Frame `index`'s cut signal (its colour novelty, see RobustScorer), once its score is final; taken
-        once. 0 for scorers without one (the seed scorer is the old metric, exactly)."""
-        return 0.0
+    def cut_of(self, index: int) -> "CutSignal":
+        """Frame `index`'s cut signal (see RobustScorer), once its score is final; taken once. Nothing for
+        scorers without one (the seed scorer is the old metric, exactly)."""
+        return NO_CUT
+
+
+@dataclass(frozen=True)
+class CutSignal:
+    """How much a sample looks like the first of a new shot (0..1; a cut at CUT_THRESHOLD and above), and where the
+    new shots began, to the frame (seconds; empty where the frames between the samples are not at hand)."""
+
+    strength: float = 0.0
+    times: tuple[float, ...] = ()
+
+
+NO_CUT = CutSignal()
 
 
 class SeedScorer(NoveltyScorer):
@@ -155,17 +209,20 @@ class RobustScorer(NoveltyScorer):
 
     def __init__(self, window: int = 5, metric: str | None = None, content_only: bool = True,
                  use_beams: bool = True, persistence: bool = True, visual_weight: float = 0.5,
-                 nearest: bool = True, regions_top_k: int = 1, ignore: frozenset[str] = FUNCTION_WORDS):
-        """ignore: the words a caption's content leaves out (`ignored_words` of the model)."""
+                 nearest: bool = True, regions_top_k: int = 1, ignore: frozenset[str] = FUNCTION_WORDS,
+                 frame_cuts: bool = True, cuts: list[Cut] | None = None):
+        """ignore: the words a caption's content leaves out (`ignored_words` of the model); frame_cuts: find cuts in
+        the frames between the samples where a frame source kept them (else the colour signal alone); cuts: found
+        beforehand by another detector (`make_scorer`), the cut signal then."""
         super().__init__(window, metric)
         self.ignore = ignore
         self.regions_top_k = regions_top_k
         self.content_only, self.use_beams, self.visual_weight, self.nearest = content_only, use_beams, visual_weight, nearest
         self.lookahead = 1 if persistence else 0
-        # A frame as the scorer keeps it: (its description: text and visual vectors, its colour histogram).
-        self._past: deque[tuple[tuple, np.ndarray | None]] = deque(maxlen=window)
-        self._pending: deque[tuple[tuple, np.ndarray | None, list]] = deque()  # (description, colours, its past)
-        self._cuts: dict[int, float] = {}
+        self.frame_cuts, self.external_cuts = frame_cuts, cuts
+        self._past: deque[_Kept] = deque(maxlen=window)
+        self._pending: deque[tuple[_Kept, list[_Kept]]] = deque()  # a frame waiting for its score, and its past
+        self._cuts: dict[int, CutSignal] = {}
         self._n_done = 0
 
     def _describe(self, frame: CaptionedFrame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -191,13 +248,13 @@ class RobustScorer(NoveltyScorer):
         return embeddings[keep] if keep else embeddings
 
     def push(self, frame: CaptionedFrame) -> list[tuple[int, float]]:
-        description = self._describe(frame)
-        self._pending.append((description, frame.colours, list(self._past)))
-        self._past.append((description, frame.colours))
+        kept = _Kept(self._describe(frame), frame.colours, frame.t, frame.lead_in)
+        self._pending.append((kept, list(self._past)))
+        self._past.append(kept)
         return self._drain(final=False)
 
-    def cut_of(self, index: int) -> float:
-        return self._cuts.pop(index, 0.0)
+    def cut_of(self, index: int) -> CutSignal:
+        return self._cuts.pop(index, NO_CUT)
 
     def finish(self) -> list[tuple[int, float]]:
         return self._drain(final=True)
@@ -205,17 +262,40 @@ class RobustScorer(NoveltyScorer):
     def _drain(self, final: bool) -> list[tuple[int, float]]:
         out = []
         while len(self._pending) > self.lookahead or (final and self._pending):
-            description, colours, past = self._pending.popleft()
-            past_descriptions, past_colours = [p[0] for p in past], [p[1] for p in past]
-            score = self._novelty(description, past_descriptions)
-            cut = _colour_novelty(colours, past_colours)
-            if self.lookahead and self._pending:  # does the change persist in the next frame?
-                score = min(score, self._novelty(self._pending[0][0], past_descriptions))
-                cut = min(cut, _colour_novelty(self._pending[0][1], past_colours))
-            self._cuts[self._n_done] = cut
+            own, past = self._pending.popleft()
+            ahead = self._pending[0][0] if self.lookahead and self._pending else None
+            past_descriptions, past_colours = [p.description for p in past], [p.colours for p in past]
+            score = self._novelty(own.description, past_descriptions)
+            colour = _colour_novelty(own.colours, past_colours)
+            if ahead is not None:  # does the change persist in the next frame?
+                score = min(score, self._novelty(ahead.description, past_descriptions))
+                colour = min(colour, _colour_novelty(ahead.colours, past_colours))
+            self._cuts[self._n_done] = self._cut(colour, own, past, ahead)
             out.append((self._n_done, score))
             self._n_done += 1
         return out
+
+    def _cut(self, colour: float, own: "_Kept", past: list["_Kept"], ahead: "_Kept | None") -> CutSignal:
+        """The sample's cut signal: its colour novelty, or a cut found in the frames before it (vidcap/video/
+        cuts.py), whichever is stronger; and where the new shots began: those cuts' first frames, or, for a
+        change of colours without one (a fade), where the frames cross over from the old picture to the new."""
+        if self.external_cuts is not None:
+            start = past[-1].t if past else float("-inf")
+            found = [c for c in self.external_cuts if start < c.t <= own.t]
+            return CutSignal(max((c.strength for c in found), default=0.0), tuple(c.t for c in found))
+        if not self.frame_cuts or own.lead_in is None:
+            return CutSignal(colour)
+        frames = Thumbnails.join([p.lead_in for p in past[-2:]] + [own.lead_in, ahead.lead_in if ahead else None])
+        found = find_cuts(frames, past[-1].t if past else float("-inf"), own.t)
+        if found:
+            strength = max(min(1.0, CUT_THRESHOLD * c.strength / MIN_HOLD) for c in found)
+            return CutSignal(max(colour, strength), tuple(c.t for c in found))
+        old = past[-2] if len(past) >= 2 else (past[-1] if past else None)
+        new = ahead if ahead is not None and ahead.lead_in is not None else own
+        if colour < CUT_THRESHOLD or old is None or old.lead_in is None:
+            return CutSignal(colour)
+        crossed = transition_time(frames, old.lead_in.thumbs[-1], new.lead_in.thumbs[-1], old.t, own.t)
+        return CutSignal(colour, () if crossed is None else (crossed,))
 
     def _novelty(self, description, past) -> float:
         if not past:
@@ -238,6 +318,16 @@ class RobustScorer(NoveltyScorer):
         return (1 - self.visual_weight) * text + self.visual_weight * visual
 
 
+@dataclass
+class _Kept:
+    """A frame as the robust scorer keeps it: its description (text and visual vectors), colours, time, lead-in."""
+
+    description: tuple
+    colours: np.ndarray | None
+    t: float
+    lead_in: Thumbnails | None
+
+
 def _colour_novelty(colours: np.ndarray | None, past: list[np.ndarray | None]) -> float:
     """Colour distance to the nearest of the past frames: unlike anything in the window, as for the scores."""
     known = [p for p in past if p is not None]
@@ -256,11 +346,13 @@ DEFAULT_SCORER = "robust"
 
 
 def make_scorer(name: str = DEFAULT_SCORER, window: int = 5, metric: str | None = None,
-                ignore: frozenset[str] = FUNCTION_WORDS) -> NoveltyScorer:
+                ignore: frozenset[str] = FUNCTION_WORDS, cuts: list[Cut] | None = None) -> NoveltyScorer:
+    """cuts: found beforehand by another shot detector (each with its confidence, 0.5..1); the robust scorer takes
+    them for its cut signal instead of finding its own."""
     if name not in SCORERS:
         raise InputError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
     if name == RobustScorer.NAME:
-        return RobustScorer(window=window, metric=metric, ignore=ignore)
+        return RobustScorer(window=window, metric=metric, ignore=ignore, cuts=cuts)
     return SCORERS[name](window=window, metric=metric)
 
 
@@ -271,7 +363,7 @@ def score_all(scorer: NoveltyScorer, frames: list[CaptionedFrame]) -> list[float
     return [scored[i] for i in range(len(frames))]
 
 
-def cuts_all(scorer: NoveltyScorer, n: int) -> list[float]:
+def cuts_all(scorer: NoveltyScorer, n: int) -> list[CutSignal]:
     return [scorer.cut_of(i) for i in range(n)]
 
 
@@ -319,41 +411,66 @@ def trusted_flags(in_domain: list[float | None]) -> list[bool]:
 
 
 def find_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
-                 min_score: float = 0.0, sensitivity: float = 5.0, cuts: list[float] | None = None,
+                 min_score: float = 0.0, sensitivity: float = 5.0, cuts: list[CutSignal | float] | None = None,
                  in_domain: list[float | None] | None = None, ignore: frozenset[str] = FUNCTION_WORDS
                  ) -> list[Moment]:
     """Peaks above an adaptive threshold (median + sensitivity * robust spread of the scores, and never below
-    min_score), and cuts (peaks of the cut signal at or above CUT_THRESHOLD: a pixel-level change that a model which
-    does not know the footage may miss), at least min_gap seconds apart (a cut first, else the higher peak wins).
-    When the caption changed (A -> B) and changes back (B -> A) within twice min_gap, the scene came back: both are
-    dropped (not cuts: the captions of footage the model does not know say little). A peak whose caption did not
-    change stays: the scorer's region features saw what the caption left out (one object of three changing its
-    shape). Where the footage is outside the model's domain (`trusted_flags` of `in_domain`, the frames'
-    typicality), only cuts are moments: its captions and features say little there. A cut whose previous sample
-    already shows part of the change (a fade) is placed at that sample, where the transition began. Each moment says
-    why it was found (`reason`)."""
+    min_score), and cuts (samples whose cut signal is at or above CUT_THRESHOLD: a pixel-level change that a model
+    which does not know the footage may miss; a peak of the signal, or a cut found to the frame), at least min_gap
+    seconds apart (a cut first, else the higher peak wins; cuts found to the frame are kept however close: a
+    montage cuts every second). When the caption changed (A -> B) and changes back (B -> A) within twice
+    min_gap, the scene came back: both are dropped (not cuts: the captions of footage the model does not know say
+    little). A peak whose caption did not change stays: the scorer's region features saw what the caption left
+    out (one object of three changing its shape). Where the footage is outside the model's domain
+    (`trusted_flags` of `in_domain`, the frames' typicality), only cuts are moments: its captions and features
+    say little there. Each moment says why it was found (`reason`) and is one frame's: a cut's time is the first
+    frame of the new shot, and its caption and score are those of the first sample in that shot."""
     if not scores:
         return []
     s = np.asarray(scores, dtype=np.float64)
-    c = np.zeros_like(s) if cuts is None else np.asarray(cuts, dtype=np.float64)
+    signals = [c if isinstance(c, CutSignal) else CutSignal(float(c)) for c in cuts] if cuts else [NO_CUT] * len(s)
+    c = np.asarray([cut.strength for cut in signals], dtype=np.float64)
     threshold = _threshold(s, min_score, sensitivity)
     trusted = trusted_flags(in_domain) if in_domain is not None else [True] * len(s)
-    peaks = [i for i in range(len(s)) if (s[i] >= threshold and _is_peak(s, i) and trusted[i]) or _is_cut(c, i)]
+    is_cut = [bool(c[i] >= CUT_THRESHOLD and (signals[i].times or _is_peak(c, i))) for i in range(len(s))]
+    peaks = [i for i in range(len(s)) if (s[i] >= threshold and _is_peak(s, i) and trusted[i]) or is_cut[i]]
     chosen: list[int] = []
-    for i in sorted(peaks, key=lambda i: (-_is_cut(c, i), -s[i])):
-        if all(abs(times[i] - times[j]) >= min_gap for j in chosen):
+    for i in sorted(peaks, key=lambda i: (-is_cut[i], -s[i])):
+        if (is_cut[i] and signals[i].times) or all(abs(times[i] - times[j]) >= min_gap for j in chosen):
             chosen.append(i)
     moments: list[Moment] = []
     for i in sorted(chosen):
-        start = i - 1 if _is_cut(c, i) and i > 0 and _began_before(c[i - 1]) else i
-        before = captions[start - 1] if start > 0 else ""
+        if is_cut[i]:
+            for t, at in _cut_frames(times, signals, c, i):
+                if not moments or t > moments[-1].t:
+                    moments.append(Moment(t, float(s[at]), captions[at], captions[at - 1] if at > 0 else "", at,
+                                          "cut"))
+            continue
+        before = captions[i - 1] if i > 0 else ""
         reason = _reason(c[i], captions[i], before, ignore)
         if (moments and reason != "cut" and moments[-1].reason != "cut" and _came_back(moments[-1], captions[i], ignore)
                 and times[i] - moments[-1].t < 2 * min_gap):
             moments.pop()  # A -> B -> A in a short time: no lasting change
             continue
-        moments.append(Moment(times[start], float(s[i]), captions[i], before, start, reason))
+        moments.append(Moment(times[i], float(s[i]), captions[i], before, i, reason))
     return moments
+
+
+def _cut_frames(times: list[float], signals: list[CutSignal], c: np.ndarray, i: int) -> list[tuple[float, int]]:
+    """Sample i is a cut: (the time of each new shot's first frame, the sample whose caption it takes: the first at
+    or after it). Where the frames were not at hand, a gradual transition (the sample before already shows part of
+    the change) is placed at that sample, the cut at sample i."""
+    if not signals[i].times:
+        at = i - 1 if i > 0 and _began_before(c[i - 1]) else i
+        return [(times[at], at)]
+    return [(t, _first_sample_at(times, t, i)) for t in signals[i].times]
+
+
+def _first_sample_at(times: list[float], t: float, upto: int) -> int:
+    at = upto
+    while at > 0 and times[at - 1] >= t - 1e-6:
+        at -= 1
+    return at
 
 
 def _began_before(cut_signal: float) -> bool:
@@ -370,10 +487,6 @@ def _threshold(s: np.ndarray, min_score: float, sensitivity: float) -> float:
 
 def _is_peak(s: np.ndarray, i: int) -> bool:
     return (i == 0 or s[i] >= s[i - 1]) and (i == len(s) - 1 or s[i] > s[i + 1])
-
-
-def _is_cut(c: np.ndarray, i: int) -> bool:
-    return bool(c[i] >= CUT_THRESHOLD and _is_peak(c, i))
 
 
 def _reason(cut: float, caption: str, before: str, ignore: frozenset[str]) -> str:
@@ -405,26 +518,30 @@ class OnlinePicker:
         self.min_gap, self.min_score, self.sensitivity, self.ignore = min_gap, min_score, sensitivity, ignore
         self.lookahead = max(1, min(max_lookahead, math.ceil(min_gap / every_n_seconds - 1e-9)))
         self._scores: deque[float] = deque(maxlen=history)
-        # (index, t, score, caption, cut, trusted): the decided frame before the undecided ones, then those; at
-        # first, a placeholder before the first frame
-        self._frames: list[tuple[int, float, float, str, float, bool]] = [
-            (-1, float("-inf"), float("-inf"), "", 0.0, True)]
+        # the decided frame before the undecided ones, then those; at first, a placeholder before the first frame
+        self._frames: list[_Scored] = [_Scored(-1, float("-inf"), float("-inf"), "", NO_CUT, True)]
         self._last_candidate: Moment | None = None  # the latest peak, given out or not (for the came-back rule)
         self._caption_before = ""  # the caption of the frame before the decided one (where a fade began)
         self._trust = _Trust()
         self._last_given: Moment | None = None
         self.moments: list[Moment] = []  # every moment given out so far
 
-    def push(self, index: int, t: float, score: float, caption: str, cut: float = 0.0,
+    def take(self, frame) -> list[Moment]:
+        """`push` of a scored frame result (vidcap/video/pipeline.py's FrameResult, or anything with its fields)."""
+        return self.push(frame.index, frame.t, frame.score, frame.caption,
+                         CutSignal(frame.cut, tuple(frame.cut_times)), frame.in_domain)
+
+    def push(self, index: int, t: float, score: float, caption: str, cut: CutSignal | float = NO_CUT,
              in_domain: float | None = None) -> list[Moment]:
         """The next frame's final score (its cut signal, its typicality) -> the moments decided now (oldest
         first)."""
         self._scores.append(score)
-        self._frames.append((index, t, score, caption, cut, self._trust.push(in_domain)))
+        cut = cut if isinstance(cut, CutSignal) else CutSignal(float(cut))
+        self._frames.append(_Scored(index, t, score, caption, cut, self._trust.push(in_domain)))
         decided = []
         while len(self._frames) >= self.lookahead + 2:  # [predecessor, candidate, lookahead...]
             decided += self._decide()
-            self._caption_before = self._frames.pop(0)[3]
+            self._caption_before = self._frames.pop(0).caption
         return decided
 
     def finish(self) -> list[Moment]:
@@ -432,43 +549,79 @@ class OnlinePicker:
         decided = []
         while len(self._frames) >= 2:
             decided += self._decide()
-            self._caption_before = self._frames.pop(0)[3]
+            self._caption_before = self._frames.pop(0).caption
         return decided
 
     def _decide(self) -> list[Moment]:
-        before, (index, t, score, caption, cut_signal, trusted), ahead = (self._frames[0], self._frames[1],
-                                                                         self._frames[2:])
-        cut = cut_signal >= CUT_THRESHOLD and cut_signal >= before[4] and not (ahead and cut_signal <= ahead[0][4])
+        before, now, ahead = self._frames[0], self._frames[1], self._frames[2:]
+        signal = now.cut.strength
+        cut = signal >= CUT_THRESHOLD and (bool(now.cut.times) or (
+            signal >= before.cut.strength and not (ahead and signal <= ahead[0].cut.strength)))
+        if cut and now.cut.times:
+            return self._give_cuts(before, now)
         threshold = _threshold(np.fromiter(self._scores, dtype=np.float64), self.min_score, self.sensitivity)
-        peak = score >= threshold and score >= before[2] and not (ahead and score <= ahead[0][2]) and trusted
+        peak = now.score >= threshold and now.score >= before.score and not (
+            ahead and now.score <= ahead[0].score) and now.trusted
         if not (cut or peak):
             return []
         last = self._last_given
-        if last is not None and t - last.t < self.min_gap and (last.reason == "cut" or not cut) and score <= last.score:
+        if last is not None and now.t - last.t < self.min_gap and (last.reason == "cut" or not cut) and \
+                now.score <= last.score:
             return []  # a stronger moment close by was given out already (a weaker one cannot hide this one)
-        if not cut and any(((other[2] > score and other[5]) or other[4] >= CUT_THRESHOLD)
-                           and other[1] - t < self.min_gap for other in ahead):
+        if not cut and any(((other.score > now.score and other.trusted) or other.cut.strength >= CUT_THRESHOLD)
+                           and other.t - now.t < self.min_gap for other in ahead):
             return []  # a higher peak or a cut is coming within min_gap
-        previous_caption = before[3] if before[0] >= 0 else ""
-        reason = _reason(cut_signal, caption, previous_caption, self.ignore)
-        if cut and before[0] >= 0 and _began_before(before[4]):  # a fade: the moment is where it began
-            t, index, previous_caption = before[1], before[0], self._caption_before
-        moment = Moment(t, float(score), caption, previous_caption, index, reason)
+        previous_caption = before.caption if before.index >= 0 else ""
+        moment = Moment(now.t, float(now.score), now.caption, previous_caption, now.index,
+                        _reason(signal, now.caption, previous_caption, self.ignore))
+        if cut and before.index >= 0 and _began_before(before.cut.strength):  # a fade: where it began
+            moment = Moment(before.t, float(before.score), before.caption, self._caption_before, before.index, "cut")
         previous, self._last_candidate = self._last_candidate, moment
         if not cut:
-            if previous is not None and _came_back(previous, caption, self.ignore) and t - previous.t < 2 * self.min_gap:
+            if previous is not None and _came_back(previous, now.caption, self.ignore) and \
+                    now.t - previous.t < 2 * self.min_gap:
                 return []  # the scene came back
-            if not _same(caption, previous_caption, self.ignore) and any(
-                    _same(c[3], previous_caption, self.ignore) and c[2] >= threshold for c in ahead):
+            if not _same(now.caption, previous_caption, self.ignore) and any(
+                    _same(c.caption, previous_caption, self.ignore) and c.score >= threshold for c in ahead):
                 return []  # it is coming back within the look-ahead, as a change of its own (not a caption that
                 # wavers between two words for one scene: the scorer sees no change there)
         self._last_given = moment
         self.moments.append(moment)
         return [moment]
 
+    def _give_cuts(self, before: "_Scored", now: "_Scored") -> list[Moment]:
+        """Cuts found to the frame: a moment at each new shot's first frame, with the caption and score of the
+        first sample in that shot (the one before `now`, where a fade crossed over before it)."""
+        given = []
+        for t in now.cut.times:
+            if before.index >= 0 and t <= before.t + 1e-6:
+                moment = Moment(t, float(before.score), before.caption, self._caption_before, before.index, "cut")
+            else:
+                moment = Moment(t, float(now.score), now.caption, before.caption if before.index >= 0 else "",
+                                now.index, "cut")
+            if self.moments and t <= self.moments[-1].t:
+                continue  # given out already (a fade's crossing seen from two samples)
+            given.append(moment)
+        if given:
+            self._last_candidate = self._last_given = given[-1]
+            self.moments += given
+        return given
+
+
+@dataclass
+class _Scored:
+    """A scored frame as the online picker holds it."""
+
+    index: int
+    t: float
+    score: float
+    caption: str
+    cut: CutSignal
+    trusted: bool
+
 
 def pick_online(times: list[float], scores: list[float], captions: list[str], min_gap: float,
-                every_n_seconds: float, min_score: float = 0.0, cuts: list[float] | None = None,
+                every_n_seconds: float, min_score: float = 0.0, cuts: list[CutSignal | float] | None = None,
                 in_domain: list[float | None] | None = None, ignore: frozenset[str] = FUNCTION_WORDS) -> list[Moment]:
     """The online picker run over a whole score sequence (to compare it with `find_moments`)."""
     picker = OnlinePicker(min_gap, every_n_seconds, min_score, ignore=ignore)

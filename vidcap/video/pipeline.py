@@ -29,6 +29,7 @@ from vidcap.video.stills import StillFrames
 from vidcap.video.novelty import (
     SCORERS,
     CaptionedFrame,
+    CutSignal,
     Moment,
     OnlinePicker,
     colour_histogram,
@@ -36,6 +37,13 @@ from vidcap.video.novelty import (
     make_scorer,
     normalize_metric,
 )
+
+
+# The cut signals an analysis can use: "frames" (the default: colours at the samples, and the frames between them for
+# cuts to the frame and cuts between shots of the same colours, vidcap/video/cuts.py), "colour" (colours at the
+# samples alone: no thumbnail of each decoded frame is taken) and "transnetv2" (the learnt shot detector, over every
+# frame of a file before the analysis starts: slower, for files; vidcap/video/transnet.py).
+CUT_SIGNALS = ("frames", "colour", "transnetv2")
 
 
 @dataclass
@@ -49,6 +57,7 @@ class AnalysisParams:
     frame_source: str = "auto"  # auto | pyav | dali (vidcap/video/frames.py)
     min_gap: float | None = None  # seconds between moments; default: max(2 samples, 2 s)
     skip_still: bool = True  # a still frame reuses the last caption (vidcap/video/stills.py); False: caption all
+    cuts: str = "frames"  # where cuts are found: see CUT_SIGNALS
 
     def validate(self, limits: Limits = DEFAULT_LIMITS) -> "AnalysisParams":
         limits.check_sampling(self.every_n_seconds)
@@ -59,6 +68,8 @@ class AnalysisParams:
             raise InputError(f"unknown scorer {self.scorer!r}; choose one of {', '.join(SCORERS)}")
         if self.metric is not None:
             self.metric = normalize_metric(self.metric)
+        if self.cuts not in CUT_SIGNALS:
+            raise InputError(f"unknown cut signal {self.cuts!r}; choose one of {', '.join(CUT_SIGNALS)}")
         return self
 
     @property
@@ -77,7 +88,8 @@ class FrameResult:
     pixels: np.ndarray | None = field(default=None, repr=False)  # the sampled frame, when asked for
     reused: bool = False  # a still frame: the caption (and features) of the last captioned frame
     in_domain: float | None = None  # how typical of the model's training images (vidcap/domain.py); None: unknown
-    cut: float = 0.0  # the cut signal: colour novelty, 0..1 (vidcap/video/novelty.py: CUT_THRESHOLD)
+    cut: float = 0.0  # the cut signal, 0..1 (vidcap/video/novelty.py: CUT_THRESHOLD)
+    cut_times: list[float] = field(default_factory=list)  # where the new shots it found began, to the frame
 
 
 @dataclass
@@ -297,6 +309,7 @@ def _captioned_batches(video: str | Path | FrameSource, captioner: Captioner, pa
                              device=captioner.device)
     if resume is not None and resume.samples:
         source.continue_after(resume.next_index - 1, resume.last_t)
+    source.thumbnails = params.cuts == "frames"
     reader = _FrameReader(source, capacity=2 * params.batch_size)
     balance = None
     try:
@@ -334,7 +347,8 @@ def analyze_frames(video: str | Path | FrameSource, captioner: Captioner, params
     on_sample(sample) is called with every captioned sample of a batch before any result of that batch is yielded:
     kept, the samples let a stopped analysis continue (`resume`, vidcap/video/resume.py) with the results it would
     have given, without captioning a sample twice. With `resume`, results start at frame `resume.scored`."""
-    scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric, captioner.ignored_words)
+    scorer = make_scorer(params.validate(limits).scorer, params.window, params.metric, captioner.ignored_words,
+                         cuts=_external_cuts(video, params))
     waiting: dict[int, FrameResult] = {}
     first = 0  # the frame index of the scorer's first frame (its own count starts at 0)
     if resume is not None and resume.samples:
@@ -392,7 +406,19 @@ def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
         feature=caption.feature.numpy(),
         regions=caption.regions.numpy(),
         colours=colour_histogram(frame.pixels),
+        lead_in=frame.lead_in,
     )
+
+
+def _external_cuts(video, params: AnalysisParams):
+    """Cuts found before the analysis by another detector (TransNetV2), or None: the scorer finds its own."""
+    if params.cuts != "transnetv2":
+        return None
+    if isinstance(video, FrameSource) and video.live:
+        raise InputError("cuts=transnetv2 reads the whole file first: it is for files, not live sources")
+    from vidcap.video.transnet import transnet_cuts
+
+    return transnet_cuts(video.path if isinstance(video, FrameSource) else video)
 
 
 def online_picker(params: AnalysisParams, ignore: frozenset[str]) -> OnlinePicker:
@@ -407,7 +433,8 @@ def pick_moments(frames: list[FrameResult], params: AnalysisParams, ignore: froz
     """The moments of an analysed video, with the metric the scorer used."""
     scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
     moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
-                           params.moment_gap, scorer.min_moment_score, cuts=[f.cut for f in frames],
+                           params.moment_gap, scorer.min_moment_score,
+                           cuts=[CutSignal(f.cut, tuple(f.cut_times)) for f in frames],
                            in_domain=[f.in_domain for f in frames], ignore=ignore)
     return moments, scorer.metric
 
@@ -428,7 +455,7 @@ def _emit(scored: list[tuple[int, float]], waiting: dict[int, FrameResult], scor
         cut = scorer.cut_of(position)
         result = waiting.pop(first + position, None)
         if result is not None:
-            result.score, result.cut = score, cut
+            result.score, result.cut, result.cut_times = score, cut.strength, list(cut.times)
             yield result
 
 
@@ -442,5 +469,5 @@ def _sample(result: FrameResult, frame: CaptionedFrame, signature: torch.Tensor 
                   alternatives=[words for words, _ in frame.alternatives], reused=result.reused,
                   in_domain=result.in_domain, embeddings=frame.embeddings,
                   alternative_embeddings=[e for _, e in frame.alternatives], feature=frame.feature,
-                  regions=frame.regions, colours=frame.colours,
+                  regions=frame.regions, colours=frame.colours, lead_in=frame.lead_in,
                   signature=signature.cpu().numpy() if signature is not None else None)

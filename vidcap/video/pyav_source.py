@@ -9,10 +9,15 @@ from pathlib import Path
 import av
 
 from vidcap.errors import InputError, InputTooLargeError
+from vidcap.video.cuts import ThumbnailLog, luma_thumbnail
 from vidcap.video.frames import SAME_TIME, Frame, FrameSource, VideoOpenError
 
 _EPS = SAME_TIME
 _SKIP_MARGIN_SECONDS = 0.5
+# Where the frames between samples are kept (for cuts to the frame), a keyframe is sought only this far ahead of
+# the decoding position: nearer, the frames before it are decoded, as cuts there would otherwise go unseen (x264
+# puts a keyframe on most cuts, so a montage has one every second).
+_SEEK_PAST_SECONDS = 5.0
 
 
 class PyAVFrameSource(FrameSource):
@@ -78,14 +83,21 @@ class PyAVFrameSource(FrameSource):
         targets = self.sample_times()
         keyframes = _KeyframeIndex(self.path, self._time_base)
         k, index, position = 0, 0, None  # next target, frames yielded, time of the last decoded frame
+        log = ThumbnailLog()  # the decoded frames between two samples, for cuts to the frame
+        given = float("-inf")  # frames up to this time are in the lead-ins of samples given before
         if self.resumed_after is not None:  # targets that frame already served are done; seek to the next one
-            index, done_t = self.resumed_after[0] + 1, self.resumed_after[1]
-            k, position = sum(1 for t in targets if t <= done_t + _EPS), -1.0
+            index, given = self.resumed_after[0] + 1, self.resumed_after[1]
+            k, position = sum(1 for t in targets if t <= given + _EPS), -1.0
+            if self.thumbnails and self._seekable:  # from the last sample given: the next one's lead-in is whole
+                keyframe = keyframes.last_at_or_before(self._start + given)
+                if keyframe is not None:
+                    self._container.seek(round(keyframe / self._time_base), stream=self._stream, backward=True)
+                    position = keyframe - self._start
         try:
             while k < len(targets):
                 keyframe = keyframes.last_at_or_before(self._start + targets[k])
                 if self._seekable and position is not None and keyframe is not None and \
-                        keyframe - self._start > position + _EPS:
+                        keyframe - self._start > position + self._seek_margin() + _EPS:
                     self._container.seek(round(keyframe / self._time_base), stream=self._stream, backward=True)
                     position = keyframe - self._start
                 self._skip_unreferenced(position, targets[k])
@@ -93,10 +105,12 @@ class PyAVFrameSource(FrameSource):
                     if frame.pts is None:
                         continue
                     position = frame.pts * self._time_base - self._start
+                    if self.thumbnails and position > given + _EPS:
+                        log.add(position, luma_thumbnail(frame))
                     if position < targets[k] - _EPS:
                         self._skip_unreferenced(position, targets[k])
                         continue
-                    yield Frame(index, position, self._to_rgb(frame))
+                    yield Frame(index, position, self._to_rgb(frame), log.take())
                     index += 1
                     while k < len(targets) and targets[k] <= position + _EPS:  # one frame serves each target once
                         k += 1
@@ -104,7 +118,8 @@ class PyAVFrameSource(FrameSource):
                         return
                     self._skip_unreferenced(position, targets[k])
                     keyframe = keyframes.last_at_or_before(self._start + targets[k])
-                    if self._seekable and keyframe is not None and keyframe - self._start > position + _EPS:
+                    if self._seekable and keyframe is not None and \
+                            keyframe - self._start > position + self._seek_margin() + _EPS:
                         break  # cheaper to seek to that keyframe than to decode up to it
                 else:
                     return  # end of stream: targets past the last frame have no frame
@@ -112,6 +127,9 @@ class PyAVFrameSource(FrameSource):
             raise VideoOpenError(f"cannot decode {self.path.name}: {_reason(exc)}") from exc
         finally:
             keyframes.close()
+
+    def _seek_margin(self) -> float:
+        return _SEEK_PAST_SECONDS if self.thumbnails else 0.0
 
     def _skip_unreferenced(self, position: float | None, target: float) -> None:
         """Far from the next target, let the video codec skip frames no other frame refers to (B-frames in H.264):

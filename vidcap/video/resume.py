@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vidcap.model import Caption
+from vidcap.video.cuts import Thumbnails
 from vidcap.video.novelty import CaptionedFrame
 
 
@@ -41,11 +42,12 @@ class Sample:
     regions: np.ndarray | None
     colours: np.ndarray | None
     signature: np.ndarray | None = None  # a freshly captioned frame's still-frame signature (vidcap/video/stills.py)
+    lead_in: Thumbnails | None = None  # the frames since the previous sample (vidcap/video/cuts.py)
 
     def captioned_frame(self) -> CaptionedFrame:
         return CaptionedFrame(t=self.t, words=self.words, embeddings=self.embeddings,
                               alternatives=list(zip(self.alternatives, self.alternative_embeddings)),
-                              feature=self.feature, regions=self.regions, colours=self.colours)
+                              feature=self.feature, regions=self.regions, colours=self.colours, lead_in=self.lead_in)
 
     def caption_object(self) -> Caption:
         """The caption as the pipeline holds it, for still frames that reuse this one's."""
@@ -65,6 +67,8 @@ class Sample:
         for name in ("feature", "regions", "colours", "signature"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
+        if self.lead_in is not None:
+            arrays.update(lead_in_times=self.lead_in.times, lead_in_thumbs=self.lead_in.thumbs)
         buffer = io.BytesIO()
         np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
         return buffer.getvalue()
@@ -76,7 +80,9 @@ class Sample:
             alternatives = [npz[f"alternative_{i}"] for i in range(len(header["alternatives"]))]
             arrays = {name: npz[name] if name in npz.files else None
                       for name in ("feature", "regions", "colours", "signature")}
-            return cls(**header, embeddings=npz["embeddings"], alternative_embeddings=alternatives, **arrays)
+            lead_in = Thumbnails(npz["lead_in_times"], npz["lead_in_thumbs"]) if "lead_in_times" in npz.files else None
+            return cls(**header, embeddings=npz["embeddings"], alternative_embeddings=alternatives, **arrays,
+                       lead_in=lead_in)
 
 
 @dataclass

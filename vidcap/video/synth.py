@@ -37,6 +37,8 @@ class Effects:
     noise: float = 0.0  # sensor noise sigma (0-255 scale)
     drift: bool = False  # slow camera pan and slow lighting change
     still: bool = False  # objects stay put (a parked camera on a still scene); by default they wander a little
+    exposure: float = 0.0  # auto-exposure drifting: the picture brightens and darkens by up to this share, slowly
+    bars: float = 0.0  # letterbox: black bars of this share of the height at the top and at the bottom
 
 
 def truth_path(video: str | Path) -> Path:
@@ -175,8 +177,14 @@ def render_frames(segments: list[Segment], fps: float, width: int, height: int, 
             frame += 12 * math.sin(2 * math.pi * t / 15)
         if effects.flicker and t > 0.5 and (t % effects.flicker) < FLASH_SECONDS:
             frame += FLASH_BRIGHTNESS
+        if effects.exposure:  # two slow waves (periods of 7 and 11 s): a camera hunting for its exposure
+            frame *= 1 + effects.exposure * (0.6 * math.sin(2 * math.pi * t / 7) + 0.4 * math.sin(2 * math.pi * t / 11))
         if noise_bank:
             frame += noise_bank[int(rng.integers(len(noise_bank)))]
+        if effects.bars:  # added in post-production: clean black
+            bar = int(round(effects.bars * height))
+            frame[:bar] = 0
+            frame[height - bar:] = 0
         yield np.clip(frame, 0, 255).astype(np.uint8)
 
 
