@@ -86,21 +86,30 @@ class Score:
     seconds: float = 0.0
 
     def add(self, predicted: list[float], truth: list[float], tolerance: float, minutes: float, seconds: float):
-        unmatched = sorted(truth)
-        for t in sorted(predicted):
-            match = next((c for c in unmatched if abs(c - t) <= tolerance), None)
-            if match is None:
-                self.fp += 1
-            else:
-                self.tp += 1
-                unmatched.remove(match)
-        self.fn += len(unmatched)
+        """Each change matches at most one moment within `tolerance`: the nearest pairs first (so that in a montage,
+        where changes lie closer than the tolerance, a moment is not paired with its neighbour's change)."""
+        matched = matches(predicted, truth, tolerance)
+        self.tp += len(matched)
+        self.fp += len(predicted) - len(matched)
+        self.fn += len(truth) - len(matched)
         self.minutes += minutes
         self.seconds += seconds
 
     @property
     def f1(self) -> float:
         return 2 * self.tp / max(1, 2 * self.tp + self.fp + self.fn)
+
+
+def matches(predicted: list[float], truth: list[float], tolerance: float) -> dict[int, int]:
+    """predicted index -> truth index, nearest pairs first, each side once, within tolerance."""
+    pairs = sorted((abs(p - t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(truth)
+                   if abs(p - t) <= tolerance)
+    matched, used = {}, set()
+    for _, i, j in pairs:
+        if i not in matched and j not in used:
+            matched[i] = j
+            used.add(j)
+    return matched
 
 
 def make_videos(folder: Path, minutes: float, fps: float, size: tuple[int, int], seed: int = 100,
@@ -182,11 +191,10 @@ def frame_errors(moments: list[float], truth: list[dict], fps: float, tolerance:
     """For each hard cut of the truth matched by a moment (within tolerance): how many frames the moment lies from
     the first frame of the new shot."""
     errors = []
-    for change in (c for c in truth if c["kind"] == "cut"):
-        first = math.ceil(change["t"] * fps - 1e-6)  # the new shot's first frame
-        near = [t for t in moments if abs(t - change["t"]) <= tolerance]
-        if near:
-            errors.append(abs(round(min(near, key=lambda t: abs(t - change["t"])) * fps) - first))
+    for i, j in matches(moments, [c["t"] for c in truth], tolerance).items():
+        if truth[j]["kind"] == "cut":
+            first = math.ceil(truth[j]["t"] * fps - 1e-6)  # the new shot's first frame
+            errors.append(abs(round(moments[i] * fps) - first))
     return errors
 
 
@@ -229,6 +237,7 @@ def main() -> None:
     errors: dict[str, list[int]] = {}  # method -> frames from each hard cut it found to the new shot's first frame
     stills: dict[str, dict[str, float]] = {}
     overhead: dict[str, tuple[float, float]] = {}
+    false_by_reason: dict[str, dict[str, int]] = {}  # the default's false moments: why each was given
     delays: list[float] = []
     for kind, path in videos.items():
         truth = json.loads(truth_path(path).read_text())
@@ -264,7 +273,12 @@ def main() -> None:
             if name == "robust, --cuts transnetv2":
                 seconds += transnet_seconds
             record(name, [m.t for m in moments], seconds)
-            if name == "robust (vidcap default)":  # the same scores, moments decided as they stream
+            if name == "robust (vidcap default)":
+                matched = matches([m.t for m in moments], changes, args.every)
+                for i, m in enumerate(moments):
+                    if i not in matched:
+                        false_by_reason.setdefault(kind, {}).setdefault(m.reason, 0)
+                        false_by_reason[kind][m.reason] += 1  # the same scores, moments decided as they stream
                 picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score,
                                       ignore=captioner.ignored_words)
                 online = []
@@ -305,13 +319,18 @@ def main() -> None:
               f"{statistics.median(delays):.2f}, p90 {sorted(delays)[int(0.9 * (len(delays) - 1))]:.2f}, "
               f"max {max(delays):.2f} ({len(delays)} moments)")
     print_errors(errors, args.fps)
+    if false_by_reason:
+        print("\nThe default's false moments by reason: " + "; ".join(
+            f"{kind}: " + ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+            for kind, reasons in false_by_reason.items()))
     print_overhead(overhead)
     print_stills(stills)
     if args.json:
         rows = {name: {kind: {"f1": s.f1, "tp": s.tp, "fp": s.fp, "fn": s.fn, "false_per_10min": 10 * s.fp / s.minutes,
                               "seconds": s.seconds} for kind, s in row.items()} for name, row in table.items()}
         Path(args.json).write_text(json.dumps({**rows, "still frames": stills, "online delays": delays,
-                                               "frame errors": errors, "overhead": overhead}, indent=1))
+                                               "frame errors": errors, "overhead": overhead,
+                                               "false by reason": false_by_reason}, indent=1))
 
 
 def median_seconds(path: Path, captioner: Captioner, params: AnalysisParams, runs: int) -> float:

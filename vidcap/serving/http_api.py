@@ -335,6 +335,8 @@ class FrameModel(BaseModel):
     reused: bool = Field(description="a still frame: the caption of the last captioned one")
     in_domain: float | None = Field(description="how typical of the model's training images, 0..1")
     cut: float = Field(description="the cut signal, 0..1")
+    cut_times: list[float] = Field(default_factory=list, description="where the new shots its cut signal found "
+                                                                     "began, to the frame (seconds)")
 
 
 class MomentModel(BaseModel):

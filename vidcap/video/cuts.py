@@ -30,6 +30,7 @@ MIN_JUMP = 0.1  # how unlike the frame before a frame must be (levelled thumbnai
 JUMP_RATIO = 3.0  # ... and this many times the median difference of the frames around it
 HOLD_SECONDS = 0.25  # a cut lasts: the frames this long after it all differ from those this long before it
 MIN_HOLD = 0.15  # ... by this much: above what one object of a scene changing or a flash leaves (<= 0.09)
+LATER_SECONDS = 0.5  # ... and so does the last frame at hand, when it is at least this far on
 BASELINE_SECONDS = 1.0  # the frames around a jump whose differences make its local baseline
 MIN_SHOT_SECONDS = 0.25  # two cuts closer than this are one (the stronger)
 MAX_FRAMES = 4096  # a lead-in keeps at most this many thumbnails (the latest): a long sampling step stays bounded
@@ -119,6 +120,7 @@ def rgb_thumbnail(pixels) -> np.ndarray:
 
 
 BLACK = 24  # luma below which an edge row or column is a black bar
+FLAT = 0.006  # contrast (mean absolute deviation of luma, 0..1) under which a picture is as good as black
 CONTRAST_FLOOR = 0.03  # of the 0..1 luma scale: below it a picture is flat (sensor noise, compression: a dark
 # or plain picture), and differences are read against this
 
@@ -137,6 +139,13 @@ def _without_bars(thumbs: np.ndarray) -> np.ndarray:
 def _leading(flags: np.ndarray) -> int:
     limit = len(flags) // 3
     return limit if flags[:limit].all() else int(np.argmin(flags[:limit]))
+
+
+def _flat(thumbs: np.ndarray) -> np.ndarray:
+    """Which thumbnails show no picture to speak of: a contrast under FLAT (black, or nearly: the middle of a fade
+    through black; a star field is not flat)."""
+    luma = thumbs.astype(np.float32) / 255.0
+    return np.abs(luma - luma.mean(axis=(1, 2), keepdims=True)).mean(axis=(1, 2)) < FLAT
 
 
 def _levelled(thumbs: np.ndarray) -> np.ndarray:
@@ -165,7 +174,8 @@ def find_cuts(frames: Thumbnails, start: float, end: float) -> list[Cut]:
     context, of the frames around them (at least HOLD_SECONDS after end, where the video goes on)."""
     if len(frames) < 2:
         return []
-    levelled = _levelled(_without_bars(frames.thumbs))
+    thumbs = _without_bars(frames.thumbs)
+    levelled, flat = _levelled(thumbs), _flat(thumbs)
     times = frames.times
     inside = (times[1:] > start) & (times[1:] <= end)
     if not (inside & (np.abs(levelled[1:] - levelled[:-1]).mean(axis=(1, 2)) / 2 >= MIN_JUMP)).any():
@@ -173,18 +183,21 @@ def find_cuts(frames: Thumbnails, start: float, end: float) -> list[Cut]:
     jumps = _jumps(levelled)  # jumps[j - 1]: frame j against frame j - 1
     found: list[Cut] = []
     for j in range(1, len(times)):
-        if not start < times[j] <= end or jumps[j - 1] < MIN_JUMP:
-            continue
+        if not start < times[j] <= end or jumps[j - 1] < MIN_JUMP or flat[j] or flat[j - 1]:
+            continue  # (into or out of a flat picture: a fade through black, which the colours place)
         around = (np.abs(times[1:] - times[j]) <= BASELINE_SECONDS) & (np.abs(np.arange(1, len(times)) - j) > 1)
         baseline = float(np.median(jumps[around])) if around.any() else 0.0
         if jumps[j - 1] < JUMP_RATIO * baseline:
             continue
         first = min(j - 1, int(np.searchsorted(times, times[j] - HOLD_SECONDS)))  # at least the frame before
-        flat = levelled.reshape(len(levelled), -1)
-        before, after = flat[first:j], flat[(times >= times[j]) & (times <= times[j] + HOLD_SECONDS)]
+        points = levelled.reshape(len(levelled), -1)
+        before, after = points[first:j], points[(times >= times[j]) & (times <= times[j] + HOLD_SECONDS)]
         strength = float(_spread_differences(after, before).min())
         if strength < MIN_HOLD:
             continue
+        if times[-1] >= times[j] + LATER_SECONDS and \
+                differences(points[-1:], before).min() < 0.5 * differences(points[j:j + 1], before).min():
+            continue  # the last frame at hand, a second or so on, is back to the picture before: a strobe ended
         if found and times[j] - found[-1].t < MIN_SHOT_SECONDS:
             if strength > found[-1].strength:
                 found[-1] = Cut(float(times[j]), strength)
@@ -195,7 +208,8 @@ def find_cuts(frames: Thumbnails, start: float, end: float) -> list[Cut]:
 
 def _spread_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """As `differences`, but the median point's difference: a new shot changes most of the picture, one object
-    of a scene changing (or moving) a small part, which this leaves out."""
+    of a scene changing (or moving) a small part, which this leaves out. (So does a cut between two parts of a
+    star field, whose points are mostly black in both: such a cut is left to the colours.)"""
     return np.median(np.abs(a[:, None, :] - b[None, :, :]), axis=2) / 2
 
 
@@ -213,15 +227,33 @@ def _jumps(levelled: np.ndarray) -> np.ndarray:
     return best
 
 
+SAME_PICTURE = 0.05  # a mean difference of levelled thumbnails under which two pictures are one (light changed)
+
+
+def came_back(frames: Thumbnails, old: np.ndarray, new: np.ndarray, since: float) -> bool:
+    """Whether a frame from `since` on is back to the picture `old`: under half as unlike it as `new` is (a flash,
+    a strobe, two camera flashes a second apart: the picture between them is the old one). A new shot stays away;
+    so does a scene whose objects changed on the same background, however small the change."""
+    later = frames.thumbs[frames.times >= since]
+    if not len(later):
+        return False
+    thumbs = _without_bars(np.concatenate([old[None], new[None], later]))
+    levelled = _levelled(thumbs).reshape(len(thumbs), -1)
+    away = differences(levelled[1:], levelled[:1])[:, 0]
+    return bool(away[1:].min() < 0.5 * away[0] or away[0] < SAME_PICTURE)
+
+
 def transition_time(frames: Thumbnails, old: np.ndarray, new: np.ndarray, start: float, end: float) -> float | None:
-    """Where a gradual transition from the picture `old` to `new` (thumbnails) crosses over: the first frame in
-    (start, end] more like `new` than `old`. None without frames there."""
+    """Where a gradual transition from the picture `old` to `new` (thumbnails) crosses over: the frame in
+    (start, end] after the last one that is more like `old` than `new` (so that a frame that looks like the new
+    picture by chance, a shaking camera's, does not place it early). None without frames there."""
     inside = (frames.times > start) & (frames.times <= end)
     if not inside.any():
         return None
     levelled = _levelled(frames.thumbs[inside]).reshape(int(inside.sum()), -1)
     ends = _levelled(np.stack([old, new])).reshape(2, -1)
     d = differences(levelled, ends)
-    crossed = np.nonzero(d[:, 1] <= d[:, 0])[0]
+    like_old = np.nonzero(d[:, 0] < d[:, 1])[0]
     times = frames.times[inside]
-    return float(times[crossed[0]]) if len(crossed) else None
+    first_new = like_old[-1] + 1 if len(like_old) else 0
+    return float(times[first_new]) if first_new < len(times) else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vidcap.errors import InputError
-from vidcap.video.cuts import MIN_HOLD, Cut, Thumbnails, find_cuts, transition_time
+from vidcap.video.cuts import MIN_HOLD, MIN_SHOT_SECONDS, Cut, Thumbnails, came_back, find_cuts, transition_time
 
 METRICS = ("euclidean", "cosine")
 METRIC_ALIASES = {"euclidian": "euclidean"}  # the old API's spelling
@@ -168,7 +168,6 @@ class CutSignal:
     strength: float = 0.0
     times: tuple[float, ...] = ()
 
-
 NO_CUT = CutSignal()
 
 
@@ -288,13 +287,18 @@ class RobustScorer(NoveltyScorer):
         frames = Thumbnails.join([p.lead_in for p in past[-2:]] + [own.lead_in, ahead.lead_in if ahead else None])
         found = find_cuts(frames, past[-1].t if past else float("-inf"), own.t)
         if found:
+            own.jumped = True
             strength = max(min(1.0, CUT_THRESHOLD * c.strength / MIN_HOLD) for c in found)
             return CutSignal(max(colour, strength), tuple(c.t for c in found))
         old = past[-2] if len(past) >= 2 else (past[-1] if past else None)
         new = ahead if ahead is not None and ahead.lead_in is not None else own
+        if past and past[-1].jumped:  # the change goes on from a cut the sample before placed: not a new one
+            return CutSignal(min(colour, 0.99 * CUT_THRESHOLD / 2))
         if colour < CUT_THRESHOLD or old is None or old.lead_in is None:
             return CutSignal(colour)
         crossed = transition_time(frames, old.lead_in.thumbs[-1], new.lead_in.thumbs[-1], old.t, own.t)
+        if came_back(frames, old.lead_in.thumbs[-1], new.lead_in.thumbs[-1], own.t if crossed is None else crossed):
+            return CutSignal(min(colour, 0.99 * CUT_THRESHOLD / 2))  # light (flashes), not a new shot
         return CutSignal(colour, () if crossed is None else (crossed,))
 
     def _novelty(self, description, past) -> float:
@@ -326,7 +330,7 @@ class _Kept:
     colours: np.ndarray | None
     t: float
     lead_in: Thumbnails | None
-
+    jumped: bool = False  # a cut was found in its lead-in
 
 def _colour_novelty(colours: np.ndarray | None, past: list[np.ndarray | None]) -> float:
     """Colour distance to the nearest of the past frames: unlike anything in the window, as for the scores."""
@@ -432,17 +436,18 @@ def find_moments(times: list[float], scores: list[float], captions: list[str], m
     c = np.asarray([cut.strength for cut in signals], dtype=np.float64)
     threshold = _threshold(s, min_score, sensitivity)
     trusted = trusted_flags(in_domain) if in_domain is not None else [True] * len(s)
-    is_cut = [bool(c[i] >= CUT_THRESHOLD and (signals[i].times or _is_peak(c, i))) for i in range(len(s))]
+    hard = [bool(c[i] >= CUT_THRESHOLD and signals[i].times) for i in range(len(s))]
+    is_cut = [hard[i] or bool(c[i] >= CUT_THRESHOLD and _is_peak(c, i)) for i in range(len(s))]
     peaks = [i for i in range(len(s)) if (s[i] >= threshold and _is_peak(s, i) and trusted[i]) or is_cut[i]]
     chosen: list[int] = []
-    for i in sorted(peaks, key=lambda i: (-is_cut[i], -s[i])):
-        if (is_cut[i] and signals[i].times) or all(abs(times[i] - times[j]) >= min_gap for j in chosen):
+    for i in sorted(peaks, key=lambda i: (-hard[i], -is_cut[i], -s[i])):
+        if hard[i] or all(abs(times[i] - times[j]) >= min_gap for j in chosen):
             chosen.append(i)
     moments: list[Moment] = []
     for i in sorted(chosen):
         if is_cut[i]:
             for t, at in _cut_frames(times, signals, c, i):
-                if not moments or t > moments[-1].t:
+                if not moments or t >= moments[-1].t + (MIN_SHOT_SECONDS if moments[-1].reason == "cut" else 1e-9):
                     moments.append(Moment(t, float(s[at]), captions[at], captions[at - 1] if at > 0 else "", at,
                                           "cut"))
             continue
@@ -555,10 +560,10 @@ class OnlinePicker:
     def _decide(self) -> list[Moment]:
         before, now, ahead = self._frames[0], self._frames[1], self._frames[2:]
         signal = now.cut.strength
-        cut = signal >= CUT_THRESHOLD and (bool(now.cut.times) or (
-            signal >= before.cut.strength and not (ahead and signal <= ahead[0].cut.strength)))
-        if cut and now.cut.times:
+        if signal >= CUT_THRESHOLD and now.cut.times:
             return self._give_cuts(before, now)
+        cut = signal >= CUT_THRESHOLD and signal >= before.cut.strength and not (
+            ahead and signal <= ahead[0].cut.strength)
         threshold = _threshold(np.fromiter(self._scores, dtype=np.float64), self.min_score, self.sensitivity)
         peak = now.score >= threshold and now.score >= before.score and not (
             ahead and now.score <= ahead[0].score) and now.trusted
@@ -594,18 +599,22 @@ class OnlinePicker:
         first sample in that shot (the one before `now`, where a fade crossed over before it)."""
         given = []
         for t in now.cut.times:
-            if before.index >= 0 and t <= before.t + 1e-6:
-                moment = Moment(t, float(before.score), before.caption, self._caption_before, before.index, "cut")
-            else:
-                moment = Moment(t, float(now.score), now.caption, before.caption if before.index >= 0 else "",
-                                now.index, "cut")
-            if self.moments and t <= self.moments[-1].t:
-                continue  # given out already (a fade's crossing seen from two samples)
+            moment = self._cut_at(before, now, t)
+            last = given[-1] if given else (self.moments[-1] if self.moments else None)
+            if last is not None and t < last.t + (MIN_SHOT_SECONDS if last.reason == "cut" else 1e-9):
+                continue  # given out already (one transition seen from two samples)
             given.append(moment)
         if given:
             self._last_candidate = self._last_given = given[-1]
             self.moments += given
         return given
+
+
+    def _cut_at(self, before: "_Scored", now: "_Scored", t: float) -> Moment:
+        """A cut at `t`, with the caption and score of the first sample at or after it (`now`, or the one before)."""
+        if before.index >= 0 and t <= before.t + 1e-6:
+            return Moment(t, float(before.score), before.caption, self._caption_before, before.index, "cut")
+        return Moment(t, float(now.score), now.caption, before.caption if before.index >= 0 else "", now.index, "cut")
 
 
 @dataclass
