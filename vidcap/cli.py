@@ -213,7 +213,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     from vidcap.video.novelty import DEFAULT_SCORER, SCORERS
-    from vidcap.video.pipeline import CUT_SIGNALS
+    from vidcap.video.cuts import CUT_SIGNALS
 
     p = sub.add_parser("analyze", help="find the moments of a video unlike what came before",
                        description="Sample a frame every N seconds, caption it, score how unlike the previous "

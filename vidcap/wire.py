@@ -28,7 +28,7 @@ def analysis_params(every_n_seconds: Any = None, window: Any = None, metric: Any
     """AnalysisParams from wire values: None, 0 and "" mean the default (proto3 cannot tell them apart); text is
     parsed with a message naming the field; every bound is checked before any work starts. no_skip: caption
     every sampled frame, still ones too (the default reuses a still frame's caption); cuts: the cut signal
-    (vidcap/video/pipeline.py's CUT_SIGNALS)."""
+    (vidcap/video/cuts.py's CUT_SIGNALS)."""
     return AnalysisParams(
         every_n_seconds=_number(every_n_seconds, "every_n_seconds", float, DEFAULTS.every_n_seconds),
         window=_number(window, "window", int, DEFAULTS.window),

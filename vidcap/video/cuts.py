@@ -24,6 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The cut signals an analysis can use (AnalysisParams.cuts): "frames" (the default: colours at the samples, and the
+# frames between them, as this module reads them), "colour" (colours at the samples alone: no thumbnail of each
+# decoded frame is taken) and "transnetv2" (the learnt shot detector, over every frame of a file before the analysis
+# starts: slower, for files; vidcap/video/transnet.py).
+CUT_SIGNALS = ("frames", "colour", "transnetv2")
+
 THUMB_W, THUMB_H = 32, 18  # points of a thumbnail; each the mean of POOLxPOOL pixels spread over its cell
 POOL = 3  # 9 pixels a point: sensor noise and fine texture (which a shaking camera moves) average out
 MIN_JUMP = 0.1  # how unlike the frame before a frame must be (levelled thumbnails, `differences`) to begin a cut

@@ -23,6 +23,7 @@ from vidcap.domain import DomainSummary, summarize
 from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
+from vidcap.video.cuts import CUT_SIGNALS
 from vidcap.video.frames import Frame, FrameSource, open_frames
 from vidcap.video.resume import Resume, Sample
 from vidcap.video.stills import StillFrames
@@ -37,13 +38,6 @@ from vidcap.video.novelty import (
     make_scorer,
     normalize_metric,
 )
-
-
-# The cut signals an analysis can use: "frames" (the default: colours at the samples, and the frames between them for
-# cuts to the frame and cuts between shots of the same colours, vidcap/video/cuts.py), "colour" (colours at the
-# samples alone: no thumbnail of each decoded frame is taken) and "transnetv2" (the learnt shot detector, over every
-# frame of a file before the analysis starts: slower, for files; vidcap/video/transnet.py).
-CUT_SIGNALS = ("frames", "colour", "transnetv2")
 
 
 @dataclass
