@@ -34,7 +34,8 @@ THUMB_W, THUMB_H = 32, 18  # points of a thumbnail; each the mean of POOLxPOOL p
 POOL = 3  # 9 pixels a point: sensor noise and fine texture (which a shaking camera moves) average out
 MIN_JUMP = 0.1  # how unlike the frame before a frame must be (levelled thumbnails, `differences`) to begin a cut
 JUMP_RATIO = 3.0  # ... and this many times the median difference of the frames around it
-HOLD_SECONDS = 0.25  # a cut lasts: the frames this long after it all differ from those this long before it
+HOLD_SECONDS = 0.25  # a cut lasts: the frames this long after it all differ from those BEFORE_SECONDS before it
+BEFORE_SECONDS = 0.5  # (longer than a flash: the end of a flash is not a cut back to the picture it lit)
 MIN_HOLD = 0.15  # ... by this much: above what one object of a scene changing or a flash leaves (<= 0.09)
 LATER_SECONDS = 0.5  # ... and so does the last frame at hand, when it is at least this far on
 BASELINE_SECONDS = 1.0  # the frames around a jump whose differences make its local baseline
@@ -195,7 +196,7 @@ def find_cuts(frames: Thumbnails, start: float, end: float) -> list[Cut]:
         baseline = float(np.median(jumps[around])) if around.any() else 0.0
         if jumps[j - 1] < JUMP_RATIO * baseline:
             continue
-        first = min(j - 1, int(np.searchsorted(times, times[j] - HOLD_SECONDS)))  # at least the frame before
+        first = min(j - 1, int(np.searchsorted(times, times[j] - BEFORE_SECONDS)))  # at least the frame before
         points = levelled.reshape(len(levelled), -1)
         before, after = points[first:j], points[(times >= times[j]) & (times <= times[j] + HOLD_SECONDS)]
         strength = float(_spread_differences(after, before).min())
