@@ -1,18 +1,20 @@
 """Cuts to the frame: where, between two samples, a new shot begins.
 
 A frame source decodes most frames between two samples anyway (to reach the next sample); of each it keeps a
-thumbnail of the luma, 32x18 points (`Thumbnails`, ~600 bytes a frame, ~0.1 ms to take), handed on with the next
+thumbnail of the luma, 32x18 points (`Thumbnails`, ~600 bytes a frame, ~0.07 ms to take), handed on with the next
 sample as its lead-in. From those the cut detector reads, frame by frame:
 
 - **a jump**: the thumbnail differs from the previous frame's far more than the frames around it differ from
   theirs (`JUMP_RATIO` times the local median: a hand-held camera or a pan moves every frame, a cut once), and by
   at least `MIN_JUMP`;
-- **that lasts**: every frame of the next `HOLD_SECONDS` is unlike every frame of the `HOLD_SECONDS` before the
-  jump (by `MIN_HOLD` or more: what a flash, a strobe or a camera flash never does, they return to the picture
-  they interrupted).
+- **that lasts**: every frame of the next `HOLD_SECONDS` is unlike every frame of the `BEFORE_SECONDS` before the
+  jump (the median point's difference, `MIN_HOLD` or more: what a flash, a strobe or a camera flash never does,
+  they return to the picture they interrupted; nor does one object of a scene changing), and the last frame at
+  hand, a second or so on, has not gone back to it.
 
-Differences are taken on brightness-levelled thumbnails (each less its own mean), so a change of exposure, which
-is slow anyway, is not a change of picture. A jump that lasts is a cut at its first frame; its strength (the
+Differences are taken on levelled thumbnails (each less its own mean, over its own contrast) without the black
+bars along their edges, so a change of exposure is not a change of picture, and a jump is forgiven a shift of one
+point (a shaking camera). A jump that lasts is a cut at its first frame; its strength (the
 lasting difference, 0..1) joins the colour signal of vidcap/video/novelty.py. A gradual transition (a fade) has
 no jump: when the colour signal finds one, `transition_time` places it where the frames become more like the new
 shot than the old one, its middle.
@@ -116,14 +118,6 @@ def luma_thumbnail(frame) -> np.ndarray:
     plane = frame.planes[0]
     luma = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]
     return _pool(_points(luma))
-
-
-def rgb_thumbnail(pixels) -> np.ndarray:
-    """(H, W, 3) uint8 RGB (numpy or a tensor) -> its thumbnail (BT.601 luma)."""
-    rgb = pixels.cpu().numpy() if hasattr(pixels, "cpu") else np.asarray(pixels)
-    points = _points(rgb).astype(np.float32)
-    luma = 0.299 * points[..., 0] + 0.587 * points[..., 1] + 0.114 * points[..., 2]
-    return _pool(np.clip(luma + 0.5, 0, 255).astype(np.uint8))
 
 
 BLACK = 24  # luma below which an edge row or column is a black bar
