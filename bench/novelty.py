@@ -46,7 +46,7 @@ from vidcap.video.novelty import (  # noqa: E402
 from vidcap.video.pipeline import AnalysisParams, captioned_frames, to_captioned_frame  # noqa: E402
 from vidcap.video.photo_footage import FOOTAGE, write_photo_video  # noqa: E402
 from vidcap.video.synth import Effects, random_segments, truth_path, write_video  # noqa: E402
-from vidcap.video.transnet import transitions  # noqa: E402
+from vidcap.video.transnet import transnet_cuts  # noqa: E402  (as --cuts transnetv2 reads them)
 
 @dataclass(frozen=True)
 class Kind:
@@ -168,15 +168,6 @@ def scenedetect_cuts(path: Path, detector_name: str) -> list[float] | None:
     detector = {"ContentDetector": ContentDetector, "AdaptiveDetector": AdaptiveDetector}[detector_name]()
     scenes = detect(str(path), detector)
     return [start.seconds for start, _ in scenes[1:]]
-
-
-def transnet_cuts(path: Path):
-    """TransNetV2's cuts (vidcap/video/transnet.py, as `--cuts transnetv2` reads them): every frame of the file at
-    its 48x27 input size, a transition where the probability crosses 0.5 (its own rule), at the first frame of the
-    new shot."""
-    from vidcap.video.transnet import transnet_cuts as cuts
-
-    return cuts(path)
 
 
 def transnet_installed() -> bool:

@@ -290,15 +290,15 @@ class RobustScorer(NoveltyScorer):
             own.jumped = True
             strength = max(min(1.0, CUT_THRESHOLD * c.strength / MIN_HOLD) for c in found)
             return CutSignal(max(colour, strength), tuple(c.t for c in found))
-        old = past[-2] if len(past) >= 2 else (past[-1] if past else None)
-        new = ahead if ahead is not None and ahead.lead_in is not None else own
         if past and past[-1].jumped:  # the change goes on from a cut the sample before placed: not a new one
-            return CutSignal(min(colour, 0.99 * CUT_THRESHOLD / 2))
+            return _no_cut(colour)
+        old = past[-2] if len(past) >= 2 else (past[-1] if past else None)
         if colour < CUT_THRESHOLD or old is None or old.lead_in is None:
             return CutSignal(colour)
+        new = ahead if ahead is not None and ahead.lead_in is not None else own
         crossed = transition_time(frames, old.lead_in.thumbs[-1], new.lead_in.thumbs[-1], old.t, own.t)
         if came_back(frames, old.lead_in.thumbs[-1], new.lead_in.thumbs[-1], own.t if crossed is None else crossed):
-            return CutSignal(min(colour, 0.99 * CUT_THRESHOLD / 2))  # light (flashes), not a new shot
+            return _no_cut(colour)  # light (flashes), not a new shot
         return CutSignal(colour, () if crossed is None else (crossed,))
 
     def _novelty(self, description, past) -> float:
@@ -331,6 +331,13 @@ class _Kept:
     t: float
     lead_in: Thumbnails | None
     jumped: bool = False  # a cut was found in its lead-in
+
+
+def _no_cut(colour: float) -> CutSignal:
+    """A colour change that is no cut: kept below the cut threshold, and below the half of it that would mark the
+    sample as the start of a fade (`_began_before`)."""
+    return CutSignal(min(colour, 0.99 * CUT_THRESHOLD / 2))
+
 
 def _colour_novelty(colours: np.ndarray | None, past: list[np.ndarray | None]) -> float:
     """Colour distance to the nearest of the past frames: unlike anything in the window, as for the scores."""
