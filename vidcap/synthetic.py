@@ -282,3 +282,28 @@ def shape_words_right(scene: Scene, words: list[str]) -> tuple[int, int]:
             named += 1
             right += said == obj.shape
     return named, right
+
+
+def caption_mistakes(scene: Scene, caption: str) -> list[str]:
+    """What a caption gets wrong about a scene, in words (empty: nothing). Every shape it names must have the
+    colour and the shape it says; every object must be named, unless the caption counts them ("three shapes in the
+    snow, a green triangle on the left and ..." names the ends only); a count must be right; no colour the scene
+    lacks may be named; where it says where the shapes are, that must be this scene's background."""
+    words = caption.split()
+    mistakes = []
+    count = NUMBER_WORDS.get(len(scene.objects))
+    counted = count is not None and count in words
+    for obj in scene.objects:
+        shapes = [_SHAPE_OF_WORD[b] for a, b in pairwise(words) if a == obj.colour and b in _SHAPE_OF_WORD]
+        if shapes and obj.shape not in shapes:
+            mistakes.append(f"the {obj.colour} {obj.shape} is called a {shapes[0]}")
+        elif not shapes and not counted:
+            mistakes.append(f"the {obj.colour} {obj.shape} is not named")
+    for word in set(words) & set(NUMBER_WORDS.values()) - {count}:
+        mistakes.append(f"there are not {word} shapes")
+    for colour in set(words) & set(COLOURS) - {o.colour for o in scene.objects}:
+        mistakes.append(f"there is no {colour} shape")
+    for background, (phrases, _) in BACKGROUNDS.items():
+        if background != scene.background and any(f" {p} " in f" {caption} " for p in phrases):
+            mistakes.append(f"the background is {scene.background}, not {background}")
+    return mistakes
