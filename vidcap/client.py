@@ -66,20 +66,26 @@ class VidcapClient:
         """The model the server captions with: its name and card."""
         return self.stub.DescribeModel(pb.DescribeModelRequest(), timeout=self.timeout, metadata=self.metadata)
 
+    def describe_service(self) -> pb.ServiceInfo:
+        """The live sources the server opens, its library (how many videos) and whether it runs jobs."""
+        return self.stub.DescribeService(pb.DescribeServiceRequest(), timeout=self.timeout, metadata=self.metadata)
+
     def search(self, query: str, top: int = 0) -> pb.SearchResponse:
         """The server's library: caption stretches matching the query, best first."""
         return self.stub.Search(pb.SearchRequest(query=query, top=top), timeout=self.timeout, metadata=self.metadata)
 
     # ---- jobs: analyses that run on the server without this connection, kept there ------------------------------
 
-    def submit_job_file(self, path: str | Path, **params) -> pb.Job:
-        """Upload a local video in chunks as a job; answered with the queued job as soon as it is uploaded."""
-        return self.stub.SubmitJobUpload(_chunks(path, params), timeout=self.timeout, metadata=self.metadata)
+    def submit_job_file(self, path: str | Path, add_to_library: bool = False, **params) -> pb.Job:
+        """Upload a local video in chunks as a job; answered with the queued job as soon as it is uploaded.
+        add_to_library: once done, the video joins the server's library (a copy is kept there)."""
+        return self.stub.SubmitJobUpload(_chunks(path, params, add_to_library), timeout=self.timeout,
+                                         metadata=self.metadata)
 
-    def submit_job_path(self, path: str, **params) -> pb.Job:
+    def submit_job_path(self, path: str, add_to_library: bool = False, **params) -> pb.Job:
         """A video in the server's media folder as a job."""
-        return self.stub.SubmitJob(pb.SubmitJobRequest(path=path, params=pb.AnalysisParams(**params)),
-                                   timeout=self.timeout, metadata=self.metadata)
+        request = pb.SubmitJobRequest(path=path, params=pb.AnalysisParams(**params), add_to_library=add_to_library)
+        return self.stub.SubmitJob(request, timeout=self.timeout, metadata=self.metadata)
 
     def job(self, job_id: str) -> pb.Job:
         return self.stub.GetJob(pb.JobRequest(id=job_id), timeout=self.timeout, metadata=self.metadata)
@@ -112,10 +118,11 @@ class VidcapClient:
                                       timeout=self.timeout, metadata=self.metadata)
 
 
-def _chunks(path: str | Path, params: dict) -> Iterator[pb.VideoChunk]:
+def _chunks(path: str | Path, params: dict, add_to_library: bool = False) -> Iterator[pb.VideoChunk]:
     """A local file as upload chunks: the parameters and the file name ride on the first."""
     path = Path(path)
     with path.open("rb") as f:
-        yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES))
+        yield pb.VideoChunk(params=pb.AnalysisParams(**params), filename=path.name, data=f.read(CHUNK_BYTES),
+                            add_to_library=add_to_library)
         while data := f.read(CHUNK_BYTES):
             yield pb.VideoChunk(data=data)

@@ -77,4 +77,13 @@ def public_message(exc: BaseException) -> str:
     nobody's business), and nothing at all of an unexpected error (its details go to the server's log)."""
     if status_of(exc)[0] == "INTERNAL":
         return "internal error (logged on the server)"
-    return _ABSOLUTE_PATH.sub(r"\1", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if getattr(exc, "callers_words", False):  # it quotes what the caller sent (a device path), nothing of the server
+        return line
+    return _ABSOLUTE_PATH.sub(r"\1", line)
+
+
+def callers_words(exc: VidcapError) -> VidcapError:
+    """Mark an error whose paths are the caller's own words (kept whole in public_message)."""
+    exc.callers_words = True
+    return exc

@@ -28,6 +28,11 @@ def demo_model() -> Path:
     return _shipped("model_store", "vidcap-demo.pt")
 
 
+def docs_dir() -> Path:
+    """docs/ of a checkout; vidcap/docs (package data) in an install."""
+    return _shipped("docs", "")
+
+
 def default_archive_dir() -> Path:
     """model_store/ of a checkout; ./model_store for an installed vidcap."""
     return REPO_ROOT / "model_store" if (REPO_ROOT / "pyproject.toml").is_file() else Path.cwd() / "model_store"

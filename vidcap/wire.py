@@ -35,7 +35,7 @@ def analysis_params(every_n_seconds: Any = None, window: Any = None, metric: Any
         metric=str(metric) if metric else None,
         scorer=str(scorer) if scorer else default_scorer,
         beam=_number(beam, "beam", int, DEFAULTS.beam),
-        skip_still=not _flag(no_skip, "no_skip"),
+        skip_still=not flag(no_skip, "no_skip"),
         cuts=str(cuts) if cuts else DEFAULTS.cuts,
     ).validate(limits)
 
@@ -69,7 +69,7 @@ def params_to_json(params: AnalysisParams) -> dict[str, Any]:
             "scorer": params.scorer, "beam": params.beam, "no_skip": not params.skip_still, "cuts": params.cuts}
 
 
-def _flag(value: Any, name: str) -> bool:
+def flag(value: Any, name: str) -> bool:
     """A yes/no field: a bool, or the text a form sends (true/false, 1/0, yes/no, on/off)."""
     if value is None or value == "" or isinstance(value, bool):
         return bool(value)
@@ -199,6 +199,7 @@ def job_to_json(job) -> dict[str, Any]:
             "expected_frames": job.expected or 0, "duration": job.duration or 0.0,
             "eta_seconds": None if job.eta_seconds is None else round(job.eta_seconds, 1), "error": job.error or "",
             "captioned": job.captioned, "runs": job.runs, "finished": job.finished or 0.0,
+            "add_to_library": job.add_to_library,
             "params": {**params_to_json(job.params), "metric": job.params.metric or ""}}
 
 

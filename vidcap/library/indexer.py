@@ -80,19 +80,12 @@ class Indexer:
 
     def __init__(self, library: Library, captioner, params, checkpoint: Path):
         """captioner: None where the videos are analysed elsewhere (on Ray workers)."""
-        from vidcap.library.search import output_word_vectors
-        from vidcap.model import load_checkpoint
-
         self.library, self.captioner, self.params = library, captioner, params
         from vidcap.library.jobs import JobStore  # not at the top: `vidcap index` checks its paths before torch loads
 
         self.progress = JobStore(library.path)  # the results of the video in progress, as they come
-        self.settings = json.dumps({k: v for k, v in sorted(asdict(params).items()) if k != "frame_source"})
-        self.model_key = model_key(checkpoint)
-        if library.model_vectors(self.model_key) is None:  # the words search will match, from the model itself
-            state = load_checkpoint(checkpoint)
-            library.add_model(self.model_key, list(state["vocab"]),
-                              output_word_vectors(state["model"]["decoder.classifier.weight"]))
+        self.settings = settings_of(params)
+        self.model_key = register_model(library, checkpoint)
 
     def mark_missing(self, report: IndexReport) -> None:
         for record in self.library.videos():
@@ -167,6 +160,23 @@ class Indexer:
         return reason
 
 
+def register_model(library: Library, checkpoint: Path) -> str:
+    """The checkpoint's key in the library, with the words search matches (from the model itself) -> the key."""
+    from vidcap.library.search import output_word_vectors
+    from vidcap.model import load_checkpoint
+
+    key = model_key(checkpoint)
+    if library.model_vectors(key) is None:
+        state = load_checkpoint(checkpoint)
+        library.add_model(key, list(state["vocab"]), output_word_vectors(state["model"]["decoder.classifier.weight"]))
+    return key
+
+
+def settings_of(params) -> str:
+    """The analysis parameters as the library records them (what decides whether a video is indexed again)."""
+    return json.dumps({k: v for k, v in sorted(asdict(params).items()) if k != "frame_source"})
+
+
 def describe_failure(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
 
@@ -177,10 +187,16 @@ def analyse_video(path: Path, captioner, params, on_start=None, on_frame=None, r
     travel from a Ray worker as they are. resume, on_sample, done_frames: continue a stopped run
     (vidcap.video.pipeline.analyze)."""
     from vidcap.video.pipeline import analyze
-    from vidcap.video.subtitles import caption_stretches
 
     analysis = analyze(path, captioner, params, on_frame=on_frame, on_start=on_start, resume=resume,
                        on_sample=on_sample, done_frames=done_frames)
+    return library_rows(analysis)
+
+
+def library_rows(analysis) -> tuple[list, list, list, float]:
+    """An Analysis as the library stores it: (frames, moments, caption stretches, duration)."""
+    from vidcap.video.subtitles import caption_stretches
+
     frames = [(f.index, f.t, f.caption, f.score, int(f.reused), f.in_domain, f.cut) for f in analysis.frames]
     moments = [(m.t, m.score, m.reason, m.caption, m.previous_caption) for m in analysis.moments]
     stretches = [(c.start, c.end, c.text, _other_words(analysis.frames, c)) for c in caption_stretches(analysis)]

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started REAL,                   -- when the current or last run started
     frames_at_start INTEGER NOT NULL DEFAULT 0,  -- results when it started (the pace of this run gives the ETA)
     finished REAL,
-    error TEXT
+    error TEXT,
+    library INTEGER NOT NULL DEFAULT 0  -- 1: once done, the video joins the library (vidcap/library/shelf.py)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, created);
 CREATE TABLE IF NOT EXISTS job_frames (
@@ -56,10 +57,12 @@ CREATE TABLE IF NOT EXISTS job_samples (    -- the latest captioned samples of a
 def _add_missing_columns(db) -> None:
     """A library written by an older vidcap gets the columns added since (CREATE TABLE IF NOT EXISTS keeps the old
     table as it is)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(job_frames)")}
-    if "cut_times" not in columns:
+    for table, column, declaration in (("job_frames", "cut_times", "TEXT NOT NULL DEFAULT '[]'"),
+                                       ("jobs", "library", "INTEGER NOT NULL DEFAULT 0")):
+        if column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            continue
         try:
-            db.execute("ALTER TABLE job_frames ADD COLUMN cut_times TEXT NOT NULL DEFAULT '[]'")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         except sqlite3.OperationalError as exc:  # another connection added it first
             if "duplicate column" not in str(exc):
                 raise
@@ -89,6 +92,7 @@ class Job:
     frames_at_start: int
     finished: float | None
     error: str | None
+    add_to_library: bool = False
 
     @property
     def ended(self) -> bool:
@@ -106,13 +110,14 @@ class Job:
 
 
 _COLUMNS = ("id, created, state, name, path, owned, params, duration, expected, frames, captioned, runs, started, "
-            "frames_at_start, finished, error")
+            "frames_at_start, finished, error, library")
 
 
 def _job(row: tuple) -> Job:
     values = list(row)
     values[5] = bool(values[5])
     values[6] = AnalysisParams(**json.loads(values[6]))
+    values[16] = bool(values[16])
     return Job(*values)
 
 
@@ -148,12 +153,13 @@ class JobStore:
 
     # -- jobs --
 
-    def create(self, name: str, path: Path, owned: bool, params: AnalysisParams, job_id: str | None = None) -> Job:
+    def create(self, name: str, path: Path, owned: bool, params: AnalysisParams, job_id: str | None = None,
+               add_to_library: bool = False) -> Job:
         job_id = job_id or new_job_id()
         stored = dataclasses.asdict(params)
-        self._sql("INSERT INTO jobs (id, created, state, name, path, owned, params) VALUES "
-                  "(?, ?, 'queued', ?, ?, ?, ?)",
-                  (job_id, time.time(), name, str(path), int(owned), json.dumps(stored)))
+        self._sql("INSERT INTO jobs (id, created, state, name, path, owned, params, library) VALUES "
+                  "(?, ?, 'queued', ?, ?, ?, ?, ?)",
+                  (job_id, time.time(), name, str(path), int(owned), json.dumps(stored), int(add_to_library)))
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:

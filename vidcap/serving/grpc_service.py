@@ -33,6 +33,7 @@ from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.library.jobs import LIST_LIMIT
 from vidcap.library.search import DEFAULT_TOP, search_library
+from vidcap.library.shelf import library_counts
 from vidcap.serving.jobs import JobRunner, job_analysis
 from vidcap.video.sources import SourcePolicy
 from vidcap.video.subtitles import export
@@ -88,6 +89,14 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                             architecture=card.architecture, reported=card.reported,
                             domain_profile=card.domain_profile)
 
+    def DescribeService(self, request: pb.DescribeServiceRequest, context: grpc.ServicerContext
+                        ) -> pb.ServiceInfo:
+        with _errors_to_status(context):
+            counts = library_counts(self.library)
+            return pb.ServiceInfo(allowed_sources=self.source_policy.described(), jobs=self.jobs is not None,
+                                  library=counts is not None, library_videos=counts[0] if counts else 0,
+                                  library_stretches=counts[1] if counts else 0)
+
     # ---- the library -----------------------------------------------------------------------------------------
 
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -103,14 +112,16 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             jobs = self._job_runner()
             params = _params(request.params, self.limits)
             if request.WhichOneof("source") == "path":
-                return job_to_proto(jobs.submit_path(self._media_path(request.path), params, request.filename or None))
+                return job_to_proto(jobs.submit_path(self._media_path(request.path), params, request.filename or None,
+                                                     request.add_to_library))
             if not request.video:
                 raise InputError("no video: set `video` (bytes) or `path`")
             self.limits.check_upload_bytes(len(request.video))
             with spooled_upload(request.filename, self.spool_dir) as spool:
                 spool.write(request.video)
                 spool.close()
-                return job_to_proto(jobs.submit_upload(request.filename, Path(spool.name), params))
+                return job_to_proto(jobs.submit_upload(request.filename, Path(spool.name), params,
+                                                       request.add_to_library))
 
     def SubmitJobUpload(self, request_iterator: Iterator[pb.VideoChunk], context: grpc.ServicerContext) -> pb.Job:
         with _errors_to_status(context):
@@ -121,7 +132,8 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             params = _params(first.params, self.limits)
             with spooled_upload(first.filename, self.spool_dir) as spool:
                 self._receive(itertools.chain([first], request_iterator), spool, context)
-                return job_to_proto(jobs.submit_upload(first.filename, Path(spool.name), params))
+                return job_to_proto(jobs.submit_upload(first.filename, Path(spool.name), params,
+                                                       first.add_to_library))
 
     def GetJob(self, request: pb.JobRequest, context: grpc.ServicerContext) -> pb.Job:
         with _errors_to_status(context):
@@ -141,7 +153,8 @@ class VidcapServicer(pb_grpc.VidcapServicer):
         with _errors_to_status(context):
             store = self._job_runner().store
             job = store.get(request.id)
-            text, kind = export(job_analysis(store, job, self.model_host.ignored_words), request.format)
+            trained_on = self.card.trained_on if self.card else "its training images"
+            text, kind = export(job_analysis(store, job, self.model_host.ignored_words, trained_on), request.format)
             return pb.ExportJobResponse(text=text, filename=Path(job.name).stem + kind.suffix,
                                         media_type=kind.media_type)
 

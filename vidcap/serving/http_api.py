@@ -60,7 +60,8 @@ from vidcap.serving.auth import LOOPBACK_HOSTS, REFUSED, RequestGuard
 from vidcap.serving.hosts import ModelHost
 from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
 from vidcap.domain import summarize
-from vidcap.wire import analysis_params, domain_to_json, frame_to_json, job_to_json, moment_to_json, old_api_params
+from vidcap.wire import (analysis_params, domain_to_json, flag, frame_to_json, job_to_json, moment_to_json,
+                         old_api_params)
 
 log = logging.getLogger("vidcap.http")
 
@@ -294,6 +295,8 @@ class JobSubmission(BaseModel):
     no_skip: bool | None = Field(None, description="caption still frames too")
     cuts: str | None = Field(None, description="the cut signal: frames (default: cuts to the frame), colour (the "
                                                "samples' colours alone) or transnetv2 (the learnt shot detector)")
+    add_to_library: bool | None = Field(None, description="once done, the video joins the server's library (search "
+                                                          "finds it; an upload is kept for it)")
 
 
 class JobParameters(BaseModel):
@@ -319,6 +322,7 @@ class JobModel(BaseModel):
     captioned: int = Field(description="samples captioned (the others reused a still frame's caption)")
     runs: int = Field(description="more than 1: it continued after the server stopped")
     finished: float = Field(description="seconds since the epoch; 0 while it has not ended")
+    add_to_library: bool = Field(description="once done, the video joins the server's library")
     params: JobParameters
 
 
@@ -415,16 +419,18 @@ def create_app(model_host: ModelHost, limits: Limits = DEFAULT_LIMITS, admission
                 raise InputError("send a video file as a multipart form; JSON names a `path`")
             params = _job_params(fields, limits)
             path = _media_file(media_dir, fields.get("path"), "upload the video as a multipart form")
-            return _job_model(await run_in_threadpool(runner.submit_path, path, params))
+            shelve = flag(fields.get("add_to_library"), "add_to_library")
+            return _job_model(await run_in_threadpool(runner.submit_path, path, params, None, shelve))
         async with received_form(request, spool_dir, admission.uploads) as form:
             params = _job_params(form.fields, limits)
+            shelve = flag(form.fields.get("add_to_library"), "add_to_library")
             if not form.files:
                 path = _media_file(media_dir, form.fields.get("path"), "upload the video in the form field `video`")
-                job = await run_in_threadpool(runner.submit_path, path, params)
+                job = await run_in_threadpool(runner.submit_path, path, params, None, shelve)
             else:
                 filename, spooled = form.file("video")
                 limits.check_upload_bytes(spooled.stat().st_size)
-                job = await run_in_threadpool(runner.submit_upload, filename, spooled, params)
+                job = await run_in_threadpool(runner.submit_upload, filename, spooled, params, shelve)
         return _job_model(job)
 
     @app.get("/v1/jobs", response_model=JobList)

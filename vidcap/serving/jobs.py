@@ -11,6 +11,7 @@ limit. A server that stops pauses its running jobs (queued again); the next star
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -20,9 +21,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from vidcap.domain import summarize
 from vidcap.errors import BusyError, InputError, UnavailableError, VidcapError, public_message
 from vidcap.fileio import upload_name
 from vidcap.library.jobs import Job, JobStore, JobWriter, new_job_id
+from vidcap.library.shelf import Shelf
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.serving.admission import Admission
 from vidcap.serving.hosts import ModelHost
@@ -41,10 +44,11 @@ CANCEL_WAIT_SECONDS = 10.0  # a cancel waits this long for the running job to st
 class JobRunner:
     def __init__(self, store: JobStore, model_host: ModelHost, admission: Admission | None = None,
                  limits: Limits = DEFAULT_LIMITS, workers: int = 1, max_waiting: int = MAX_WAITING_JOBS,
-                 max_upload_bytes: int = MAX_JOB_UPLOAD_BYTES):
+                 max_upload_bytes: int = MAX_JOB_UPLOAD_BYTES, shelf: Shelf | None = None):
         """max_waiting: jobs not yet ended that a server keeps; max_upload_bytes: the disk their uploads may hold.
-        Beyond either, a submission is refused (BusyError: RESOURCE_EXHAUSTED / 429)."""
-        self.store, self.model_host, self.limits = store, model_host, limits
+        Beyond either, a submission is refused (BusyError: RESOURCE_EXHAUSTED / 429). shelf: where jobs that ask
+        for it add their video to the library (None: such jobs are refused)."""
+        self.store, self.model_host, self.limits, self.shelf = store, model_host, limits, shelf
         self.max_waiting, self.max_upload_bytes = max_waiting, max_upload_bytes
         self._room = threading.Lock()  # one submission at a time checks and takes room
         self.admission = admission or Admission()
@@ -93,12 +97,14 @@ class JobRunner:
 
     # ---- what the doors call -------------------------------------------------------------------------------
 
-    def submit_path(self, path: Path, params: AnalysisParams, name: str | None = None) -> Job:
+    def submit_path(self, path: Path, params: AnalysisParams, name: str | None = None,
+                    add_to_library: bool = False) -> Job:
         """A video in the media folder (already checked by the door), analysed where it lies."""
+        self._check_shelf(add_to_library)
         self._check_video(path, params)
         with self._room:
             self._check_room(0)
-            job = self.store.create(name or path.name, path, False, params)
+            job = self.store.create(name or path.name, path, False, params, add_to_library=add_to_library)
         self._notify()
         return job
 
@@ -110,13 +116,20 @@ class JobRunner:
             raise BusyError(f"the server is busy: the uploads of waiting jobs hold up to "
                             f"{self.max_upload_bytes / 1024**3:g} GiB of disk (the limit); try again later")
 
-    def submit_upload(self, filename: str, spooled: Path, params: AnalysisParams) -> Job:
-        """An upload, moved into the job's own folder (kept until the job ends, across restarts)."""
+    def submit_upload(self, filename: str, spooled: Path, params: AnalysisParams, add_to_library: bool = False
+                      ) -> Job:
+        """An upload, moved into the job's own folder (kept until the job ends, across restarts; with
+        add_to_library, then in the library's folder)."""
+        self._check_shelf(add_to_library)
         with self._room:
             self._check_room(spooled.stat().st_size)
-            return self._keep_upload(filename, spooled, params)
+            return self._keep_upload(filename, spooled, params, add_to_library)
 
-    def _keep_upload(self, filename: str, spooled: Path, params: AnalysisParams) -> Job:
+    def _check_shelf(self, add_to_library: bool) -> None:
+        if add_to_library and self.shelf is None:
+            raise InputError("this server keeps no library to add the video to")
+
+    def _keep_upload(self, filename: str, spooled: Path, params: AnalysisParams, add_to_library: bool) -> Job:
         job_id = new_job_id()
         folder = self.store.files / job_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -124,7 +137,8 @@ class JobRunner:
         shutil.move(spooled, kept)
         try:
             self._check_video(kept, params)
-            job = self.store.create(filename or kept.name, kept, True, params, job_id=job_id)
+            job = self.store.create(filename or kept.name, kept, True, params, job_id=job_id,
+                                    add_to_library=add_to_library)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -224,6 +238,9 @@ class JobRunner:
                         break
                 else:
                     writer.flush()
+                    if job.add_to_library:
+                        done = dataclasses.replace(job, state="done")
+                        self.shelf.add(done, job_analysis(self.store, done, self.model_host.ignored_words))
                     self.store.end(job.id, "done")
                     return "done"
             finally:
@@ -282,11 +299,13 @@ def job_moments(frames: list[FrameResult], params: AnalysisParams, complete: boo
     return picker.moments
 
 
-def job_analysis(store: JobStore, job: Job, ignore: frozenset[str]) -> Analysis:
+def job_analysis(store: JobStore, job: Job, ignore: frozenset[str], trained_on: str = "its training images"
+                 ) -> Analysis:
     """A job's results so far (all of them once it is done) as an Analysis: what the exports read."""
     from dataclasses import asdict
 
     frames = store.frames(job.id)
     moments = job_moments(frames, job.params, job.state == "done", ignore)
     wall = (job.finished or time.time()) - job.created
-    return Analysis(job.name, asdict(job.params), job.duration or 0.0, frames, moments, wall)
+    domain = summarize([f.in_domain for f in frames], trained_on)
+    return Analysis(job.name, asdict(job.params), job.duration or 0.0, frames, moments, wall, domain)

@@ -33,6 +33,7 @@ from vidcap.serving.signals import stop_on_signals, wait_for_stop
 from vidcap.serving.auth import Security
 from vidcap.serving.hosts import ModelHost, InProcessHost, TorchServeHost
 from vidcap.library.jobs import JobStore
+from vidcap.library.shelf import Shelf
 from vidcap.serving.jobs import JobRunner
 from vidcap.serving.grpc_service import SERVICE_NAME, VidcapServicer, build_server
 from vidcap.serving.http_api import create_app
@@ -193,8 +194,9 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         media_dir = None
     admission = Admission(config.max_analyses, config.max_queued, config.max_uploads, config.max_job_watchers,
                           config.max_per_client)
-    jobs = JobRunner(JobStore(config.library), model_host, admission, limits, workers=config.job_workers,
-                     max_waiting=config.max_jobs, max_upload_bytes=config.max_job_disk_bytes)
+    store = JobStore(config.library)
+    jobs = JobRunner(store, model_host, admission, limits, workers=config.job_workers, max_waiting=config.max_jobs,
+                     max_upload_bytes=config.max_job_disk_bytes, shelf=Shelf(store.path, _model_path(config.model)))
     servicer = VidcapServicer(model_host, media_dir, limits, admission=admission, library=config.library, jobs=jobs,
                               allowed_sources=config.allowed_sources, card=_card(config.model))
     grpc_server, grpc_health, bound = build_server(servicer, f"{config.host}:{config.grpc_port}",
@@ -262,13 +264,18 @@ def _serve(config: StackConfig, model_host: ModelHost, limits: Limits, stop: thr
         supervisor.join(timeout=SUPERVISE_SECONDS + 1)
 
 
+def _model_path(model: str | None) -> Path:
+    from vidcap.captioner import default_model_path
+
+    return Path(model) if model else default_model_path()
+
+
 def _card(model: str | None):
     """The model card of the checkpoint this stack serves (read here: the TorchServe worker has the weights)."""
-    from vidcap.captioner import default_model_path
     from vidcap.card import describe
     from vidcap.model import load_checkpoint
 
-    path = Path(model) if model else default_model_path()
+    path = _model_path(model)
     return describe(load_checkpoint(path), path)
 
 

@@ -7,16 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("video", "path", "params", "filename")
+    __slots__ = ("video", "path", "params", "filename", "add_to_library")
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
+    ADD_TO_LIBRARY_FIELD_NUMBER: _ClassVar[int]
     video: bytes
     path: str
     params: AnalysisParams
     filename: str
-    def __init__(self, video: _Optional[bytes] = ..., path: _Optional[str] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ...) -> None: ...
+    add_to_library: bool
+    def __init__(self, video: _Optional[bytes] = ..., path: _Optional[str] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ..., add_to_library: _Optional[bool] = ...) -> None: ...
 
 class JobRequest(_message.Message):
     __slots__ = ("id",)
@@ -33,7 +35,7 @@ class ListJobsRequest(_message.Message):
     def __init__(self, state: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "state", "name", "created", "frames", "expected_frames", "duration", "eta_seconds", "error", "captioned", "runs", "params", "finished")
+    __slots__ = ("id", "state", "name", "created", "frames", "expected_frames", "duration", "eta_seconds", "error", "captioned", "runs", "params", "finished", "add_to_library")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +49,7 @@ class Job(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    ADD_TO_LIBRARY_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     name: str
@@ -60,7 +63,8 @@ class Job(_message.Message):
     runs: int
     params: AnalysisParams
     finished: float
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., name: _Optional[str] = ..., created: _Optional[float] = ..., frames: _Optional[int] = ..., expected_frames: _Optional[int] = ..., duration: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ..., captioned: _Optional[int] = ..., runs: _Optional[int] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., finished: _Optional[float] = ...) -> None: ...
+    add_to_library: bool
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., name: _Optional[str] = ..., created: _Optional[float] = ..., frames: _Optional[int] = ..., expected_frames: _Optional[int] = ..., duration: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., error: _Optional[str] = ..., captioned: _Optional[int] = ..., runs: _Optional[int] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., finished: _Optional[float] = ..., add_to_library: _Optional[bool] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs",)
@@ -101,6 +105,24 @@ class ExportJobResponse(_message.Message):
 class DescribeModelRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DescribeServiceRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServiceInfo(_message.Message):
+    __slots__ = ("allowed_sources", "jobs", "library", "library_videos", "library_stretches")
+    ALLOWED_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_STRETCHES_FIELD_NUMBER: _ClassVar[int]
+    allowed_sources: _containers.RepeatedScalarFieldContainer[str]
+    jobs: bool
+    library: bool
+    library_videos: int
+    library_stretches: int
+    def __init__(self, allowed_sources: _Optional[_Iterable[str]] = ..., jobs: _Optional[bool] = ..., library: _Optional[bool] = ..., library_videos: _Optional[int] = ..., library_stretches: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "source", "trained_on", "architecture", "reported", "domain_profile")
@@ -224,14 +246,16 @@ class AnalyzeVideoRequest(_message.Message):
     def __init__(self, video: _Optional[bytes] = ..., path: _Optional[str] = ..., live_source: _Optional[str] = ..., params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ...) -> None: ...
 
 class VideoChunk(_message.Message):
-    __slots__ = ("params", "filename", "data")
+    __slots__ = ("params", "filename", "data", "add_to_library")
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    ADD_TO_LIBRARY_FIELD_NUMBER: _ClassVar[int]
     params: AnalysisParams
     filename: str
     data: bytes
-    def __init__(self, params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    add_to_library: bool
+    def __init__(self, params: _Optional[_Union[AnalysisParams, _Mapping]] = ..., filename: _Optional[str] = ..., data: _Optional[bytes] = ..., add_to_library: _Optional[bool] = ...) -> None: ...
 
 class Queued(_message.Message):
     __slots__ = ("position",)

@@ -44,6 +44,11 @@ class VidcapStub:
                 request_serializer=vidcap_dot_v1_dot_vidcap__pb2.DescribeModelRequest.SerializeToString,
                 response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.DescribeService = channel.unary_unary(
+                '/vidcap.v1.Vidcap/DescribeService',
+                request_serializer=vidcap_dot_v1_dot_vidcap__pb2.DescribeServiceRequest.SerializeToString,
+                response_deserializer=vidcap_dot_v1_dot_vidcap__pb2.ServiceInfo.FromString,
+                _registered_method=True)
         self.AnalyzeVideo = channel.unary_stream(
                 '/vidcap.v1.Vidcap/AnalyzeVideo',
                 request_serializer=vidcap_dot_v1_dot_vidcap__pb2.AnalyzeVideoRequest.SerializeToString,
@@ -110,6 +115,13 @@ class VidcapServicer:
     def DescribeModel(self, request, context):
         """The model this server captions with: its name and card (where it came from, what it was trained on, the
         figures its source reported).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeService(self, request, context):
+        """What this server offers beyond the model: the live sources it opens, its library and whether it runs jobs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,6 +220,11 @@ def add_VidcapServicer_to_server(servicer, server):
                     servicer.DescribeModel,
                     request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.DescribeModelRequest.FromString,
                     response_serializer=vidcap_dot_v1_dot_vidcap__pb2.ModelInfo.SerializeToString,
+            ),
+            'DescribeService': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeService,
+                    request_deserializer=vidcap_dot_v1_dot_vidcap__pb2.DescribeServiceRequest.FromString,
+                    response_serializer=vidcap_dot_v1_dot_vidcap__pb2.ServiceInfo.SerializeToString,
             ),
             'AnalyzeVideo': grpc.unary_stream_rpc_method_handler(
                     servicer.AnalyzeVideo,
@@ -314,6 +331,33 @@ class Vidcap:
             '/vidcap.v1.Vidcap/DescribeModel',
             vidcap_dot_v1_dot_vidcap__pb2.DescribeModelRequest.SerializeToString,
             vidcap_dot_v1_dot_vidcap__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidcap.v1.Vidcap/DescribeService',
+            vidcap_dot_v1_dot_vidcap__pb2.DescribeServiceRequest.SerializeToString,
+            vidcap_dot_v1_dot_vidcap__pb2.ServiceInfo.FromString,
             options,
             channel_credentials,
             insecure,

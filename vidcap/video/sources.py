@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from vidcap.errors import InputError, PermissionDeniedError
+from vidcap.errors import InputError, PermissionDeniedError, callers_words
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "udp", "rtp", "srt", "http", "https", "tcp")
 # What FFmpeg may open on behalf of a network stream (HLS segments, RTSP's RTP, TLS under HTTPS): never "file".
@@ -71,12 +71,23 @@ class SourcePolicy:
         self.allowed = list(allowed)
         self._patterns = [_parse_pattern(p) for p in self.allowed]
 
+    def described(self) -> list[str]:
+        """The allowed patterns as callers may see them (passwords left out)."""
+        return [redacted(p) for p in self.allowed]
+
     def check(self, source: str) -> SourceKind:
-        kind = classify_source(source)
+        try:
+            kind = classify_source(source)
+        except InputError as exc:  # a protocol refused whoever asks: say what a server opens instead
+            raise callers_words(InputError(f"{str(exc).split(';')[0]}; a server opens only network streams and "
+                                           f"capture devices it allows; send a file as an upload (or a path in its "
+                                           f"media folder)")) from None
         if kind.kind == "stdin":
             raise InputError("standard input is for the command line (vidcap analyze -), not a server")
         if kind.kind == "file":
-            raise InputError(f"{redacted(source)!r} is not a stream or a device; send files as uploads or media paths")
+            raise callers_words(InputError(f"{redacted(source)!r} is not a stream or a device; a server opens only "
+                                           f"network streams and capture devices it allows; send a file as an "
+                                           f"upload (or a path in its media folder)"))
         self._match(source, kind)
         return kind
 
@@ -94,12 +105,13 @@ class SourcePolicy:
             url = _split_url(source)
             found = next((p for p in self._patterns if p.matches(url)), None)
         if found is None and not self.allowed:
-            raise PermissionDeniedError(f"this server does not open {redacted(source)}: live sources are off "
-                                        f"unless the server allows them (vidcap serve --allow-source PATTERN)")
+            raise callers_words(PermissionDeniedError(
+                f"this server does not open {redacted(source)}: live sources are off unless the server allows them "
+                f"(vidcap serve --allow-source PATTERN)"))
         if found is None:
-            raise PermissionDeniedError(f"this server does not open {redacted(source)}: it matches none of the "
-                                        f"server's --allow-source patterns (scheme, host, port and path; a query "
-                                        f"only where a pattern has one)")
+            raise callers_words(PermissionDeniedError(
+                f"this server does not open {redacted(source)}: it matches none of the server's --allow-source "
+                f"patterns (scheme, host, port and path; a query only where a pattern has one)"))
         return found
 
 

@@ -70,32 +70,54 @@ def chapters(analysis: Analysis) -> list[Cue]:
     return [Cue(t, starts[k + 1][0] if k + 1 < len(starts) else end, text) for k, (t, text) in enumerate(starts)]
 
 
-def to_vtt(cues: list[Cue]) -> str:
-    """WebVTT: a caption track, or chapters (the same cue format, `kind="chapters"` on the <track>)."""
+def untrusted_note(analysis: Analysis) -> str:
+    """One line for the exports of a video whose captions are not meaningful (most frames unlike what the model
+    was trained on: vidcap/domain.py); empty otherwise."""
+    domain = analysis.domain
+    if domain is None or not domain.untrusted:
+        return ""
+    return (f"vidcap: these captions are not meaningful for this footage ({100 * domain.out_of_domain_share:.0f}% "
+            f"of its frames are unlike anything the model was trained on: {domain.trained_on})")
+
+
+def to_vtt(cues: list[Cue], note: str = "") -> str:
+    """WebVTT: a caption track, or chapters (the same cue format, `kind="chapters"` on the <track>). note: a NOTE
+    block after the header (players do not show it)."""
     blocks = ["WEBVTT\n"]
+    if note:
+        blocks.append(f"NOTE {_one_line(note).replace('-->', '->')}\n")
     for n, cue in enumerate(cues, 1):
         blocks.append(f"{n}\n{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{_one_line(cue.text)}\n")
     return "\n".join(blocks)
 
 
-def to_srt(cues: list[Cue]) -> str:
+def to_srt(cues: list[Cue], note: str = "") -> str:
+    """SubRip. note: SubRip has no comments, so it is a cue of its own over the first seconds (shown above the
+    first caption)."""
+    if note and cues:
+        cues = [Cue(0.0, min(NOTE_SECONDS, cues[-1].end), f"[{note}]"), *cues]
     return "\n".join(f"{n}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{_one_line(c.text)}\n"
                      for n, c in enumerate(cues, 1))
 
 
-def to_ffmetadata(cues: list[Cue]) -> str:
-    """FFmpeg's metadata file with one [CHAPTER] per cue, times in milliseconds."""
-    lines = [";FFMETADATA1"]
+NOTE_SECONDS = 5.0
+
+
+def to_ffmetadata(cues: list[Cue], note: str = "") -> str:
+    """FFmpeg's metadata file with one [CHAPTER] per cue, times in milliseconds; note: a comment line."""
+    lines = [";FFMETADATA1"] + ([f"; {_one_line(note)}"] if note else [])
     for cue in cues:
         lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={round(cue.start * 1000)}", f"END={round(cue.end * 1000)}",
                   f"title={_ffmetadata_escape(_one_line(cue.text))}"]
     return "\n".join(lines) + "\n"
 
 
-def to_chapter_list(cues: list[Cue]) -> str:
-    """'00:00 caption' lines, as video sites read chapters from a description (hours only when needed)."""
+def to_chapter_list(cues: list[Cue], note: str = "") -> str:
+    """'00:00 caption' lines, as video sites read chapters from a description (hours only when needed); note: a
+    line of its own first (without a time, so no site reads it as a chapter)."""
     hours = bool(cues) and cues[-1].start >= 3600
-    return "".join(f"{clock(c.start, hours)} {_one_line(c.text)}\n" for c in cues)
+    first = f"{_one_line(note)}\n" if note else ""
+    return first + "".join(f"{clock(c.start, hours)} {_one_line(c.text)}\n" for c in cues)
 
 
 @dataclass(frozen=True)
@@ -108,11 +130,12 @@ class Export:
 # Every door offers the same exports under these names: `vidcap analyze --vtt/--srt/--chapters/--chapters-vtt/
 # --chapter-list`, the jobs' ExportJob (gRPC) and GET /v1/jobs/{id}/export/{format} (HTTP), the web UI's downloads.
 EXPORTS: dict[str, Export] = {
-    "vtt": Export(lambda a: to_vtt(caption_stretches(a)), "text/vtt", ".vtt"),
-    "srt": Export(lambda a: to_srt(caption_stretches(a)), "application/x-subrip", ".srt"),
-    "chapters": Export(lambda a: to_ffmetadata(chapters(a)), "text/plain", ".chapters.txt"),
-    "chapters-vtt": Export(lambda a: to_vtt(chapters(a)), "text/vtt", ".chapters.vtt"),
-    "chapter-list": Export(lambda a: to_chapter_list(chapters(a)), "text/plain", ".chapter-list.txt"),
+    "vtt": Export(lambda a: to_vtt(caption_stretches(a), untrusted_note(a)), "text/vtt", ".vtt"),
+    "srt": Export(lambda a: to_srt(caption_stretches(a), untrusted_note(a)), "application/x-subrip", ".srt"),
+    "chapters": Export(lambda a: to_ffmetadata(chapters(a), untrusted_note(a)), "text/plain", ".chapters.txt"),
+    "chapters-vtt": Export(lambda a: to_vtt(chapters(a), untrusted_note(a)), "text/vtt", ".chapters.vtt"),
+    "chapter-list": Export(lambda a: to_chapter_list(chapters(a), untrusted_note(a)), "text/plain",
+                           ".chapter-list.txt"),
 }
 
 
