@@ -469,8 +469,9 @@ class VidcapUI:
                 self._image_tab()
             with gr.Tab("Live", id="live-tab"):
                 self._live_tab()
-            with gr.Tab("Library", id="library-tab"):
+            with gr.Tab("Library", id="library-tab") as library:
                 self._library_tab()
+            library.select(self.library_intro, None, self.library_intro_output)  # what it holds now
             for function, output in self.loads:
                 app.load(function, None, output)
         return app
@@ -548,7 +549,7 @@ class VidcapUI:
         watching = start.click(self.watch, [source, every], [plot, table, moments, status, source_error, every_error],
                                show_progress="minimal", concurrency_id="analyze")
         stop.click(None, cancels=[watching])
-        source.input(None, None, source_error, js=CLEAR)
+        source.change(None, None, source_error, js=CLEAR)  # a textbox changes as it is typed in
         every.input(None, None, every_error, js=CLEAR)
 
     def live_intro(self) -> str:
@@ -623,6 +624,7 @@ class VidcapUI:
         hit_list = gr.State([])
         player = gr.Video(label="Playing", interactive=False, height=320, elem_id="hit-player")
         self.loads.append((self.library_intro, intro))
+        self.library_intro_output = intro
         for trigger in (run.click, query.submit):
             trigger(self.search, [query, top], [found, hits, hit_list], concurrency_id="search").then(
                 self.library_intro, None, intro)

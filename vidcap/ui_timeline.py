@@ -70,8 +70,9 @@ def timeline_svg(frames: Sequence[FrameResult], moments: Sequence[Moment], durat
                  f"<text x='{LEFT - 6}' y='{TOP + plot_h}' text-anchor='end' class='vc-axis'>0</text>")
     for m in moments:
         colour, shape = REASONS.get(m.reason, OTHER)
-        parts.append(f"<g class='vc-marker' data-t='{m.t:.4f}' tabindex='0'><title>{_escape(_moment_line(m))}"
-                     f"</title><line x1='{x(m.t):.1f}' y1='{TOP}' x2='{x(m.t):.1f}' y2='{TOP + plot_h}' "
+        parts.append(f"<g class='vc-marker' data-t='{m.t:.4f}' data-reason='{_escape(m.reason)}' tabindex='0'>"
+                     f"<title>{_escape(_moment_line(m))}</title>"
+                     f"<line x1='{x(m.t):.1f}' y1='{TOP}' x2='{x(m.t):.1f}' y2='{TOP + plot_h}' "
                      f"stroke='{colour}' stroke-dasharray='4 3' stroke-width='1.5'/>"
                      f"<rect x='{x(m.t) - 9:.1f}' y='2' width='18' height='{TOP + plot_h}' fill='transparent'/>"
                      f"{_marker(shape, x(m.t), TOP - 12, colour)}</g>")
@@ -111,7 +112,8 @@ def moment_cards(moments: Sequence[Moment], thumbnails: dict[float, str], waitin
         url = thumbnails.get(round(m.t, 4))
         image = (f"<img src='{_escape(url)}' alt='the frame at {m.t:.2f} s' loading='lazy'>" if url else
                  "<div class='vc-noimage'>no picture</div>")
-        cards.append(f"<div class='vc-card' data-t='{m.t:.4f}' tabindex='0'>{image}<div class='vc-card-text'>"
+        cards.append(f"<div class='vc-card' data-t='{m.t:.4f}' data-reason='{_escape(m.reason)}' tabindex='0'>"
+                     f"{image}<div class='vc-card-text'>"
                      f"<div class='vc-card-head'><svg width='14' height='14' viewBox='0 0 16 16'>"
                      f"{_marker(shape, 8, 8, colour, 6)}</svg> <b>{m.t:.1f} s</b> · {_escape(m.reason)} · "
                      f"{m.score:.2f}</div><div class='vc-before'>{_escape(m.previous_caption or '(start)')}</div>"
