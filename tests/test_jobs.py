@@ -4,6 +4,7 @@ twice; underneath, the pipeline's resume gives exactly the results of an uninter
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -96,8 +97,8 @@ def free_port() -> int:
 class Server:
     """`vidcap serve --model-host inprocess` with a data folder that outlives it (to restart on the same jobs)."""
 
-    def __init__(self, media: Path, data: Path):
-        self.media, self.data = media, data
+    def __init__(self, media: Path, data: Path, *extra: str):
+        self.media, self.data, self.extra = media, data, extra
         self.grpc_port, self.http_port = free_port(), free_port()
         self.proc = None
 
@@ -106,7 +107,7 @@ class Server:
         self.log = self.data.with_name(self.data.name + ".log").open("a")
         self.proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--no-ui", "--media-dir",
                                       str(self.media), "--grpc-port", str(self.grpc_port), "--http-port",
-                                      str(self.http_port), "--max-upload-mb", "4"],
+                                      str(self.http_port), "--max-upload-mb", "4", *self.extra],
                                      stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO, env=env)
         for line in self.proc.stdout:
             if line.startswith("vidcap ready"):
@@ -303,6 +304,48 @@ def test_a_restarted_server_continues_its_jobs_without_captioning_twice(media, t
     assert [f.score for f in frames] == pytest.approx([f.score for f in expected], abs=2e-3)
     if how == signal.SIGTERM:  # stopped cleanly: every sample captioned exactly once over both runs
         assert again.captioned == sum(not f.reused for f in frames)
+
+
+def test_a_job_that_adds_to_the_library_survives_a_restart_and_search_finds_it(media, tmp_path):
+    """The web UI's Add to library: an uploaded video analysed as a job that, once done, joins the library (its
+    upload kept in the data folder, so hits can be played); stopped halfway, the next start finishes it."""
+    data = tmp_path / "data"
+    first = Server(media, data, "--allow-source", "rtsp://viewer:secret@cameras.example/*").start()
+    try:
+        with VidcapClient(first.grpc, timeout=60) as client:
+            info = client.describe_service()
+            assert list(info.allowed_sources) == ["rtsp://viewer:***@cameras.example/*"]  # no password given out
+            assert info.jobs and info.library_videos == 0  # the database is there (jobs live in it), empty
+            job = client.submit_job_file(media / "long.mp4", add_to_library=True, every_n_seconds=EVERY)
+            assert job.add_to_library and not client.submit_job_path("short.mp4").add_to_library
+            wait_for(lambda: client.job(job.id).frames >= 20)
+    finally:
+        first.stop()
+    second = Server(media, data).start()
+    try:
+        with VidcapClient(second.grpc, timeout=120) as client:
+            done = watch(client, job.id)["job"][-1]
+            info = client.describe_service()
+            truth = json.loads((media / "long.truth.json").read_text())["scenes"]
+            wanted = truth[2]["objects"][0]
+            hits = client.search(f"{wanted['colour']} {wanted['shape']}").hits
+            by_path = httpx.post(f"{second.http}/v1/jobs", json={"path": "short.mp4", "add_to_library": True},
+                                 timeout=60).json()
+            assert by_path["add_to_library"] is True
+            wait_for(lambda: client.job(by_path["id"]).state == "done")
+            after = client.describe_service()
+            refused = httpx.post(f"{second.http}/v1/jobs", json={"path": "short.mp4", "add_to_library": "maybe"})
+    finally:
+        assert second.stop() == 0
+    assert done.state == "done" and done.runs == 2 and done.add_to_library
+    kept = data / "library" / job.id / "long.mp4"
+    assert kept.is_file() and kept.read_bytes() == (media / "long.mp4").read_bytes()
+    assert not any((data / "jobs").rglob("*.mp4"))  # the job's own copy went with the job
+    assert info.library and info.library_videos == 1 and info.library_stretches >= len(truth)
+    assert hits and {h.path for h in hits} == {str(kept)}
+    assert any(h.start - 1 <= truth[2]["t"] <= h.end for h in hits), (hits, truth[2])
+    assert after.library_videos == 2  # the media file, recorded where it lies
+    assert refused.status_code == 400 and "add_to_library" in refused.json()["error"]
 
 
 def test_the_command_line_client_submits_watches_and_exports(server, media, tmp_path):

@@ -221,3 +221,21 @@ def test_a_frame_larger_than_the_headers_said_is_refused(tmp_path):
             for frame in source.frames():
                 frames.append(frame)
     assert 1 <= len(frames) <= 10
+
+
+def test_a_server_gives_one_piece_of_advice_for_files_and_quotes_a_device_whole():
+    from vidcap.errors import InputError, PermissionDeniedError, public_message
+
+    advice = []
+    for source in ("file:///etc/passwd", "/etc/passwd", "concat:a.mp4|b.mp4"):
+        with pytest.raises(InputError) as refused:
+            SourcePolicy([]).check(source)
+        advice.append(public_message(refused.value))
+    assert all("send a file as an upload (or a path in its media folder)" in a for a in advice), advice
+    assert not any("give a file" in a for a in advice)
+    assert "'/etc/passwd'" in advice[1]  # the caller's own words, not cut to a file name
+    with pytest.raises(PermissionDeniedError) as refused:
+        SourcePolicy([]).check("/dev/video0")
+    assert "does not open /dev/video0" in public_message(refused.value)
+    assert SourcePolicy(["rtsp://u:pw@cam.example/*", "/dev/video0"]).described() == ["rtsp://u:***@cam.example/*",
+                                                                                      "/dev/video0"]

@@ -104,3 +104,26 @@ def test_chapters_read_back_and_mux_into_a_video_with_the_subtitles(exported, tm
         assert len(result.streams.video) == 1 and len(result.streams.subtitles) == 1
         assert [c["metadata"]["title"] for c in result.chapters()] == [c["metadata"]["title"] for c in read]
     assert [t for _, _, t in _subtitle_packets(out)] == [t for _, _, t in _subtitle_packets(files["vtt"])]
+
+
+def test_footage_the_model_does_not_know_carries_a_note_in_every_export():
+    """Captions that mean little (most frames unlike the model's training images) say so where they are read: a
+    NOTE block in WebVTT, a first cue in SubRip (it has no comments), a comment in FFMETADATA, a first line of the
+    chapter list; footage the model knows gets none of it."""
+    from vidcap.domain import DomainSummary
+    from vidcap.video.subtitles import export
+
+    analysis = _analysis(["a", "a", "b", "b", "b"], [2])
+    clean = {name: export(analysis, name)[0] for name in ("vtt", "srt", "chapters", "chapters-vtt", "chapter-list")}
+    analysis.domain = DomainSummary(0.9, "synthetic scenes")
+    noted = {name: export(analysis, name)[0] for name in clean}
+    note = "vidcap: these captions are not meaningful for this footage (90% of its frames"
+    assert noted["vtt"].startswith(f"WEBVTT\n\nNOTE {note}") and noted["vtt"].endswith(clean["vtt"].split("\n", 2)[2])
+    assert noted["chapters-vtt"].startswith(f"WEBVTT\n\nNOTE {note}")
+    assert noted["srt"].startswith(f"1\n00:00:00,000 --> 00:00:05,000\n[{note}")
+    assert "2\n00:00:00,000 --> 00:00:02,000\na\n" in noted["srt"]
+    assert noted["chapters"].startswith(f";FFMETADATA1\n; {note}")
+    assert noted["chapter-list"].startswith(note) and noted["chapter-list"].endswith(clean["chapter-list"])
+    assert all("not meaningful" not in text for text in clean.values())
+    analysis.domain = DomainSummary(0.2, "synthetic scenes")  # most frames known: no note
+    assert {name: export(analysis, name)[0] for name in clean} == clean
