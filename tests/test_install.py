@@ -73,7 +73,8 @@ def run(installed, *args: str, timeout: float = 300) -> subprocess.CompletedProc
 def test_the_wheel_holds_every_package_and_nothing_generic(installed):
     names = set(zipfile.ZipFile(installed["wheel"]).namelist())
     assert {"vidcap/handlers/vidcap_handler.py", "vidcap/model_store/vidcap-demo.pt", "vidcap/paths.py",
-            "vidcap/library/store.py", "vidcap/training/train.py"} <= names
+            "vidcap/library/store.py", "vidcap/training/train.py", "vidcap/docs/training.md",
+            "vidcap/docs/img/ui-video.jpg"} <= names  # the UI serves the docs its warnings link to
     packages = {p.parent.relative_to(REPO).as_posix() for p in (REPO / "vidcap").rglob("__init__.py")}
     assert {p for p in packages if f"{p}/__init__.py" not in names} == set()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
@@ -81,9 +82,10 @@ def test_the_wheel_holds_every_package_and_nothing_generic(installed):
     site = next(installed["venv"].glob("lib/python*/site-packages"))
     assert not (site / "training").exists()
     where = subprocess.run([str(installed["python"]), "-c", "import vidcap, vidcap.library, vidcap.paths as p; "
-                            "print(vidcap.__file__); print(p.handler_file()); print(p.demo_model())"],
+                            "print(vidcap.__file__); print(p.handler_file()); print(p.demo_model()); "
+                            "print(p.docs_dir() / 'training.md')"],
                            capture_output=True, text=True, cwd=installed["cwd"], env=installed["env"], check=True)
-    assert all(Path(path).is_relative_to(site) for path in where.stdout.split()), where.stdout
+    assert all(Path(path).is_relative_to(site) and Path(path).exists() for path in where.stdout.split()), where.stdout
 
 
 def test_installed_caption_analyze_index_and_search(installed):

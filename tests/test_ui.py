@@ -333,7 +333,7 @@ def test_ten_analyses_one_after_another_each_show_every_picture(page, files, ui_
     assert "Content-Length" not in log and "Traceback" not in log, log[-3000:]
 
 
-def test_the_library_tab_finds_what_was_seen_and_a_click_plays_it(page, files):
+def test_the_library_tab_finds_what_was_seen_and_a_click_plays_it(page, files, tmp_path):
     truth = json.loads(files["scenes.mp4"].with_suffix(".truth.json").read_text())["scenes"]
     wanted = truth[3]["objects"][0]
     query = f"{wanted['colour']} {wanted['shape']}"
@@ -348,6 +348,8 @@ def test_the_library_tab_finds_what_was_seen_and_a_click_plays_it(page, files):
     assert "for " in status and query in status
     labels = page.locator("#hits").inner_text()
     assert "scenes.mp4" in labels  # what it found is tested against the truth in test_library.py
+    page.wait_for_function("() => [...document.querySelectorAll('#hits img')].every(i => i.complete)")
+    _screenshot(page, "ui-library.jpg", tmp_path)
     page.locator("#hits img").first.click()
     page.wait_for_selector("#hit-player video", timeout=30_000)
     playing = page.wait_for_function(
