@@ -53,7 +53,7 @@ from vidcap.encoders import available_encoders, make_encoder  # noqa: E402
 from vidcap.model import CaptionModel, ModelConfig  # noqa: E402
 from vidcap.preprocess import as_tensor, to_model_input  # noqa: E402
 from vidcap.synthetic import random_scene, render_scene  # noqa: E402
-from vidcap.video.frames import available_sources  # noqa: E402
+from vidcap.video.opener import available_sources  # noqa: E402
 from vidcap.video.novelty import CaptionedFrame, SeedScorer  # noqa: E402
 from vidcap.video.pipeline import AnalysisParams, analyze  # noqa: E402
 from vidcap.video.synth import random_segments, write_video  # noqa: E402

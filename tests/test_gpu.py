@@ -10,7 +10,7 @@ import torch
 
 from vidcap.captioner import Captioner
 from vidcap.encoders import available_encoders
-from vidcap.video.frames import open_frames
+from vidcap.video.opener import open_frames
 from vidcap.video.pipeline import AnalysisParams, analyze, captioned_frames
 from vidcap.video.synth import random_segments, write_video
 

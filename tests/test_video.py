@@ -15,7 +15,7 @@ import torch
 
 from vidcap.captioner import Captioner
 from vidcap.synthetic import Scene, SceneObject
-from vidcap.video.frames import open_frames
+from vidcap.video.opener import open_frames
 from vidcap.video.novelty import CaptionedFrame, RobustScorer, SeedScorer, find_moments
 from vidcap.video.pipeline import AnalysisParams, analyze, analyze_frames
 from vidcap.video.synth import Segment, random_segments, truth_path, write_video

@@ -17,7 +17,7 @@ from vidcap.domain import DomainProfile
 from vidcap.model import Caption, CaptionModel, load_checkpoint
 from vidcap.paths import demo_model
 from vidcap.preprocess import as_tensor, to_model_input
-from vidcap.video.novelty import ignored_words
+from vidcap.vocab import ignored_words
 
 log = logging.getLogger(__name__)
 

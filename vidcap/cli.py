@@ -156,7 +156,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     if args.images < 10:
         raise VidcapError("--images must be at least 10")
     if args.frames:
-        from vidcap.domain import calibrate_on_images
+        from vidcap.video.calibrate import calibrate_on_images
 
         profile, frames = calibrate_on_images(args.checkpoint, args.frames, resolve_device(args.device))
         write_profile(args.checkpoint, profile)
@@ -272,7 +272,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vidcap.captioner import Captioner
-    from vidcap.video import report
+    from vidcap import report
     from vidcap.video.pipeline import AnalysisParams, analyze
 
     from vidcap.errors import InputError
@@ -311,7 +311,7 @@ def _run_live(args: argparse.Namespace) -> int:
 
     from vidcap.captioner import Captioner
     from vidcap.errors import InputError
-    from vidcap.video import report
+    from vidcap import report
     from vidcap.video.live import LiveSource
     from vidcap.video.pipeline import Analysis, AnalysisParams, analyze_frames, online_picker
     from vidcap.wire import CLI_NAMES, renamed

@@ -54,7 +54,8 @@ from vidcap.domain import DomainSummary, summarize  # noqa: E402
 from vidcap.images import load_image  # noqa: E402
 from vidcap.limits import DEFAULT_LIMITS  # noqa: E402
 from vidcap.serving.auth import LOOPBACK_HOSTS, RequestGuard  # noqa: E402
-from vidcap.video import report, subtitles  # noqa: E402
+from vidcap import report  # noqa: E402
+from vidcap.video import subtitles  # noqa: E402
 from vidcap.fileio import VIDEO_SUFFIXES  # noqa: E402
 from vidcap.video.novelty import METRICS, SCORERS, Moment  # noqa: E402
 from vidcap.video.pipeline import Analysis, FrameResult  # noqa: E402

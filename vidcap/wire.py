@@ -16,7 +16,7 @@ from vidcap.domain import DomainSummary
 from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.video.novelty import Moment
-from vidcap.video.pipeline import AnalysisParams, FrameResult
+from vidcap.video.pipeline import Analysis, AnalysisParams, FrameResult
 from vidcap.video.resume import Resume, Sample
 
 DEFAULTS = AnalysisParams()
@@ -136,6 +136,14 @@ def domain_to_json(domain: DomainSummary | None) -> dict[str, Any] | None:
         return None
     return {"out_of_domain_share": round(domain.out_of_domain_share, 4), "trained_on": domain.trained_on,
             "warning": domain.warning()}
+
+
+def analysis_to_json(analysis: Analysis) -> dict[str, Any]:
+    """A whole analysis, as `vidcap analyze --json`, the UI's download and the old HTTP API give it."""
+    return {"video": analysis.video, "params": analysis.params, "duration": analysis.duration,
+            "wall_seconds": round(analysis.seconds, 3), "domain": domain_to_json(analysis.domain),
+            "frames": [frame_to_json(f) for f in analysis.frames],
+            "moments": [moment_to_json(m) for m in analysis.moments]}
 
 
 def domain_to_proto_fields(domain: DomainSummary | None) -> dict[str, Any]:

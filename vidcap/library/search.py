@@ -23,7 +23,7 @@ import numpy as np
 
 from vidcap.errors import InputError
 from vidcap.library.store import Library
-from vidcap.video.novelty import FUNCTION_WORDS
+from vidcap.vocab import FUNCTION_WORDS
 
 # Words of a query that say nothing of what was seen: English's function words, and the ways of saying "a picture
 # of" and where in it, on which captions vary while the scene does not.

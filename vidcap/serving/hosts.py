@@ -33,7 +33,7 @@ from vidcap.model import Caption
 from vidcap.serving.torchserve import IMAGE_MODEL, VIDEO_MODEL, read_keys, renew_key
 from vidcap.video.pipeline import AnalysisParams, FrameResult, analyze_frames
 from vidcap.video.live import LiveSource
-from vidcap.video.novelty import FUNCTION_WORDS
+from vidcap.vocab import FUNCTION_WORDS
 from vidcap.video.sources import SourcePolicy
 from vidcap.video.resume import Resume, Sample
 from vidcap.wire import frame_from_json, params_to_json, resume_to_json, sample_from_json

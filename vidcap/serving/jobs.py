@@ -277,7 +277,7 @@ class JobRunner:
 
     def _check_video(self, path: Path, params: AnalysisParams) -> None:
         """Refuse at submission what would only fail later: not a video, or above the server's limits."""
-        from vidcap.video.frames import open_frames
+        from vidcap.video.opener import open_frames
 
         params.validate(self.limits)
         with open_frames(path, params.every_n_seconds, "pyav") as source:

@@ -1,7 +1,8 @@
 """Frame sources: decode one frame every N seconds from a video file.
 
-One small ABC, one implementation per video library (PyAV on CPU, DALI on GPU), and a registry of what is installed,
-after PySceneDetect's video backends. Times always come from the frames' presentation timestamps, relative to
+One small ABC (this module), one implementation per video library (PyAV on CPU: pyav_source.py, DALI on GPU:
+dali_source.py), and a registry of what is installed (opener.py, `open_frames`), after PySceneDetect's video
+backends. The implementations import this module; this module imports none of them. Times always come from the frames' presentation timestamps, relative to
 the first frame of the stream, so they stay right on variable-frame-rate files and on files whose first
 timestamp is not zero.
 """
@@ -125,43 +126,3 @@ def is_constant_rate(frame_times: Sequence[float], tolerance: float = 0.01) -> b
 
 def check_video_file(path: Path) -> None:
     require_file(path, "video", VideoOpenError)
-
-
-def available_sources() -> dict[str, type[FrameSource]]:
-    """Frame sources that can run on this machine, best first."""
-    from vidcap.video.pyav_source import PyAVFrameSource
-
-    sources: dict[str, type[FrameSource]] = {}
-    try:
-        from vidcap.video.dali_source import DALIFrameSource, dali_unavailable_reason
-
-        if dali_unavailable_reason() is None:
-            sources["dali"] = DALIFrameSource
-    except ImportError:
-        pass
-    sources["pyav"] = PyAVFrameSource
-    return sources
-
-
-def open_frames(path: str | Path, every_n_seconds: float, name: str = "auto",
-                size: tuple[int, int] | None = None, device: torch.device | None = None) -> FrameSource:
-    """Open a video with the named frame source, or the best available one ('auto'): DALI with a GPU, else PyAV.
-    A DALI failure on a file falls back to PyAV with a warning; so does a variable-frame-rate file under 'auto'
-    (DALI's reader is made for constant rates). device: the GPU a GPU source decodes on (the captioner's)."""
-    sources = available_sources()
-    explicit = name != "auto"
-    if name == "auto":
-        name = next(iter(sources))
-    if name not in sources:
-        if name == "dali":
-            from vidcap.video.dali_source import dali_unavailable_reason
-
-            raise InputError(f"DALI decoding is not available here: {dali_unavailable_reason()}")
-        raise InputError(f"unknown frame source {name!r}; available: {', '.join(sources)}")
-    if name == "pyav":
-        return sources["pyav"](path, every_n_seconds, size)
-    try:
-        return sources[name](path, every_n_seconds, size, device=device, constant_rate_only=not explicit)
-    except VideoOpenError as exc:
-        log.warning("%s could not open %s (%s); falling back to PyAV", name, Path(path).name, exc)
-        return sources["pyav"](path, every_n_seconds, size)

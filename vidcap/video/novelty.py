@@ -18,26 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vidcap.errors import InputError
+from vidcap.vocab import FUNCTION_WORDS
 from vidcap.video.cuts import MIN_HOLD, MIN_SHOT_SECONDS, Cut, Thumbnails, came_back, find_cuts, transition_time
 
 METRICS = ("euclidean", "cosine")
 METRIC_ALIASES = {"euclidian": "euclidean"}  # the old API's spelling
-
-# Words that say nothing of what a picture shows, in any English caption: articles, prepositions, conjunctions,
-# pronouns, forms of "to be", numbers. What a model's own captions add to those (the words its training captions say
-# of every picture) comes with the model: `ignored_words` of its vocabulary and its checkpoint's filler words.
-FUNCTION_WORDS = frozenset(
-    "a an the of on in at to into onto and or but is are was were be been being there its it this that these those "
-    "with from by for as next between near against some one two three four five six seven eight nine ten his her "
-    "their them they he she we you while up over under above below behind beside inside around through out off".split()
-)
-
-
-def ignored_words(vocabulary: list[str], fillers: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
-    """What the caption-change path leaves out of a model's captions: the function words its vocabulary holds, and
-    its own filler words (a checkpoint's `filler_words`: vidcap/synthetic.py's for the demo model; none for COCO)."""
-    return frozenset(w for w in vocabulary if w in FUNCTION_WORDS) | frozenset(fillers)
-
 
 @dataclass
 class CaptionedFrame:

@@ -24,7 +24,8 @@ from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
 from vidcap.video.cuts import CUT_SIGNALS
-from vidcap.video.frames import Frame, FrameSource, open_frames
+from vidcap.video.frames import Frame, FrameSource
+from vidcap.video.opener import open_frames
 from vidcap.video.resume import Resume, Sample
 from vidcap.video.stills import StillFrames
 from vidcap.video.novelty import (
@@ -48,7 +49,7 @@ class AnalysisParams:
     scorer: str = "robust"
     beam: int = 3
     batch_size: int = 8
-    frame_source: str = "auto"  # auto | pyav | dali (vidcap/video/frames.py)
+    frame_source: str = "auto"  # auto | pyav | dali (vidcap/video/opener.py)
     min_gap: float | None = None  # seconds between moments; default: max(2 samples, 2 s)
     skip_still: bool = True  # a still frame reuses the last caption (vidcap/video/stills.py); False: caption all
     cuts: str = "frames"  # where cuts are found: see CUT_SIGNALS
@@ -95,19 +96,6 @@ class Analysis:
     moments: list[Moment]
     seconds: float  # wall time
     domain: DomainSummary | None = None  # what share of the frames the model's domain does not cover
-
-    def to_json(self) -> dict[str, Any]:
-        from vidcap.wire import domain_to_json, frame_to_json, moment_to_json
-
-        return {
-            "video": self.video,
-            "params": self.params,
-            "duration": self.duration,
-            "wall_seconds": round(self.seconds, 3),
-            "domain": domain_to_json(self.domain),
-            "frames": [frame_to_json(f) for f in self.frames],
-            "moments": [moment_to_json(m) for m in self.moments],
-        }
 
 
 _DONE = object()

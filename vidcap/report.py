@@ -9,10 +9,11 @@ import textwrap
 from pathlib import Path
 
 from vidcap.video.pipeline import Analysis
+from vidcap.wire import analysis_to_json
 
 
 def to_json(analysis: Analysis) -> str:
-    return json.dumps(analysis.to_json(), indent=1)
+    return json.dumps(analysis_to_json(analysis), indent=1)
 
 
 def to_csv(analysis: Analysis) -> str:
