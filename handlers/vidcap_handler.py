@@ -34,11 +34,11 @@ from vidcap.errors import InputError, VidcapError, public_message, status_of
 from vidcap.fileio import media_path
 from vidcap.images import load_image
 from vidcap.limits import Limits
-from vidcap.serving.hosts import CANCEL_FOLDER
 from vidcap.video.live import LiveSource
 from vidcap.video.sources import SourcePolicy
 from vidcap.video.pipeline import analyze_frames
-from vidcap.wire import analysis_params, frame_to_json, resume_from_json, sample_to_json
+from vidcap import worker_protocol as protocol
+from vidcap.wire import analysis_params
 
 log = logging.getLogger("vidcap.handler")
 
@@ -78,11 +78,7 @@ class VidcapHandler(BaseHandler):
             indices = [i for i, (_, b) in images.items() if b == beam]
             captions = self.captioner.caption([images[i][0] for i in indices], beam)
             for i, caption in zip(indices, captions):
-                outputs[i] = json.dumps({"caption": caption.text, "words": caption.words,
-                                         "log_prob": caption.log_prob, "embeddings": caption.embeddings.tolist(),
-                                         "feature": caption.feature.tolist(),
-                                         "attention": caption.attention.flatten(1).tolist(),
-                                         "attention_size": caption.attention.shape[-1]})
+                outputs[i] = protocol.caption_reply(caption)
         return outputs
 
     def _video(self, request: dict, index: int, context) -> str:
@@ -104,16 +100,15 @@ class VidcapHandler(BaseHandler):
 
         def started(duration: float, expected: int) -> None:
             trained_on = self.captioner.domain.trained_on if self.captioner.domain else ""
-            send(json.dumps({"started": {"duration": duration, "expected_frames": expected, "trained_on": trained_on}})
-                 + "\n", "started")
+            send(protocol.started_line(duration, expected, trained_on), "started")
 
         def sample(captioned) -> None:  # kept by the caller, so that its job can continue after a restart
-            send(json.dumps({"sample": sample_to_json(captioned)}) + "\n", "sample")
+            send(protocol.sample_line(captioned), "sample")
 
         def notice(message: str) -> None:  # a live source reconnecting
-            send(json.dumps({"notice": message}) + "\n", "notice")
+            send(protocol.notice_line(message), "notice")
 
-        resume = resume_from_json(request["resume"]) if request.get("resume") is not None else None
+        resume = protocol.request_resume(request)
         count = 0
         video, stopped = path, threading.Event()
         if live is not None:
@@ -126,20 +121,20 @@ class VidcapHandler(BaseHandler):
                 if cancel is not None and cancel.exists():  # the client went away: free the worker
                     cancel.unlink(missing_ok=True)
                     log.info("job %s cancelled by its client after %d frames", request.get("job"), count)
-                    return json.dumps({"error": "cancelled by the client"}) + "\n"
-                send(json.dumps({"frame": frame_to_json(result)}) + "\n", "frame")
+                    return protocol.error_line("cancelled by the client")
+                send(protocol.frame_line(result), "frame")
                 count += 1
         finally:
             results.close()
             stopped.set()  # ends the cancel watch of a live source
-        return json.dumps({"done": True, "frames": count}) + "\n"
+        return protocol.done_line(count)
 
     def _cancel_marker(self, job) -> Path | None:
         if self.media_dir is None or not job:
             return None
         if not str(job).isalnum():
             raise InputError("job must be letters and digits")
-        return self.media_dir / CANCEL_FOLDER / str(job)
+        return self.media_dir / protocol.CANCEL_FOLDER / str(job)
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, InputError, "set VIDCAP_MEDIA_DIR")
@@ -148,7 +143,7 @@ class VidcapHandler(BaseHandler):
     def _error(exc: VidcapError, index: int, context) -> str:
         message = public_message(exc)  # no worker paths in what reaches a client
         context.set_response_status(status_of(exc)[1], message, index)
-        return json.dumps({"error": message})
+        return protocol.error_line(message).rstrip("\n")
 
     def _beam(self, row: dict) -> int:
         value = row.get("beam")

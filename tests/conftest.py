@@ -29,6 +29,23 @@ DEMO_MODEL = REPO / "model_store" / "vidcap-demo.pt"
 
 torch.set_num_threads(2)
 
+# The integration tier: real processes and components (vidcap serve, TorchServe, Chromium, RTSP and UDP streams,
+# Ray, SIGKILL restarts, a fresh virtual environment), real models beyond the demo model, and training runs.
+# `pytest -m "not integration"` is the fast tier: the doors' parameter, error and serialisation matrix in this
+# process (test_doors.py), the model, the pipeline, the rules. A test elsewhere marks itself
+# (@pytest.mark.integration) when it starts a process.
+INTEGRATION_MODULES = {
+    "test_attack", "test_cli", "test_concurrency", "test_domain", "test_fetch", "test_gpu", "test_grpc",
+    "test_http_api", "test_import", "test_imported_model", "test_install", "test_jobs", "test_library", "test_live",
+    "test_pretrained", "test_reliability", "test_security", "test_torchserve", "test_train", "test_ui",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.module.__name__ in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)
+
 # `vidcap serve` with the model in this process and no web UI: the gRPC service alone (its ready line, and the
 # address in it, below). Every server the tests start is this one server with its one set of rules.
 GRPC_READY = re.compile(r"vidcap gRPC service\s+(127\.0\.0\.1:\d+)")

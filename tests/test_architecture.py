@@ -32,7 +32,7 @@ def _room(module: str) -> str:
     parts = module.split(".")
     if len(parts) > 2 and parts[1] in ("video", "library", "serving", "training"):
         return parts[1]
-    return {"wire": "formats", "report": "formats", "client": "client", "ui": "ui", "ui_timeline": "ui",
+    return {"wire": "formats", "report": "formats", "worker_protocol": "formats", "client": "client", "ui": "ui", "ui_timeline": "ui",
             "cli": "cli", "v1": "client"}.get(parts[1], "core") if len(parts) > 1 else "core"
 
 

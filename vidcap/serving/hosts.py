@@ -36,7 +36,8 @@ from vidcap.video.live import LiveSource
 from vidcap.vocab import FUNCTION_WORDS
 from vidcap.video.sources import SourcePolicy
 from vidcap.video.resume import Resume, Sample
-from vidcap.wire import frame_from_json, params_to_json, resume_to_json, sample_from_json
+from vidcap import worker_protocol as protocol
+from vidcap.worker_protocol import CANCEL_FOLDER
 
 log = logging.getLogger("vidcap.host")
 
@@ -188,67 +189,59 @@ class TorchServeHost(ModelHost):
         _check_pixels(data, max_pixels)
         with self._post(IMAGE_MODEL, content=data, params={"beam": beam}) as response:
             response.read()
-            body = _json_or_error(response)
-        n, s = len(body["words"]), body["attention_size"]
-        return Caption(words=body["words"], token_ids=[], log_prob=body["log_prob"],
-                       attention=torch.tensor(body["attention"]).reshape(n, s, s),
-                       embeddings=torch.tensor(body["embeddings"]), feature=torch.tensor(body["feature"]),
-                       regions=torch.empty(0))
+            return protocol.caption_from_reply(_json_or_error(response))
 
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None,
                 resume: Resume | None = None, on_sample: OnSample | None = None) -> Iterator[FrameResult]:
         path = Path(path).resolve()
         if not path.is_relative_to(self.media_dir):
             raise InputError("the TorchServe model host reads videos from its media folder only")
-        request = {"video_path": str(path.relative_to(self.media_dir)), **params_to_json(params)}
-        if on_sample is not None:
-            request["samples"] = True
-        if resume is not None:
-            request["resume"] = resume_to_json(resume)
-        return self._stream(request, on_start, on_sample)
+        relative = str(path.relative_to(self.media_dir))
+        return self._stream(lambda job: protocol.video_request(params, job, video_path=relative, resume=resume,
+                                                               samples=on_sample is not None), on_start, on_sample)
 
     def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
                      stop: threading.Event | None = None, policy: SourcePolicy | None = None
                      ) -> Iterator[FrameResult]:
         """The worker opens the source (its archive's allow-list checks it again, before every connect:
         TorchServe can be called directly)."""
-        return self._stream({"live_source": source, **params_to_json(params)}, on_notice=on_notice, stop=stop)
+        return self._stream(lambda job: protocol.video_request(params, job, live_source=source),
+                            on_notice=on_notice, stop=stop)
 
-    def _stream(self, request: dict, on_start: OnStart | None = None, on_sample: OnSample | None = None,
-                on_notice: OnNotice | None = None, stop: threading.Event | None = None) -> Iterator[FrameResult]:
+    def _stream(self, request: Callable[[str], dict], on_start: OnStart | None = None,
+                on_sample: OnSample | None = None, on_notice: OnNotice | None = None,
+                stop: threading.Event | None = None) -> Iterator[FrameResult]:
+        """request: the call's request for its id (the name of its cancel marker)."""
         job = uuid.uuid4().hex
-        request = {**request, "job": job}
         if stop is not None:  # the worker watches the cancel marker, also while its source is silent
             threading.Thread(target=lambda: stop.wait() and self._cancel(job), daemon=True,
                              name="vidcap-live-stop").start()
         done = False
         try:
-            with self._post(VIDEO_MODEL, json=request) as response:
+            with self._post(VIDEO_MODEL, json=request(job)) as response:
                 if response.status_code != 200:
                     response.read()
                     _json_or_error(response)
                 for line in response.iter_lines():
                     if not line.strip():
                         continue
-                    message = _json_line(line)
-                    if "frame" in message:
-                        yield frame_from_json(message["frame"])
-                    elif "sample" in message:
-                        if on_sample is not None:
-                            on_sample(sample_from_json(message["sample"]))
-                    elif "notice" in message:
-                        if on_notice is not None:
-                            on_notice(str(message["notice"]))
-                    elif "started" in message:
-                        self.trained_on = message["started"].get("trained_on") or self.trained_on
+                    kind, value = protocol.read_line(_json_line(line))
+                    if kind == "frame":
+                        yield value
+                    elif kind == "sample" and on_sample is not None:
+                        on_sample(value)
+                    elif kind == "notice" and on_notice is not None:
+                        on_notice(value)
+                    elif kind == "started":
+                        self.trained_on = value.trained_on or self.trained_on
                         if on_start is not None:
-                            on_start(message["started"]["duration"], message["started"]["expected_frames"])
-                    elif "done" in message:
+                            on_start(value.duration, value.expected_frames)
+                    elif kind == "done":
                         done = True
-                    elif "error" in message:
-                        raise InputError(message["error"])
-                    else:  # TorchServe's own error body, e.g. its worker died
-                        raise UnavailableError(_torchserve_failure(message))
+                    elif kind == "error":
+                        raise InputError(value)
+                    elif kind == "unknown":  # TorchServe's own error body, e.g. its worker died
+                        raise UnavailableError(_torchserve_failure(value))
             if not done:
                 raise UnavailableError("the TorchServe worker stopped in the middle of the video (it may "
                                               "have crashed); try again")
@@ -273,7 +266,6 @@ class TorchServeHost(ModelHost):
                     marker.unlink(missing_ok=True)
 
 
-CANCEL_FOLDER = ".cancel"  # in the media folder: a file named after a job asks the worker to stop it
 CANCEL_MARKER_SECONDS = 120.0
 
 
