@@ -132,7 +132,7 @@ def start_server(folder: Path, model_host: str = "inprocess", ui: bool = True) -
     log = folder / "server.log"
     args = [sys.executable, "-m", "vidcap.cli", "serve", "--model-host", model_host, "--grpc-port", str(grpc_port),
             "--http-port", str(http_port), "--torchserve-port", str(ts_port), "--media-dir", str(media),
-            "--work-dir", str(folder / "work"), "--index", str(folder / "library.db"), "--encoder", "torch",
+            "--work-dir", str(folder / "work"), "--library", str(folder / "library.db"), "--encoder", "torch",
             *(["--ui-port", str(ui_port)] if ui else ["--no-ui"]), *SERVER_LIMITS]
     env = {**os.environ, "PYTHONPATH": str(REPO), "VIDCAP_DATA": str(folder / "data")}
     env.pop("VIDCAP_MODEL", None)

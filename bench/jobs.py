@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from vidcap.captioner import Captioner
-    from vidcap.library.jobs import JobStore
+    from vidcap.library.job_store import JobStore
     from vidcap.serving.hosts import InProcessHost
-    from vidcap.serving.jobs import JobRunner
+    from vidcap.serving.job_runner import JobRunner
     from vidcap.video.pipeline import AnalysisParams, analyze_frames
     from vidcap.video.synth import random_segments, write_video
 

@@ -8,7 +8,7 @@ seconds to make) analysed at one frame per second with the demo model, results k
 them. The process's resident memory is sampled every 200 frames: it must stay flat (the frame queue is
 bounded and frames are dropped once captioned), i.e. the growth from the 10% point to the end stays small.
 
-TorchServe: `vidcap serve` with the TorchServe backend, 1,000 image requests through gRPC at concurrency 8; the
+TorchServe: `vidcap serve` with the TorchServe model host, 1,000 image requests through gRPC at concurrency 8; the
 worker's resident memory (its process and children) after the first 100 requests (warm) and after all 1,000.
 """
 

@@ -2,9 +2,9 @@
 
     python bench/serving.py                  # 60 s 1280x720 video at 1 fps, 64 image requests per setting
 
-In one run: image caption latency (p50/p99) at concurrency 1 and 8 through gRPC with the TorchServe backend and
-with the in-process backend; video analysis throughput (sampled frames per second) in-process (the library),
-through gRPC + in-process backend, and through gRPC + TorchServe. Target: the TorchServe path keeps at least 85%
+In one run: image caption latency (p50/p99) at concurrency 1 and 8 through gRPC with the TorchServe model host and
+with the in-process model host; video analysis throughput (sampled frames per second) in-process (the library),
+through gRPC + in-process model host, and through gRPC + TorchServe. Target: the TorchServe path keeps at least 85%
 of the in-process throughput.
 """
 
@@ -43,21 +43,21 @@ def free_port_block(size: int) -> int:
             return base
 
 
-def start_stack(backend: str, media: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def start_stack(model_host: str, media: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """`vidcap serve` on free ports (no web UI); -> (process, gRPC address). extra: more `vidcap serve` flags."""
     base = free_port_block(16)
-    proc = subprocess.Popen([sys.executable, "-m", "vidcap.cli", "serve", "--model-host", backend, "--grpc-port",
+    proc = subprocess.Popen([sys.executable, "-m", "vidcap.cli", "serve", "--model-host", model_host, "--grpc-port",
                              str(base), "--http-port", str(base + 1), "--torchserve-port", str(base + 2),
                              "--media-dir", str(media), "--no-ui", *extra], stdout=subprocess.PIPE, text=True,
                             cwd=REPO)
     proc.banner = []  # the lines `vidcap serve` printed: its URLs, TorchServe's management URL and key file
-    last = "TorchServe" if backend == "torchserve" else "vidcap HTTP API"
+    last = "TorchServe" if model_host == "torchserve" else "vidcap HTTP API"
     for line in proc.stdout:
         proc.banner.append(line)
         if line.startswith(last):
             break
     else:
-        raise RuntimeError(f"vidcap serve --model-host {backend} did not start")
+        raise RuntimeError(f"vidcap serve --model-host {model_host} did not start")
     return proc, f"127.0.0.1:{base}"
 
 
@@ -132,8 +132,8 @@ def main() -> None:
     results["in-process (library)"] = {"video_fps": statistics.median(runs)}
     del captioner
 
-    for backend in ("inprocess", "torchserve"):
-        proc, address = start_stack(backend, media)
+    for model_host in ("inprocess", "torchserve"):
+        proc, address = start_stack(model_host, media)
         try:
             row = {}
             for concurrency in (1, 8):
@@ -141,7 +141,7 @@ def main() -> None:
                 row[f"c{concurrency}"] = (pct(lat, 50) * 1000, pct(lat, 99) * 1000)
             row["video_fps"] = statistics.median(video_fps(address, video.name, args.every)[0]
                                                  for _ in range(args.repeats))
-            results[f"gRPC + {backend}"] = row
+            results[f"gRPC + {model_host}"] = row
         finally:
             stop_stack(proc)
 

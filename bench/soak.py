@@ -1,4 +1,4 @@
-"""Soak: `vidcap serve` (TorchServe backend) under a steady crowd, with faults injected on a schedule.
+"""Soak: `vidcap serve` (TorchServe model host) under a steady crowd, with faults injected on a schedule.
 
     python bench/soak.py                       # 4 videos + 20 images at once for 15 minutes (sized for 2 cores)
     python bench/soak.py --minutes 3 --videos 2 --images 6 --token-minutes 0.5      # a quick look

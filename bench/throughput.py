@@ -7,7 +7,7 @@ stack, and PySceneDetect, on the same video with the same ResNet-152 models, in 
 Rows (sampled frames per second and video seconds per wall second, medians of the repeats):
   (a) the old project's path, re-created: OpenCV seeks to every sample, one frame at a time, PyTorch eager fp32,
       greedy decoding;
-  (b) the encoder alone, at the best of every usable backend and batch size (the ceiling);
+  (b) the encoder alone, at the best of every usable runtime and batch size (the ceiling);
   (c) vidcap in-process (`analyze`: PyAV keyframe-aware decoding, batches, the `auto` encoder, beam 3), and
       (c8) the same with the opt-in int8 encoder where OpenVINO + NNCF are installed;
   (d) vidcap through the server stack: gRPC + TorchServe (the worker decodes and captions);
@@ -170,7 +170,7 @@ def old_path(video: Path, model: CaptionModel, every: float) -> tuple[int, float
 
 def encoder_ceiling(model: CaptionModel, device: torch.device, batches: list[int], repeats: int
                     ) -> tuple[str, int, float, dict]:
-    """images/s of every usable backend at every batch size -> (best backend, best batch, its rate, all)."""
+    """images/s of every usable runtime at every batch size -> (best runtime, best batch, its rate, all)."""
     rng = np.random.default_rng(1)
     pixels = [render_scene(random_scene(rng), 1280, 720) for _ in range(max(batches))]
     images = torch.cat([to_model_input(as_tensor(p).to(device), model.config.image_size) for p in pixels])
@@ -179,14 +179,14 @@ def encoder_ceiling(model: CaptionModel, device: torch.device, batches: list[int
         if reason:
             table[name] = reason
             continue
-        backend = make_encoder(name, model.encoder, model.config, device)
+        runtime = make_encoder(name, model.encoder, model.config, device)
         for batch in batches:
             x = images[:batch]
-            backend(x), backend(x)  # warm-up: the first passes are 2.5-6 s outliers
+            runtime(x), runtime(x)  # warm-up: the first passes are 2.5-6 s outliers
 
             def run() -> tuple[int, float]:
                 t = time.perf_counter()
-                backend(x)
+                runtime(x)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 return batch, time.perf_counter() - t
@@ -403,7 +403,7 @@ def main() -> None:
         for seconds, walls in whole.items():
             print(f"| {seconds:g} s | {walls['vidcap']:.2f} | {walls['scenedetect']:.2f} | "
                   f"{walls['scenedetect'] / walls['vidcap']:.2f}x |")
-    print("\nencoder images/s by backend and batch size:")
+    print("\nencoder images/s by runtime and batch size:")
     for key, value in ceiling.items():
         print(f"  {key:22s} {value:.2f}" if isinstance(value, float) else f"  {key:22s} unavailable: {value}")
     if args.json:

@@ -2,10 +2,10 @@
 
 - Image requests (the body is an encoded image; `?beam=K` optional) go through TorchServe's dynamic batching
   and are captioned together in one batched beam search.
-- Video requests (a JSON body `{"video_path": ..., "job": ..., "every_n_seconds": ..., "window": ..., "metric":
+- Video requests (a JSON body `{"video_path": ..., "call": ..., "every_n_seconds": ..., "window": ..., "metric":
   ..., "scorer": ..., "beam": ...}`, the path inside the media folder shared with the worker, `$VIDCAP_MEDIA_DIR`)
   are decoded inside the worker and answered with one streamed JSON line per sampled frame, so a GPU worker keeps
-  frames on the GPU from decode to caption; the last line is `{"done": true, ...}`. A file named after the job in
+  frames on the GPU from decode to caption; the last line is `{"done": true, ...}`. A file named after the call in
   the media folder's `.cancel/` stops it (the client went away). With `"samples": true` each captioned sample
   comes too (`{"sample": ...}`), and `"resume"` continues a stopped analysis from such samples
   (vidcap/video/resume.py): how the server's jobs continue after a restart without captioning anything twice.
@@ -90,7 +90,7 @@ class VidcapHandler(BaseHandler):
         params = analysis_params(request.get("every_n_seconds"), request.get("window"), request.get("metric"),
                                  request.get("scorer"), request.get("beam"), self.limits,
                                  no_skip=request.get("no_skip"), cuts=request.get("cuts"))
-        cancel = self._cancel_marker(request.get("job"))
+        cancel = self._cancel_marker(request.get("call"))
         # Keyed by the request's row in the batch: TorchServe marks that row's headers "more to come". Keyed by 0,
         # a second video in one batch marked the first row instead, and its own stream never ended.
         reply = {index: context.request_ids[index]}
@@ -120,7 +120,7 @@ class VidcapHandler(BaseHandler):
             for result in results:
                 if cancel is not None and cancel.exists():  # the client went away: free the worker
                     cancel.unlink(missing_ok=True)
-                    log.info("job %s cancelled by its client after %d frames", request.get("job"), count)
+                    log.info("call %s cancelled by its client after %d frames", request.get("call"), count)
                     return protocol.error_line("cancelled by the client")
                 send(protocol.frame_line(result), "frame")
                 count += 1
@@ -129,12 +129,12 @@ class VidcapHandler(BaseHandler):
             stopped.set()  # ends the cancel watch of a live source
         return protocol.done_line(count)
 
-    def _cancel_marker(self, job) -> Path | None:
-        if self.media_dir is None or not job:
+    def _cancel_marker(self, call) -> Path | None:
+        if self.media_dir is None or not call:
             return None
-        if not str(job).isalnum():
-            raise InputError("job must be letters and digits")
-        return self.media_dir / protocol.CANCEL_FOLDER / str(job)
+        if not str(call).isalnum():
+            raise InputError("call must be letters and digits")
+        return self.media_dir / protocol.CANCEL_FOLDER / str(call)
 
     def _media_path(self, relative: str) -> Path:
         return media_path(self.media_dir, relative, InputError, "set VIDCAP_MEDIA_DIR")

@@ -190,7 +190,7 @@ def test_colour_only_cuts_and_the_learnt_detector_are_options(tmp_path, captione
 
 
 def test_cut_times_travel_on_the_wire_and_in_the_job_store(tmp_path, captioner):
-    from vidcap.library.jobs import JobStore
+    from vidcap.library.job_store import JobStore
     from vidcap.v1 import vidcap_pb2 as pb
     from vidcap.wire import analysis_params, frame_from_json, frame_from_proto, frame_to_json, frame_to_proto
 
@@ -211,7 +211,7 @@ def test_cut_times_travel_on_the_wire_and_in_the_job_store(tmp_path, captioner):
 
 
 def test_a_job_store_written_before_cut_times_is_upgraded(tmp_path):
-    from vidcap.library.jobs import SCHEMA, JobStore
+    from vidcap.library.job_store import SCHEMA, JobStore
 
     old = SCHEMA.replace("    cut_times TEXT NOT NULL DEFAULT '[]',  -- JSON: where the new shots its cut signal found began\n",
                          "").replace("    error TEXT,\n    library INTEGER", "    error TEXT\n    -- library INTEGER")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vidcap.captioner import Captioner
-from vidcap.encoders import ENCODER_BACKENDS, available_encoders, make_encoder
+from vidcap.encoders import ENCODER_RUNTIMES, available_encoders, make_encoder
 from vidcap.errors import UnavailableError
 from vidcap.preprocess import as_tensor, to_model_input
 
@@ -86,7 +86,7 @@ def test_unusable_and_unknown_backends_say_why():
 def test_the_cli_offers_exactly_the_registered_backends():
     from vidcap.cli import ENCODER_NAMES
 
-    assert list(ENCODER_NAMES) == ["auto", *ENCODER_BACKENDS]
+    assert list(ENCODER_NAMES) == ["auto", *ENCODER_RUNTIMES]
 
 
 def test_the_demo_model_captions_the_same_with_openvino_as_with_torch():
@@ -177,7 +177,7 @@ def test_a_runtime_that_fails_its_test_inference_is_skipped_by_auto_and_refused_
         def trunk(self, images):
             return super().trunk(images)[:, :-1]
 
-    monkeypatch.setitem(encoders.ENCODER_BACKENDS, "openvino", CroppedOpenVINO)
+    monkeypatch.setitem(encoders.ENCODER_RUNTIMES, "openvino", CroppedOpenVINO)
     model = tiny_model(stages=3, image_size=64, encoded_size=4)
     with caplog.at_level("WARNING"):
         runtime = make_encoder("auto", model.encoder, model.config, CPU)

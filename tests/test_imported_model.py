@@ -69,10 +69,10 @@ def test_caption_analyze_index_search_and_calibrate(imported, footage, tmp_path)
     assert analyzed.returncode == 0, analyzed.stderr
     frames = json.loads((tmp_path / "a.json").read_text())["frames"]
     assert len(frames) == 9 and all(f["in_domain"] is None for f in frames)  # no profile yet: nothing claimed
-    indexed = vidcap("index", str(footage["clip"]), "--index", str(tmp_path / "lib.db"), "--no-progress", *model)
+    indexed = vidcap("index", str(footage["clip"]), "--library", str(tmp_path / "lib.db"), "--no-progress", *model)
     assert indexed.returncode == 0, indexed.stderr
     content = [w for w in frames[0]["caption"].split() if len(w) > 3] or frames[0]["caption"].split()
-    found = vidcap("search", " ".join(content[:2]), "--index", str(tmp_path / "lib.db"))
+    found = vidcap("search", " ".join(content[:2]), "--library", str(tmp_path / "lib.db"))
     assert found.returncode == 0 and "clip.mp4" in found.stdout, found.stdout + found.stderr
     mine = shutil.copy(imported, tmp_path / "mine.pt")
     calibrated = vidcap("calibrate", str(mine), str(footage["frames"]))

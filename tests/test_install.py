@@ -98,9 +98,9 @@ def test_installed_caption_analyze_index_and_search(installed):
     assert analyzed.returncode == 0, analyzed.stderr
     frames = json.loads((cwd / "out.json").read_text())["frames"]
     assert len(frames) >= 8
-    indexed = run(installed, "index", "clip.mp4", "--index", "lib.db", "--no-progress")
+    indexed = run(installed, "index", "clip.mp4", "--library", "lib.db", "--no-progress")
     assert indexed.returncode == 0, indexed.stderr
-    found = run(installed, "search", frames[0]["caption"], "--index", "lib.db")  # what the model saw there
+    found = run(installed, "search", frames[0]["caption"], "--library", "lib.db")  # what the model saw there
     assert found.returncode == 0 and "clip.mp4" in found.stdout, found.stdout + found.stderr
 
 
@@ -115,7 +115,7 @@ def test_installed_serve_answers_every_door_and_keeps_a_job(installed, model_hos
     base = free_port_block(16)
     args = [str(installed["vidcap"]), "serve", "--model-host", model_host, "--no-ui", "--grpc-port", str(base),
             "--http-port", str(base + 1), "--torchserve-port", str(base + 2), "--encoder", "torch",
-            "--work-dir", str(cwd / f"work-{model_host}"), "--index", str(cwd / f"serve-{model_host}.db")]
+            "--work-dir", str(cwd / f"work-{model_host}"), "--library", str(cwd / f"serve-{model_host}.db")]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
                             env=installed["env"])
     try:

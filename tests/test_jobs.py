@@ -370,7 +370,7 @@ def test_the_command_line_client_submits_watches_and_exports(server, media, tmp_
 def test_a_write_interrupted_after_its_commit_and_repeated_keeps_each_result_once(tmp_path, monkeypatch):
     """Ctrl-C may land between a write's commit and the writer's bookkeeping; the writer is flushed again then
     (vidcap index keeps what it has): nothing may be stored or counted twice (a UNIQUE error once ended the run)."""
-    from vidcap.library.jobs import JobStore, JobWriter
+    from vidcap.library.job_store import JobStore, JobWriter
     from vidcap.video.pipeline import FrameResult
 
     store = JobStore(tmp_path / "library.db")

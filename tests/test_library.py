@@ -51,7 +51,7 @@ def videos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def library(videos, tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("db") / "library.db"
-    result = vidcap("index", str(videos), "--index", str(db), "--no-progress")
+    result = vidcap("index", str(videos), "--library", str(db), "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "2 indexed, 0 already indexed, 1 failed, 0 missing" in result.stdout
     assert f"failed: {videos / 'more' / 'broken.mp4'}: " in result.stdout
@@ -59,14 +59,14 @@ def library(videos, tmp_path_factory) -> Path:
 
 
 def search(db: Path, query: str, *more: str) -> list[dict]:
-    result = vidcap("search", query, "--index", str(db), "--json", *more)
+    result = vidcap("search", query, "--library", str(db), "--json", *more)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
 def test_a_second_run_skips_what_is_done_and_a_touched_file(videos, library):
     os.utime(videos / "garden.mp4")  # a new mtime, the same content
-    again = vidcap("index", str(videos / "garden.mp4"), str(videos / "more" / "*.m*"), "--index", str(library),
+    again = vidcap("index", str(videos / "garden.mp4"), str(videos / "more" / "*.m*"), "--library", str(library),
                    "--no-progress")
     assert again.returncode == 0, again.stderr
     assert "0 indexed, 2 already indexed, 1 failed" in again.stdout and "as before" in again.stdout
@@ -91,15 +91,15 @@ def test_search_finds_each_stretch_by_its_words_and_the_models_synonyms(videos, 
 
 def test_bad_queries_are_clear_errors_and_no_hits_is_an_empty_answer(library, tmp_path):
     assert search(library, "zebra") == []
-    plain = vidcap("search", "zebra", "--index", str(library))
+    plain = vidcap("search", "zebra", "--library", str(library))
     assert plain.returncode == 0 and "no hits" in plain.stdout
     for query, message in [("on the left of a", "no words to search for"), ("star " * 2000, "at most 500")]:
-        result = vidcap("search", query, "--index", str(library))
+        result = vidcap("search", query, "--library", str(library))
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-    missing = vidcap("search", "star", "--index", str(tmp_path / "none.db"))
+    missing = vidcap("search", "star", "--library", str(tmp_path / "none.db"))
     assert missing.returncode == 2 and "no library" in missing.stderr
     (tmp_path / "text.db").write_text("not a database at all " * 100)
-    wrong = vidcap("search", "star", "--index", str(tmp_path / "text.db"))
+    wrong = vidcap("search", "star", "--library", str(tmp_path / "text.db"))
     assert wrong.returncode == 2 and "not a vidcap library" in wrong.stderr
 
 
@@ -128,10 +128,10 @@ def test_changed_files_are_indexed_again_and_deleted_ones_marked_missing(videos,
     folder = tmp_path / "videos"
     shutil.copytree(videos, folder)
     db = tmp_path / "library.db"
-    assert vidcap("index", str(folder), "--index", str(db), "--no-progress").returncode == 0
+    assert vidcap("index", str(folder), "--library", str(db), "--no-progress").returncode == 0
     _write(folder / "more" / "desert.mkv", scene("water", "cross", "green"))  # new content
     (folder / "garden.mp4").unlink()
-    result = vidcap("index", str(folder), "--index", str(db), "--no-progress")
+    result = vidcap("index", str(folder), "--library", str(db), "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "1 indexed, 0 already indexed, 1 failed, 1 missing" in result.stdout
     assert f"missing: {folder / 'garden.mp4'}" in result.stdout
@@ -147,7 +147,7 @@ def test_after_ctrl_c_the_same_command_continues_where_it_stopped(tmp_path):
         write_video(folder / f"v{n}.mp4", random_segments(3, seed=n, min_seconds=20, max_seconds=20), fps=10,
                     size=(320, 180))
     db = tmp_path / "library.db"
-    args = [*VIDCAP, "index", str(folder), "--index", str(db), "--every", "0.1", "--no-progress"]
+    args = [*VIDCAP, "index", str(folder), "--library", str(db), "--every", "0.1", "--no-progress"]
     # Ctrl-C as a terminal sends it. A test runner started in the background of a non-interactive shell runs with
     # SIGINT ignored, and its children inherit that (Python then installs no KeyboardInterrupt handler): restore it.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
@@ -210,16 +210,16 @@ def _frames(db: Path) -> list[tuple]:
 def test_ray_workers_on_a_local_cluster_index_what_one_process_does(videos, library, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'vidcap[ray]')")
     db = tmp_path / "ray.db"
-    result = vidcap("index", str(videos), "--index", str(db), "--ray", "--workers", "2", "--no-progress")
+    result = vidcap("index", str(videos), "--library", str(db), "--ray", "--workers", "2", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "2 indexed, 0 already indexed, 1 failed, 0 missing" in result.stdout
     assert _frames(db) == _frames(library) and len(_frames(db)) > 10
-    unreachable = vidcap("index", str(videos), "--index", str(db), "--ray", "127.0.0.1:9", "--no-progress",
+    unreachable = vidcap("index", str(videos), "--library", str(db), "--ray", "127.0.0.1:9", "--no-progress",
                          timeout=60)
     assert "0 indexed, 2 already indexed" in unreachable.stdout  # nothing to do: no cluster needed
     (videos / "more" / "late.mp4").write_bytes((videos / "garden.mp4").read_bytes())
     try:
-        unreachable = vidcap("index", str(videos), "--index", str(db), "--ray", "127.0.0.1:9", "--no-progress",
+        unreachable = vidcap("index", str(videos), "--library", str(db), "--ray", "127.0.0.1:9", "--no-progress",
                              timeout=60)
     finally:
         (videos / "more" / "late.mp4").unlink()
@@ -242,7 +242,7 @@ def test_the_server_searches_the_library_over_grpc_and_http(library, tmp_path):
 
     grpc_port, http_port = _free_port(), _free_port()
     proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--no-ui", "--grpc-port", str(grpc_port),
-                             "--http-port", str(http_port), "--index", str(library)],
+                             "--http-port", str(http_port), "--library", str(library)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     try:
         lines = [proc.stdout.readline() for _ in range(2)]

@@ -285,7 +285,7 @@ def _free_tcp_port() -> int:
 def test_live_sources_over_grpc_allow_list_notices_and_cancel(tmp_path):
     log = tmp_path / "server.log"
     with log.open("w") as err:
-        proc = subprocess.Popen(inprocess_server(tmp_path / "work", "--index", str(tmp_path / "library.db"),
+        proc = subprocess.Popen(inprocess_server(tmp_path / "work", "--library", str(tmp_path / "library.db"),
                                                  "--allow-source", "udp://127.0.0.1:*"),
                                 stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=cli_env())
         try:

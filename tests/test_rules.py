@@ -239,3 +239,22 @@ def test_a_server_gives_one_piece_of_advice_for_files_and_quotes_a_device_whole(
     assert "does not open /dev/video0" in public_message(refused.value)
     assert SourcePolicy(["rtsp://u:pw@cam.example/*", "/dev/video0"]).described() == ["rtsp://u:***@cam.example/*",
                                                                                       "/dev/video0"]
+
+
+def test_old_flag_spellings_still_work_and_warn_once(capsys):
+    """One word, one meaning (docs/architecture.md#words): the renamed flags answer to their old names until the
+    next release, saying the new one, once per run."""
+    from vidcap.cli import Renamed, build_parser
+
+    Renamed.warned.clear()
+    parser = build_parser()
+    args = parser.parse_args(["search", "red star", "--index", "old.db"])
+    again = parser.parse_args(["index", "clip.mp4", "--index", "old.db"])
+    assert args.library == again.library == "old.db"
+    assert capsys.readouterr().err.count("--index is now --library") == 1
+    assert parser.parse_args(["analyze", "v.mp4", "--decoder", "pyav"]).frame_source == "pyav"
+    assert parser.parse_args(["serve", "--backend", "inprocess"]).model_host == "inprocess"
+    err = capsys.readouterr().err
+    assert "--decoder is now --frame-source" in err and "--backend is now --model-host" in err
+    assert parser.parse_args(["search", "red star", "--library", "new.db"]).library == "new.db"
+    assert capsys.readouterr().err == ""

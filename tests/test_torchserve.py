@@ -24,9 +24,9 @@ from vidcap.video.pipeline import AnalysisParams, analyze_frames
 from vidcap.video.synth import Effects, random_segments, write_video
 
 from vidcap.client import VidcapClient
-from vidcap.library.jobs import JobStore
+from vidcap.library.job_store import JobStore
 from vidcap.serving.hosts import TorchServeHost
-from vidcap.serving.jobs import JobRunner
+from vidcap.serving.job_runner import JobRunner
 
 from conftest import REPO, VIDCAP, UdpCamera, cli_env, synthetic_images
 

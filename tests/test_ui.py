@@ -100,11 +100,11 @@ def grpc_server(tmp_path_factory, files):
     """-> (address, log file) of a gRPC service with the demo model, and a library holding scenes.mp4."""
     log = tmp_path_factory.mktemp("grpc") / "grpc.log"
     library = log.parent / "library.db"
-    indexed = subprocess.run([*VIDCAP, "index", str(files["scenes.mp4"]), "--index", str(library), "--no-progress"],
+    indexed = subprocess.run([*VIDCAP, "index", str(files["scenes.mp4"]), "--library", str(library), "--no-progress"],
                              capture_output=True, text=True, env=cli_env(), timeout=300)
     assert indexed.returncode == 0, indexed.stderr
     port = _free_port()
-    proc = _start(inprocess_server(log.parent / "work", "--index", str(library), "--allow-source",
+    proc = _start(inprocess_server(log.parent / "work", "--library", str(library), "--allow-source",
                                    "udp://127.0.0.1:*") + ["--grpc-port", str(port)], log)
     deadline = time.monotonic() + 60
     while "vidcap gRPC service" not in log.read_text():

@@ -41,7 +41,7 @@ class Captioner:
     def __init__(self, model: CaptionModel, device: str = "auto", beam_size: int = 3, batch_size: int = 16,
                  max_pixels: int = DEFAULT_MAX_PIXELS, encoder: str = "auto", domain: DomainProfile | None = None,
                  filler_words: Sequence[str] = ()):
-        """encoder: the backend that runs the CNN (vidcap/encoders.py): auto, torch, torch-bf16, openvino, ...
+        """encoder: the encoder runtime that runs the CNN (vidcap/encoders.py): auto, torch, torch-bf16, openvino, ...
         domain: the checkpoint's profile of its training images (vidcap/domain.py), to tell frames unlike them.
         filler_words: what the model's training captions say of every picture (the checkpoint's)."""
         self.domain = domain

@@ -19,6 +19,20 @@ from vidcap.limits import Limits, add_limit_arguments, limits_from_args
 log = logging.getLogger("vidcap")
 
 
+class Renamed(argparse.Action):
+    """An option that had another name (its last spelling in add_argument): the old one still works and warns once,
+    naming the new one; it goes in the next release."""
+
+    warned: set[str] = set()
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        old = self.option_strings[-1]
+        if option_string == old and old not in Renamed.warned:
+            Renamed.warned.add(old)
+            print(f"vidcap: {old} is now {self.option_strings[0]}; {old} goes in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 ENCODER_NAMES = ("auto", "torch", "torch-bf16", "openvino", "openvino-f32", "openvino-int8", "onnxruntime",
                  "tensorrt")
 
@@ -238,8 +252,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                         "on the first frame of the new shot), colour (the samples' colours alone: a little faster, "
                         "a cut placed on the sample after it), transnetv2 (the learnt shot detector over every frame "
                         "first: files only, slower; pip install 'vidcap[transnet]')")
-    p.add_argument("--frame-source", "--decoder", dest="frame_source", default="auto",
-                   help="what decodes the video: auto, pyav, dali (default: auto; --decoder is its old name)")
+    p.add_argument("--frame-source", "--decoder", dest="frame_source", default="auto", action=Renamed,
+                   help="what decodes the video: auto, pyav, dali (default: auto; --decoder, its old name, warns)")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", metavar="OUT", help="write frames and moments as JSON")
@@ -378,8 +392,9 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
                                    "or a crash; a video that cannot be read is recorded as failed and the rest go "
                                    "on; videos gone from disk are marked missing.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="video files, folders or glob patterns")
-    p.add_argument("--index", metavar="DB", help="the library database (default: $VIDCAP_DATA/library.db, else "
-                                                 "~/.local/share/vidcap/library.db)")
+    p.add_argument("--library", "--index", metavar="DB", dest="library", action=Renamed,
+                   help="the library database (default: $VIDCAP_DATA/library.db, else ~/.local/share/vidcap/"
+                        "library.db; --index, its old name, warns)")
     p.add_argument("--every", type=float, default=1.0, metavar="SECONDS", help="sampling step (default: 1)")
     p.add_argument("--window", type=int, default=5, metavar="N", help="previous frames compared with (default: 5)")
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
@@ -411,7 +426,7 @@ def _run_index(args: argparse.Namespace) -> int:
     checkpoint = Path(args.model) if args.model else default_model_path()
     require_file(checkpoint, "model")
     report = IndexReport()
-    with Library.open(args.index) as library:
+    with Library.open(args.library) as library:
         indexer = Indexer(library, None, params, checkpoint)
         indexer.mark_missing(report)
         todo = []
@@ -489,7 +504,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                                    "by full text and the model's own word similarity (a synonym the model uses "
                                    "finds the same stretch).")
     p.add_argument("query", help="what was seen, e.g. 'red star on grass'")
-    p.add_argument("--index", metavar="DB", help="the library database (default: as vidcap index)")
+    p.add_argument("--library", "--index", metavar="DB", dest="library", action=Renamed,
+                   help="the library database (default: as vidcap index; --index, its old name, warns)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="hits to show (default: 10)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
     p.set_defaults(run=_run_search)
@@ -502,7 +518,7 @@ def _run_search(args: argparse.Namespace) -> int:
     from vidcap.library.store import Library
     from vidcap.video.subtitles import clock
 
-    with Library.open(args.index, create=False) as library:
+    with Library.open(args.library, create=False) as library:
         hits = search(library, args.query, args.top)
     if args.json:
         print(json.dumps([asdict(h) for h in hits], indent=1))
@@ -667,9 +683,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                    "model archive (or the model in-process), the gRPC service, the old HTTP "
                                    "API and the web UI. Prints the URLs; Ctrl-C or SIGTERM stops everything.")
     p.add_argument("--model-host", "--backend", dest="model_host", choices=["torchserve", "inprocess"],
-                   default="torchserve",
-                   help="where the model runs (default: torchserve; inprocess needs no Java; --backend is its "
-                        "old name)")
+                   default="torchserve", action=Renamed,
+                   help="where the model runs (default: torchserve; inprocess needs no Java; --backend, its old "
+                        "name, warns)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--grpc-port", type=int, default=50051)
     p.add_argument("--http-port", type=int, default=8888)
@@ -682,9 +698,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="checkpoint (default: $VIDCAP_MODEL or the demo model)")
     p.add_argument("--device", default="auto")
     p.add_argument("--media-dir", help="folder whose videos gRPC clients may analyse by path")
-    p.add_argument("--index", metavar="DB", help="the library searched by gRPC Search and GET /v1/search, where "
-                                                 "jobs and their results are kept too (default: where vidcap "
-                                                 "index writes)")
+    p.add_argument("--library", "--index", metavar="DB", dest="library", action=Renamed,
+                   help="the library database: the videos gRPC Search and GET /v1/search find, and the jobs with "
+                        "their results (default: where vidcap index writes; --index, its old name, warns)")
     p.add_argument("--allow-source", action="append", default=[], metavar="PATTERN",
                    help="live sources callers may name: a URL pattern whose scheme, host (or *.domain) and port must "
                         "match exactly and whose path is a shell pattern (e.g. 'rtsp://cameras.example/*'), or a "
@@ -766,7 +782,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_per_client=args.max_per_client,
         max_jobs=args.max_jobs, max_job_disk_bytes=int(args.max_job_disk_gb * 1024**3),
         video_workers=args.video_workers, work_dir=args.work_dir,
-        torchserve_token_minutes=args.torchserve_token_minutes, security=security, library=args.index,
+        torchserve_token_minutes=args.torchserve_token_minutes, security=security, library=args.library,
         job_workers=args.job_workers, allowed_sources=tuple(args.allow_source))
     run_stack(config, limits_from_args(args))
     return 0

@@ -1,7 +1,7 @@
 """Encoder runtimes: where the ResNet trunk runs. One small ABC, one class per runtime, a registry of what is
 usable on this machine, and an `auto` choice backed by bench/throughput.py (docs/performance.md).
 
-Every backend runs the trunk only and hands its feature map to `Encoder.regions` (pooling to SxS and flattening),
+Every runtime runs the trunk only and hands its feature map to `Encoder.regions` (pooling to SxS and flattening),
 so the region features mean the same whichever runtime made them. The caption decoder (LSTM) always runs in PyTorch.
 
 | name          | runtime                                   | where | numbers                                  |
@@ -40,7 +40,7 @@ from vidcap.model import Encoder, ModelConfig
 
 log = logging.getLogger(__name__)
 
-# `auto`, by device type: the first usable backend wins. Chosen by measurement (bench/throughput.py,
+# `auto`, by device type: the first usable runtime wins. Chosen by measurement (bench/throughput.py,
 # docs/performance.md): on the 2-core AVX-512-BF16 build machine OpenVINO ran the ResNet-152 trunk 2.5x faster
 # than eager fp32 with the same demo-model BLEU-4; TensorRT FP16 is the GPU's standard.
 AUTO_ORDER = {"cpu": ("openvino", "torch"), "cuda": ("tensorrt", "torch")}
@@ -71,7 +71,7 @@ class EncoderRuntime(ABC):
 
     @classmethod
     def unavailable_reason(cls, device: torch.device) -> str | None:
-        """None when this backend can run on `device` here, otherwise why not (shown to the user)."""
+        """None when this runtime can run on `device` here, otherwise why not (shown to the user)."""
         if device.type not in cls.DEVICE_TYPES:
             return f"{cls.NAME} runs on {' or '.join(cls.DEVICE_TYPES)}, not {device.type}"
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -301,36 +301,36 @@ class TensorRTEncoder(EncoderRuntime):
         return torch.cat(out)
 
 
-ENCODER_BACKENDS: dict[str, type[EncoderRuntime]] = {
+ENCODER_RUNTIMES: dict[str, type[EncoderRuntime]] = {
     cls.NAME: cls for cls in (TorchEncoder, TorchBF16Encoder, OpenVINOEncoder, OpenVINOF32Encoder,
                               OpenVINOInt8Encoder, ONNXRuntimeEncoder, TensorRTEncoder)
 }
 
 
 def available_encoders(device: torch.device) -> dict[str, str | None]:
-    """Every backend -> None when usable on `device` here, else the reason it is not."""
-    return {name: cls.unavailable_reason(device) for name, cls in ENCODER_BACKENDS.items()}
+    """Every runtime -> None when usable on `device` here, else the reason it is not."""
+    return {name: cls.unavailable_reason(device) for name, cls in ENCODER_RUNTIMES.items()}
 
 
 def make_encoder(name: str, encoder: Encoder, config: ModelConfig, device: torch.device) -> EncoderRuntime:
-    """The named backend, or with "auto" the first usable one of AUTO_ORDER for the device. Every runtime but the
+    """The named runtime, or with "auto" the first usable one of AUTO_ORDER for the device. Every runtime but the
     PyTorch reference runs a test inference first (EncoderRuntime.verify): with "auto" one that fails is
     skipped with a warning, a named one is an UnavailableError."""
     if name == "auto":
         for candidate in AUTO_ORDER.get(device.type, ("torch",)):
-            if ENCODER_BACKENDS[candidate].unavailable_reason(device) is None:
+            if ENCODER_RUNTIMES[candidate].unavailable_reason(device) is None:
                 try:
-                    return _built(ENCODER_BACKENDS[candidate], encoder, config, device)
+                    return _built(ENCODER_RUNTIMES[candidate], encoder, config, device)
                 except Exception as exc:  # a runtime that cannot take this model: the next one will
                     log.warning("encoder runtime %s failed to start (%s); trying the next one", candidate, exc)
         return TorchEncoder(encoder, config, device)
-    if name not in ENCODER_BACKENDS:
+    if name not in ENCODER_RUNTIMES:
         raise UnavailableError(f"unknown encoder runtime {name!r}; choose auto or one of "
-                                      f"{', '.join(ENCODER_BACKENDS)}")
-    reason = ENCODER_BACKENDS[name].unavailable_reason(device)
+                                      f"{', '.join(ENCODER_RUNTIMES)}")
+    reason = ENCODER_RUNTIMES[name].unavailable_reason(device)
     if reason:
         raise UnavailableError(f"encoder runtime {name} is not usable here: {reason}")
-    return _built(ENCODER_BACKENDS[name], encoder, config, device)
+    return _built(ENCODER_RUNTIMES[name], encoder, config, device)
 
 
 def _built(cls: type[EncoderRuntime], encoder: Encoder, config: ModelConfig, device: torch.device) -> EncoderRuntime:

@@ -119,7 +119,7 @@ def _service_problem(exc: grpc.RpcError, address: str) -> tuple[str, str]:
     ("every_error"), one with the file under the upload ("video_error"), the service's own trouble in the status."""
     code, details = exc.code(), exc.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE and "TorchServe" in details:
-        return "status", f"The vidcap service's captioning runtime failed ({details}). Try again in a moment."
+        return "status", f"The vidcap service's model host failed ({details}). Try again in a moment."
     if code == grpc.StatusCode.UNAVAILABLE:
         return "status", f"The vidcap service at {address} is not reachable. Is `vidcap serve` running? ({details})"
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in details:
@@ -654,7 +654,7 @@ class VidcapUI:
                 "Analysing a video in the Video tab does not add it by itself:</p><ul>"
                 "<li>press <i>Add to library</i> under an analysis in the Video tab (the service keeps the video), "
                 "or</li><li>on the service's machine, index a folder: <code>vidcap index FOLDER</code> "
-                "(<code>--index DB</code> where the service was started with one).</li></ul></div>")
+                "(<code>--library DB</code> where the service was started with one).</li></ul></div>")
 
     def search(self, query: str, top: float | None) -> tuple[str, list[tuple[str, str]], list[dict]]:
         """-> (what was found or what is wrong, the hits' pictures and labels, the hits)."""

@@ -64,7 +64,7 @@ def renamed(exc: InputError, names: Mapping[str, str]) -> InputError:
 
 
 def params_to_json(params: AnalysisParams) -> dict[str, Any]:
-    """What the TorchServe backend sends its handler (read back by `analysis_params(**...)`)."""
+    """What the TorchServe model host sends its handler (read back by `analysis_params(**...)`)."""
     return {"every_n_seconds": params.every_n_seconds, "window": params.window, "metric": params.metric,
             "scorer": params.scorer, "beam": params.beam, "no_skip": not params.skip_still, "cuts": params.cuts}
 
@@ -202,7 +202,7 @@ def params_to_proto(params: AnalysisParams):
 
 
 def job_to_json(job) -> dict[str, Any]:
-    """A job (vidcap.library.jobs.Job) as every door shows it."""
+    """A job (vidcap.library.job_store.Job) as every door shows it."""
     return {"id": job.id, "state": job.state, "name": job.name, "created": job.created, "frames": job.frames,
             "expected_frames": job.expected or 0, "duration": job.duration or 0.0,
             "eta_seconds": None if job.eta_seconds is None else round(job.eta_seconds, 1), "error": job.error or "",

@@ -5,7 +5,7 @@ only.
 - An image request is the encoded image as the body (with `beam` beside it); the answer is one JSON object
   (`caption_reply`, read back by `caption_from_reply`).
 - A video request is a JSON object (`video_request`): `video_path` (in the shared media folder) or `live_source`,
-  the analysis parameters, `job` (the call's id: a file of that name in `CANCEL_FOLDER` asks the worker to stop it),
+  the analysis parameters, `call` (the call's id: a file of that name in `CANCEL_FOLDER` asks the worker to stop it),
   and for a resumable call `samples` and `resume`. The answer streams one JSON object per line: `started`, then
   `frame` (and `sample` where asked, `notice` from a live source), and at the end `done` or `error`
   (`read_line` turns a line into its kind and value).
@@ -25,16 +25,16 @@ from vidcap.video.resume import Resume, Sample
 from vidcap.wire import (frame_from_json, frame_to_json, params_to_json, resume_from_json, resume_to_json,
                          sample_from_json, sample_to_json)
 
-CANCEL_FOLDER = ".cancel"  # in the media folder: a file named after a call's `job` asks the worker to stop it
+CANCEL_FOLDER = ".cancel"  # in the media folder: a file named after a `call` asks the worker to stop it
 KINDS = ("started", "frame", "sample", "notice", "done", "error")
 
 
 # ---- requests ------------------------------------------------------------------------------------------------
 
 
-def video_request(params: AnalysisParams, job: str, video_path: str | None = None, live_source: str | None = None,
+def video_request(params: AnalysisParams, call: str, video_path: str | None = None, live_source: str | None = None,
                   resume: Resume | None = None, samples: bool = False) -> dict[str, Any]:
-    request: dict[str, Any] = {**params_to_json(params), "job": job}
+    request: dict[str, Any] = {**params_to_json(params), "call": call}
     if live_source is not None:
         request["live_source"] = live_source
     else:

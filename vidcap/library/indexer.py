@@ -3,7 +3,7 @@
 A video already indexed with the same content, parameters and model is skipped; one changed since is indexed
 again; one deleted since is marked missing; one that cannot be decoded is recorded as failed with its reason and
 the rest go on. Each video's results go into the library in one transaction when it is done; while it runs, its
-results so far are kept beside (as a job's are, vidcap/library/jobs.py), so after Ctrl-C or a crash the same
+results so far are kept beside (as a job's are, vidcap/library/job_store.py), so after Ctrl-C or a crash the same
 command continues inside the video it stopped in, without captioning a sample twice.
 """
 
@@ -81,7 +81,7 @@ class Indexer:
     def __init__(self, library: Library, captioner, params, checkpoint: Path):
         """captioner: None where the videos are analysed elsewhere (on Ray workers)."""
         self.library, self.captioner, self.params = library, captioner, params
-        from vidcap.library.jobs import JobStore  # not at the top: `vidcap index` checks its paths before torch loads
+        from vidcap.library.job_store import JobStore  # not at the top: `vidcap index` checks its paths before torch loads
 
         self.progress = JobStore(library.path)  # the results of the video in progress, as they come
         self.settings = settings_of(params)
@@ -125,7 +125,7 @@ class Indexer:
         if done and on_continue is not None:
             on_continue(len(done))
 
-        from vidcap.library.jobs import JobWriter
+        from vidcap.library.job_store import JobWriter
 
         writer = JobWriter(self.progress, progress.id, self.params.window, progress.frames)
 

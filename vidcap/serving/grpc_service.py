@@ -31,10 +31,10 @@ from vidcap.serving.admission import Admission, client_address
 from vidcap.serving.hosts import ModelHost
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
-from vidcap.library.jobs import LIST_LIMIT
+from vidcap.library.job_store import LIST_LIMIT
 from vidcap.library.search import DEFAULT_TOP, search_library
 from vidcap.library.shelf import library_counts
-from vidcap.serving.jobs import JobRunner, job_analysis
+from vidcap.serving.job_runner import JobRunner, job_analysis
 from vidcap.video.sources import SourcePolicy
 from vidcap.video.subtitles import export
 from vidcap.video.novelty import make_scorer

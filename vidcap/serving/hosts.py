@@ -197,7 +197,7 @@ class TorchServeHost(ModelHost):
         if not path.is_relative_to(self.media_dir):
             raise InputError("the TorchServe model host reads videos from its media folder only")
         relative = str(path.relative_to(self.media_dir))
-        return self._stream(lambda job: protocol.video_request(params, job, video_path=relative, resume=resume,
+        return self._stream(lambda call: protocol.video_request(params, call, video_path=relative, resume=resume,
                                                                samples=on_sample is not None), on_start, on_sample)
 
     def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
@@ -205,20 +205,20 @@ class TorchServeHost(ModelHost):
                      ) -> Iterator[FrameResult]:
         """The worker opens the source (its archive's allow-list checks it again, before every connect:
         TorchServe can be called directly)."""
-        return self._stream(lambda job: protocol.video_request(params, job, live_source=source),
+        return self._stream(lambda call: protocol.video_request(params, call, live_source=source),
                             on_notice=on_notice, stop=stop)
 
     def _stream(self, request: Callable[[str], dict], on_start: OnStart | None = None,
                 on_sample: OnSample | None = None, on_notice: OnNotice | None = None,
                 stop: threading.Event | None = None) -> Iterator[FrameResult]:
         """request: the call's request for its id (the name of its cancel marker)."""
-        job = uuid.uuid4().hex
+        call = uuid.uuid4().hex
         if stop is not None:  # the worker watches the cancel marker, also while its source is silent
-            threading.Thread(target=lambda: stop.wait() and self._cancel(job), daemon=True,
+            threading.Thread(target=lambda: stop.wait() and self._cancel(call), daemon=True,
                              name="vidcap-live-stop").start()
         done = False
         try:
-            with self._post(VIDEO_MODEL, json=request(job)) as response:
+            with self._post(VIDEO_MODEL, json=request(call)) as response:
                 if response.status_code != 200:
                     response.read()
                     _json_or_error(response)
@@ -247,7 +247,7 @@ class TorchServeHost(ModelHost):
                                               "have crashed); try again")
         finally:
             if not done:  # cancelled or failed: tell the worker to stop (it reads the media folder)
-                self._cancel(job)
+                self._cancel(call)
 
     def close(self) -> None:
         """At shutdown: no cancel markers left (no worker is running any more), no empty folders of ours."""
@@ -257,11 +257,11 @@ class TorchServeHost(ModelHost):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty: a spool still in use stays
 
-    def _cancel(self, job: str) -> None:
+    def _cancel(self, call: str) -> None:
         with contextlib.suppress(OSError):
-            (self.cancel_dir / job).touch()
+            (self.cancel_dir / call).touch()
             now = time.time()
-            for marker in self.cancel_dir.iterdir():  # markers of jobs that had ended anyway
+            for marker in self.cancel_dir.iterdir():  # markers of calls that had ended anyway
                 if now - marker.stat().st_mtime > CANCEL_MARKER_SECONDS:
                     marker.unlink(missing_ok=True)
 

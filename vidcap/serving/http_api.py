@@ -14,12 +14,12 @@ working, and typed /v1 endpoints (search, jobs) that /docs and /openapi.json des
                               GET /v1/jobs/{id} its progress, GET /v1/jobs/{id}/results its frames and moments,
                               GET /v1/jobs/{id}/export/{vtt|srt|chapters|chapters-vtt|chapter-list} subtitles and
                               chapters, DELETE /v1/jobs/{id} cancels it (404: no such job)
-    GET  /healthz             {"status": "serving"} (200), or 503 while the captioning runtime is down
+    GET  /healthz             {"status": "serving"} (200), or 503 while the model host (TorchServe) is down
     GET  /metrics             Prometheus metrics
 
 Errors are JSON `{"error": "..."}` with the status of `vidcap.errors.STATUSES`: 400 bad input, 401 no or a wrong API
 key, 403 a path outside the media folder, 404 no such job, 413 above a limit, 429 busy (every analysis slot taken
-and the queue full), 503 the captioning runtime (or the job database) is unavailable (not the client's fault).
+and the queue full), 503 the model host (or the job database) is unavailable (not the client's fault).
 Uploads are written to disk as they arrive; a client that hangs up stops its analysis within a second.
 """
 
@@ -49,8 +49,8 @@ from pydantic import BaseModel, Field
 from vidcap.errors import (InputError, PermissionDeniedError, UnavailableError, VidcapError, public_message,
                            status_of)
 from vidcap.fileio import media_path, upload_name
-from vidcap.library.jobs import LIST_LIMIT
-from vidcap.serving.jobs import JobRunner, job_analysis
+from vidcap.library.job_store import LIST_LIMIT
+from vidcap.serving.job_runner import JobRunner, job_analysis
 from vidcap.video.subtitles import EXPORTS, export
 from vidcap.library.search import DEFAULT_TOP, MAX_TOP, search_library
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits

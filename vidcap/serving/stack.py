@@ -32,9 +32,9 @@ from vidcap.serving.admission import Admission
 from vidcap.serving.signals import stop_on_signals, wait_for_stop
 from vidcap.serving.auth import Security
 from vidcap.serving.hosts import ModelHost, InProcessHost, TorchServeHost
-from vidcap.library.jobs import JobStore
+from vidcap.library.job_store import JobStore
 from vidcap.library.shelf import Shelf
-from vidcap.serving.jobs import JobRunner
+from vidcap.serving.job_runner import JobRunner
 from vidcap.serving.grpc_service import SERVICE_NAME, VidcapServicer, build_server
 from vidcap.serving.http_api import create_app
 from vidcap.serving.torchserve import ArchiveSettings, TorchServe, TorchServePorts, build_archives

@@ -97,7 +97,7 @@ class TorchServePorts:
 def write_config(path: Path, ports: TorchServePorts, model_store: Path, enable_model_api: bool = False,
                  host: str = "127.0.0.1", max_request_mb: int = 64, token_minutes: float | None = None) -> Path:
     """config.properties binding every TorchServe address to `host` on non-default ports. Token
-    authorization stays on (keys expire after `token_minutes`, TorchServe's default 60; the backend renews
+    authorization stays on (keys expire after `token_minutes`, TorchServe's default 60; the model host renews
     them); the model (un)registration API only with enable_model_api."""
     size = max_request_mb * 1024 * 1024
     lines = [

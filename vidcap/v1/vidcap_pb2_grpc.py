@@ -134,7 +134,7 @@ class VidcapServicer:
         its score is final, each Moment as soon as it is decided (from the past and at most 3 samples ahead), and a
         Summary holding all the moments. Cancelling the call stops the work on the server.
         Errors: INVALID_ARGUMENT (a bad parameter or file), RESOURCE_EXHAUSTED (above a limit, or busy),
-        UNAVAILABLE (the captioning runtime failed: not the caller's fault, try again), UNAUTHENTICATED.
+        UNAVAILABLE (the model host failed: not the caller's fault, try again), UNAUTHENTICATED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

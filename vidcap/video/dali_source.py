@@ -55,7 +55,7 @@ def frame_list(path: Path, indices: list[int]) -> str:
 
 
 class DALIFrameSource(FrameSource):
-    BACKEND_NAME = "dali"
+    SOURCE_NAME = "dali"
 
     def __init__(self, path: str | Path, every_n_seconds: float, size: tuple[int, int] | None = None,
                  device: torch.device | None = None, batch_size: int = 8, constant_rate_only: bool = False):

@@ -2,9 +2,9 @@
 
 One small ABC (this module), one implementation per video library (PyAV on CPU: pyav_source.py, DALI on GPU:
 dali_source.py), and a registry of what is installed (opener.py, `open_frames`), after PySceneDetect's video
-backends. The implementations import this module; this module imports none of them. Times always come from the frames' presentation timestamps, relative to
-the first frame of the stream, so they stay right on variable-frame-rate files and on files whose first
-timestamp is not zero.
+backends. The implementations import this module; this module imports none of them. Times always come from the
+frames' presentation timestamps, relative to the first frame of the stream, so they stay right on
+variable-frame-rate files and on files whose first timestamp is not zero.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Frame:
 class FrameSource(ABC):
     """Samples frames at 0, N, 2N, ... seconds: for each target time, the first frame shown at or after it."""
 
-    BACKEND_NAME: str = ""
+    SOURCE_NAME: str = ""
     thumbnails = True  # keep `Frame.lead_in` (the pipeline turns it off where cuts are not located to the frame)
 
     def __init__(self, path: str | Path, every_n_seconds: float, size: tuple[int, int] | None = None):

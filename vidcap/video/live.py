@@ -41,7 +41,7 @@ class NoVideoError(InputError):
 class LiveSource(FrameSource):
     """Frames of a live source, sampled by their timestamps as they arrive (see the module's docstring)."""
 
-    BACKEND_NAME = "live"
+    SOURCE_NAME = "live"
     live = True
 
     def __init__(self, source: str, every_n_seconds: float, size: tuple[int, int] | None = None,

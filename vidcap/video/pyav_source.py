@@ -28,7 +28,7 @@ class PyAVFrameSource(FrameSource):
     Keyframe positions come from a second, demux-only reader (no decoding: cheap) that runs just ahead of the
     demuxer, so nothing is read up front and the first frame comes out at once, even on a 2-hour file."""
 
-    BACKEND_NAME = "pyav"
+    SOURCE_NAME = "pyav"
 
     def __init__(self, path: str | Path, every_n_seconds: float, size: tuple[int, int] | None = None):
         super().__init__(path, every_n_seconds, size)

@@ -1,5 +1,5 @@
 """Jobs: a video is submitted, gets an id at once, and is analysed in the background into the job database
-(vidcap/library/jobs.py), where its progress and results can be read, watched and exported while it runs and
+(vidcap/library/job_store.py), where its progress and results can be read, watched and exported while it runs and
 after, also after the server restarted.
 
 One `JobRunner` per server, shared by its doors (gRPC SubmitJob..WatchJob, HTTP /v1/jobs). Each running job
@@ -24,7 +24,7 @@ from pathlib import Path
 from vidcap.domain import summarize
 from vidcap.errors import BusyError, InputError, UnavailableError, VidcapError, public_message
 from vidcap.fileio import upload_name
-from vidcap.library.jobs import Job, JobStore, JobWriter, new_job_id
+from vidcap.library.job_store import Job, JobStore, JobWriter, new_job_id
 from vidcap.library.shelf import Shelf
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.serving.admission import Admission
@@ -35,7 +35,7 @@ from vidcap.video.pipeline import AnalysisParams, Analysis, FrameResult, online_
 log = logging.getLogger("vidcap.jobs")
 
 IDLE_SECONDS = 1.0  # how often an idle worker looks for queued jobs another process may have added
-RETRY_SECONDS = 5.0  # after the captioning runtime failed (not the job's fault): the job waits this long
+RETRY_SECONDS = 5.0  # after the model host failed (not the job's fault): the job waits this long
 MAX_WAITING_JOBS = 100  # queued or running, per server
 MAX_JOB_UPLOAD_BYTES = 20 * 1024**3  # the disk the uploads of those jobs may hold
 CANCEL_WAIT_SECONDS = 10.0  # a cancel waits this long for the running job to stop
@@ -93,7 +93,7 @@ class JobRunner:
             self._lock.close()
             self._lock = None
             raise VidcapError(f"another vidcap server runs the jobs of {self.store.path}; give this one its own "
-                              f"database (--index DB) or data folder ($VIDCAP_DATA)") from None
+                              f"database (--library DB) or data folder ($VIDCAP_DATA)") from None
 
     # ---- what the doors call -------------------------------------------------------------------------------
 
