@@ -810,8 +810,8 @@ def _run_ui(args: argparse.Namespace) -> int:
                              args.allow_host)
     from vidcap.ui import UIConfig, launch
 
-    config = UIConfig(args.grpc, args.host, args.port, args.max_upload_mb, args.concurrency, args.queue_size,
-                      api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key,
+    config = UIConfig(grpc_address=args.grpc, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                      concurrency=args.concurrency, queue_size=args.queue_size, api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key,
                       hosts=security.hosts)
     from vidcap.serving.signals import stop_on_signals, wait_for_stop
 

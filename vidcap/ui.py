@@ -77,7 +77,7 @@ UI_EXPORTS = {"vtt": ".captions.vtt", "srt": ".captions.srt", "chapters-vtt": ".
 PICTURE_SECONDS = 86400  # how long the pictures of moments and hits are kept
 
 
-@dataclass
+@dataclass(kw_only=True)
 class UIConfig:
     grpc_address: str = "127.0.0.1:50051"
     host: str = "127.0.0.1"

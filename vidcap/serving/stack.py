@@ -44,7 +44,7 @@ log = logging.getLogger("vidcap.serve")
 SUPERVISE_SECONDS = 2.0  # how often TorchServe's process is checked
 
 
-@dataclass
+@dataclass(kw_only=True)  # built by name only: 26 fields cannot be told apart by position
 class StackConfig:
     model_host: str = "torchserve"
     host: str = "127.0.0.1"
@@ -292,7 +292,7 @@ def _start_ui(config: StackConfig, grpc_address: str, limits: Limits):
         print(f"web UI off ({exc.name} is not installed: pip install 'vidcap[ui]')", flush=True)
         return None
     security = config.security
-    ui_config = UIConfig(grpc_address, config.host, config.ui_port,
+    ui_config = UIConfig(grpc_address=grpc_address, host=config.host, port=config.ui_port,
                          max_upload_mb=limits.max_upload_bytes / 1024**2, concurrency=config.ui_concurrency,
                          api_key=security.api_key, tls_cert=security.tls_cert, tls_key=security.tls_key,
                          grpc_tls=False, hosts=security.hosts)
