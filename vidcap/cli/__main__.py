@@ -1,0 +1,7 @@
+"""python -m vidcap.cli"""
+
+import sys
+
+from vidcap.cli import main
+
+sys.exit(main())
