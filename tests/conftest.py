@@ -51,6 +51,31 @@ def pytest_collection_modifyitems(config, items) -> None:
 GRPC_READY = re.compile(r"vidcap gRPC service\s+(127\.0\.0\.1:\d+)")
 
 
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A free loopback port (TCP, or UDP with socket.SOCK_DGRAM), for one server a test starts."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(size: int) -> int:
+    """A port p with p..p+size-1 free (TorchServe takes several consecutive ports)."""
+    for _ in range(50):
+        base = free_port()
+        if base + size < 65000 and all(_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def inprocess_server(work_dir: str | Path, *extra: str) -> list[str]:
     return [*VIDCAP, "serve", "--model-host", "inprocess", "--no-ui", "--grpc-port", "0", "--http-port", "0",
             "--work-dir", str(work_dir), *extra]

@@ -23,8 +23,7 @@ from vidcap.errors import BusyError
 from vidcap.video.pipeline import AnalysisParams
 from vidcap.video.synth import random_segments, write_video
 
-from conftest import REPO, VIDCAP, cli_env
-from test_http_api import free_port
+from conftest import free_port, REPO, VIDCAP, cli_env
 
 
 @pytest.fixture(scope="module")

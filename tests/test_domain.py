@@ -17,7 +17,7 @@ from vidcap.synthetic import random_scene, render_scene
 from vidcap.video.photo_footage import PHOTOS, load_photo, random_shots, write_photo_video
 from vidcap.video.synth import random_segments, write_video
 
-from conftest import DEMO_MODEL, REPO, VIDCAP, cli_env, tiny_model
+from conftest import free_port, DEMO_MODEL, REPO, VIDCAP, cli_env, tiny_model
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -74,16 +74,10 @@ def test_caption_warns_about_a_photograph(tmp_path):
 
 def test_grpc_summary_and_the_old_http_api_carry_the_warning(footage, tmp_path):
     """`vidcap serve` (in-process model): the gRPC Summary and the old HTTP API's answer both say it."""
-    import socket
 
     import httpx
 
     from vidcap.client import VidcapClient
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
 
     grpc_port, http_port = free_port(), free_port()
     proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(grpc_port),

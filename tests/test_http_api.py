@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
@@ -17,14 +16,8 @@ from vidcap.video.synth import random_segments, write_video
 
 from vidcap.client import VidcapClient
 
-from conftest import REPO, VIDCAP, cli_env, synthetic_images
+from conftest import free_port, REPO, VIDCAP, cli_env, synthetic_images
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

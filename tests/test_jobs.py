@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from vidcap.video.resume import Resume
 from vidcap.video.synth import Effects, random_segments, write_video
 from vidcap.wire import frame_from_proto
 
-from conftest import REPO, VIDCAP, cli_env
+from conftest import free_port, REPO, VIDCAP, cli_env
 
 EVERY = 0.1  # dense sampling: a job long enough to stop in the middle
 
@@ -86,12 +85,6 @@ def test_a_resumed_analysis_gives_the_uninterrupted_results_and_captions_nothing
 
 
 # ---- a real server -----------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

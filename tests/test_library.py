@@ -21,7 +21,7 @@ from vidcap.library.store import Library
 from vidcap.synthetic import Scene, SceneObject
 from vidcap.video.synth import Segment, random_segments, write_video
 
-from conftest import VIDCAP, cli_env
+from conftest import free_port, VIDCAP, cli_env
 
 
 def vidcap(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -226,21 +226,13 @@ def test_ray_workers_on_a_local_cluster_index_what_one_process_does(videos, libr
     assert unreachable.returncode == 2 and "cannot reach a Ray cluster at 127.0.0.1:9" in unreachable.stderr
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_server_searches_the_library_over_grpc_and_http(library, tmp_path):
     import grpc
     import httpx
 
     from vidcap.client import VidcapClient
 
-    grpc_port, http_port = _free_port(), _free_port()
+    grpc_port, http_port = free_port(), free_port()
     proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--no-ui", "--grpc-port", str(grpc_port),
                              "--http-port", str(http_port), "--library", str(library)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())

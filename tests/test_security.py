@@ -15,8 +15,7 @@ from vidcap.client import VidcapClient
 from vidcap.errors import VidcapError
 from vidcap.serving.auth import Security
 
-from conftest import REPO, VIDCAP, cli_env, synthetic_images
-from test_http_api import free_port
+from conftest import free_port, REPO, VIDCAP, cli_env, synthetic_images
 
 KEY = "k3y-for-the-tests-0123456789"
 

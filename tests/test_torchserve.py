@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import zipfile
@@ -28,30 +27,10 @@ from vidcap.library.job_store import JobStore
 from vidcap.serving.hosts import TorchServeHost
 from vidcap.serving.job_runner import JobRunner
 
-from conftest import REPO, VIDCAP, UdpCamera, cli_env, synthetic_images
+from conftest import free_port_block, REPO, VIDCAP, UdpCamera, cli_env, synthetic_images
 
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="TorchServe needs a Java runtime")
-
-
-def free_port_block(size: int) -> int:
-    """A port p with p..p+size-1 free (TorchServe takes several consecutive ports)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + size < 65000 and all(_free(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no free port block")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def test_archive_holds_the_checkpoint_handler_and_config(tmp_path):

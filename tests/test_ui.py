@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from PIL import Image
 from vidcap.video.photo_footage import random_shots, write_photo_video
 from vidcap.video.synth import random_segments, write_video
 
-from conftest import REPO, VIDCAP, UdpCamera, cli_env, inprocess_server, synthetic_images
+from conftest import free_port, REPO, VIDCAP, UdpCamera, cli_env, inprocess_server, synthetic_images
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,12 +39,6 @@ def _need_chromium() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)  # CI installs it: missing there is a broken CI, not a reason to skip
         pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
@@ -103,7 +96,7 @@ def grpc_server(tmp_path_factory, files):
     indexed = subprocess.run([*VIDCAP, "index", str(files["scenes.mp4"]), "--library", str(library), "--no-progress"],
                              capture_output=True, text=True, env=cli_env(), timeout=300)
     assert indexed.returncode == 0, indexed.stderr
-    port = _free_port()
+    port = free_port()
     proc = _start(inprocess_server(log.parent / "work", "--library", str(library), "--allow-source",
                                    "udp://127.0.0.1:*") + ["--grpc-port", str(port)], log)
     deadline = time.monotonic() + 60
@@ -120,7 +113,7 @@ def grpc_address(grpc_server):
 
 
 def _ui(grpc: str, log: Path, *extra: str):
-    port = _free_port()
+    port = free_port()
     proc = _start([*VIDCAP, "ui", "--grpc", grpc, "--port", str(port), "--max-upload-mb", str(UI_UPLOAD_LIMIT_MB),
                    *extra], log)
     url = f"http://127.0.0.1:{port}/"
@@ -563,7 +556,7 @@ def test_the_page_names_the_model_and_its_card(page):
 
 
 def test_a_service_that_is_down_is_named_in_the_page(browser, tmp_path, files):
-    closed = f"127.0.0.1:{_free_port()}"
+    closed = f"127.0.0.1:{free_port()}"
     url, proc = _ui(closed, tmp_path / "ui.log")
     try:
         page = browser.new_page()
@@ -601,10 +594,10 @@ def test_with_an_api_key_browsers_log_in_and_the_ui_passes_the_key_to_the_servic
     """`vidcap serve --api-key-file`: the page asks for the key (user "vidcap") and its calls to the gRPC service,
     which refuses calls without the key, carry it."""
     (tmp_path / "key").write_text("ui-test-key-0123456789abcdef\n")
-    ui_port = _free_port()
+    ui_port = free_port()
     log = tmp_path / "serve.log"
-    proc = _start([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(_free_port()), "--http-port",
-                   str(_free_port()), "--ui-port", str(ui_port), "--api-key-file", str(tmp_path / "key"),
+    proc = _start([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(free_port()), "--http-port",
+                   str(free_port()), "--ui-port", str(ui_port), "--api-key-file", str(tmp_path / "key"),
                    "--work-dir", str(tmp_path / "work")], log)
     try:
         url = f"http://127.0.0.1:{ui_port}/"
@@ -630,10 +623,10 @@ def test_an_empty_library_says_how_to_fill_it_and_add_to_library_fills_it(browse
     """A fresh `vidcap serve` (its own data folder, no live source allowed): the Library tab says it is empty and
     how to fill it; the Live tab says up front that no source is open, and gives one piece of advice for files;
     Add to library after an analysis runs a job whose progress shows, after which search finds the video."""
-    ui_port = _free_port()
+    ui_port = free_port()
     log = tmp_path / "serve.log"
-    proc = _start([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(_free_port()), "--http-port",
-                   str(_free_port()), "--ui-port", str(ui_port), "--work-dir", str(tmp_path / "work")], log)
+    proc = _start([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(free_port()), "--http-port",
+                   str(free_port()), "--ui-port", str(ui_port), "--work-dir", str(tmp_path / "work")], log)
     try:
         url = f"http://127.0.0.1:{ui_port}/"
         _wait_for_http(url, proc, log)
