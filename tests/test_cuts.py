@@ -229,6 +229,7 @@ def test_a_job_store_written_before_cut_times_is_upgraded(tmp_path):
                                                    add_to_library=True).add_to_library
 
 
+@pytest.mark.integration  # starts vidcap processes
 def test_the_command_line_makes_the_hard_cases_and_finds_their_cuts_to_the_frame(tmp_path):
     from conftest import REPO, VIDCAP, cli_env
 

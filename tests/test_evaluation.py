@@ -21,6 +21,7 @@ def test_bleu_uses_all_references_and_falls_with_errors():
     assert wrong["bleu1"] < 50 and wrong["bleu4"] == 0.0  # reported as 0, not nltk's 1e-229
 
 
+@pytest.mark.integration  # pycocoevalcap runs Java (METEOR, SPICE tokenizer)
 def test_coco_scores_rank_a_good_caption_above_a_bad_one():
     pytest.importorskip("pycocoevalcap", reason="pycocoevalcap is installed by the dev extra")
     refs = [[["a", "red", "circle", "on", "grass"], ["a", "red", "disc", "on", "the", "lawn"]],

@@ -28,6 +28,7 @@ def test_every_example_has_its_scene_written_down():
     assert images and images == sorted(_scenes())
 
 
+@pytest.mark.integration  # starts vidcap processes
 def test_the_demo_model_captions_every_example_correctly():
     """Through the command a newcomer runs first, on the JPEG files as they ship."""
     scenes = _scenes()

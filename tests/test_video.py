@@ -191,6 +191,7 @@ def test_pipeline_yields_the_first_frame_before_the_video_is_decoded(tmp_path, c
     assert len(decoded) < 120
 
 
+@pytest.mark.integration  # starts vidcap processes
 def test_analyze_cli_writes_json_csv_plot_and_summary(known_changes, tmp_path):
     out = tmp_path / "out"
     result = run("analyze", str(known_changes), "--every", "1", "--window", "3", "--json", str(out / "a.json"),
@@ -220,6 +221,7 @@ def test_other_containers(tmp_path, suffix, captioner):
     assert [round(r.t) for r in results] == [0, 1, 2]
 
 
+@pytest.mark.integration  # starts vidcap processes
 def test_bad_videos_and_parameters_are_clean_errors(tmp_path, known_changes):
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "text.mp4").write_text("not a video")
@@ -256,6 +258,7 @@ def test_bad_videos_and_parameters_are_clean_errors(tmp_path, known_changes):
     assert bad_scorer.returncode == 2 and "invalid choice" in bad_scorer.stderr
 
 
+@pytest.mark.integration  # starts vidcap processes
 def test_synth_video_cli_truth_and_vocab(tmp_path):
     script = {"scenes": [
         {"duration": 3, "background": "sand", "objects": [{"shape": "circle", "colour": "red", "column": 0}]},
@@ -467,6 +470,7 @@ def test_still_frames_reuse_the_last_caption_and_every_change_is_still_captioned
     assert [round(m.t) for m in skipping.moments] == [round(m.t) for m in every.moments] == [12, 24]
 
 
+@pytest.mark.integration  # starts vidcap processes
 def test_reused_frames_are_marked_in_json_csv_and_the_summary(parked_camera, tmp_path):
     out = tmp_path / "out"
     result = run("analyze", str(parked_camera), "--json", str(out / "a.json"), "--csv", str(out / "a.csv"),
