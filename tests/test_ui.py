@@ -121,6 +121,20 @@ def _ui(grpc: str, log: Path, *extra: str):
     return url, proc
 
 
+def _serve(tmp_path: Path, *extra: str) -> tuple[str, subprocess.Popen]:
+    """A whole `vidcap serve` of its own (model in-process, its own data folder) -> (the web UI's URL, process)."""
+    ui_port, log = free_port(), tmp_path / "serve.log"
+    proc = _start([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(free_port()), "--http-port",
+                   str(free_port()), "--ui-port", str(ui_port), "--work-dir", str(tmp_path / "work"), *extra], log)
+    url = f"http://127.0.0.1:{ui_port}/"
+    try:
+        _wait_for_http(url, proc, log)
+    except BaseException:
+        proc.kill()
+        raise
+    return url, proc
+
+
 @pytest.fixture(scope="module")
 def ui_server(grpc_address, tmp_path_factory):
     """-> (url, log file) of `vidcap ui` against the module's service."""
@@ -594,14 +608,8 @@ def test_with_an_api_key_browsers_log_in_and_the_ui_passes_the_key_to_the_servic
     """`vidcap serve --api-key-file`: the page asks for the key (user "vidcap") and its calls to the gRPC service,
     which refuses calls without the key, carry it."""
     (tmp_path / "key").write_text("ui-test-key-0123456789abcdef\n")
-    ui_port = free_port()
-    log = tmp_path / "serve.log"
-    proc = _start([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(free_port()), "--http-port",
-                   str(free_port()), "--ui-port", str(ui_port), "--api-key-file", str(tmp_path / "key"),
-                   "--work-dir", str(tmp_path / "work")], log)
+    url, proc = _serve(tmp_path, "--api-key-file", str(tmp_path / "key"))
     try:
-        url = f"http://127.0.0.1:{ui_port}/"
-        _wait_for_http(url, proc, log)
         for key in ("wrong-key-0123456789", "ui-test-key-0123456789abcdef"):
             page = browser.new_page()
             page.goto(url)
@@ -623,13 +631,8 @@ def test_an_empty_library_says_how_to_fill_it_and_add_to_library_fills_it(browse
     """A fresh `vidcap serve` (its own data folder, no live source allowed): the Library tab says it is empty and
     how to fill it; the Live tab says up front that no source is open, and gives one piece of advice for files;
     Add to library after an analysis runs a job whose progress shows, after which search finds the video."""
-    ui_port = free_port()
-    log = tmp_path / "serve.log"
-    proc = _start([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(free_port()), "--http-port",
-                   str(free_port()), "--ui-port", str(ui_port), "--work-dir", str(tmp_path / "work")], log)
+    url, proc = _serve(tmp_path)
     try:
-        url = f"http://127.0.0.1:{ui_port}/"
-        _wait_for_http(url, proc, log)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.get_by_role("tab", name="Library").click()
