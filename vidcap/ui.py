@@ -286,7 +286,8 @@ class VidcapUI:
         video_problem = "" if video else "Upload a video first (mp4, mkv, webm, mov, avi or m4v)."
         every_problem = _every_problem(every)
         if video_problem or every_problem:  # both said at once
-            yield _video_outputs(video_error=video_problem, every_error=every_problem, downloads=None)
+            yield _video_outputs(video_error=_error(video_problem) if video_problem else "",
+                                 every_error=_error(every_problem) if every_problem else "", downloads=None)
             return
         metric = "" if metric == SCORER_DEFAULT_METRIC else metric
         params = {"every_n_seconds": float(every), "window": int(window), "metric": metric, "scorer": scorer,
@@ -311,9 +312,7 @@ class VidcapUI:
                         yield _video_outputs(**self._views(run, thumbnails, trained_on, LIVE_TABLE_ROWS))
         except grpc.RpcError as exc:
             field, message = _service_problem(exc, self.config.grpc_address)
-            if field == "status":
-                message = f"<p class='vc-field-error' id='video-failure'>{html.escape(message)}</p>"
-            yield _video_outputs(**{field: message})
+            yield _video_outputs(**{field: _error(message, "video-failure" if field == "status" else "")})
             return
         self._thumbnails(video, run.moments, thumbnails)  # the moments the end of the video decided
         yield _video_outputs(**self._views(run, thumbnails, trained_on, done=True),
@@ -376,7 +375,7 @@ class VidcapUI:
         """The analysed video as a job that adds it to the service's library (it survives a restart of the
         service), with its progress."""
         if not video:
-            yield "<p class='vc-field-error'>Upload and analyse a video first.</p>"
+            yield _error("Upload and analyse a video first.")
             return
         metric = "" if metric == SCORER_DEFAULT_METRIC else metric
         params = {"every_n_seconds": float(every or 1.0), "window": int(window), "metric": metric, "scorer": scorer,
@@ -398,7 +397,7 @@ class VidcapUI:
                         break
                 counts = client.describe_service()
         except grpc.RpcError as exc:
-            yield f"<p class='vc-field-error'>{html.escape(_service_problem(exc, self.config.grpc_address)[1])}</p>"
+            yield _error(_service_problem(exc, self.config.grpc_address)[1])
             return
         if job.state != "done":
             why = f": {job.error}" if job.error else ""
