@@ -3,17 +3,18 @@
     vidcap ui --grpc 127.0.0.1:50051            # against a running `vidcap serve`; http://127.0.0.1:7860
     (`vidcap serve` starts it with the rest of the stack)
 
-Video tab: upload, parameters, a dissimilarity plot that grows while the frames stream in, the table of
-captions, the moments as thumbnails (a click plays the video from there), JSON/CSV/PNG, subtitle and chapter
-downloads.
+Video tab: upload, parameters, one timeline that grows while the frames stream in (vidcap/ui_timeline.py: the
+dissimilarity plot with a marker per moment, a card per moment, the table of captions, all linked to the player),
+JSON/CSV/PNG, subtitle and chapter downloads, and *Add to library* (a job that keeps the video on the service).
 Image tab: the caption and, for every word, its attention map laid over the image.
-Live tab: a live source (a stream or a camera the service allows): the plot, the captions and the moments grow
-as they come, until Stop.
-Library tab: search the videos indexed with `vidcap index` (gRPC Search); hits with thumbnails, a click plays the
-video from the hit.
+Live tab: what the service opens, up front; a live source (a stream or a camera the service allows): the plot,
+the captions and the moments grow as they come, until Stop.
+Library tab: how many videos the library holds (and how to fill it); search them (gRPC Search); hits with
+pictures, a click plays the video from the hit.
 
-Every failure reaches the page as a sentence (gr.Error), never as a traceback: the gRPC status of a bad upload
-carries the service's own message, and a service that is down is named with its address.
+Every failure reaches the page as a sentence under the field it concerns (or in the status line when it is the
+service's own trouble), never as a traceback: the gRPC status of a bad upload carries the service's own message,
+in the words of the page's fields, and a service that is down is named with its address.
 """
 
 from __future__ import annotations
