@@ -25,7 +25,7 @@ from vidcap.video.resume import Resume
 from vidcap.video.synth import Effects, random_segments, write_video
 from vidcap.wire import frame_from_proto
 
-from conftest import free_port, REPO, VIDCAP, cli_env
+from conftest import DEMO_MODEL, free_port, REPO, VIDCAP, cli_env
 
 EVERY = 0.1  # dense sampling: a job long enough to stop in the middle
 
@@ -384,3 +384,29 @@ def test_a_write_interrupted_after_its_commit_and_repeated_keeps_each_result_onc
     monkeypatch.setattr(store, "write", real_write)
     writer.flush()  # what vidcap index does on Ctrl-C
     assert [f.index for f in store.frames(job.id)] == [0, 1, 2] and store.get(job.id).frames == 3
+
+
+def test_a_library_job_stopped_after_its_upload_moved_still_finishes(host, media, tmp_path):
+    """A stop between the library job's move of its upload into the library's folder and the job's end: the next
+    run reads the moved copy, ends the job done and records the video once, where it now lies."""
+    from vidcap.library.job_store import JobStore
+    from vidcap.library.shelf import Shelf, library_counts
+    from vidcap.serving.job_runner import JobRunner
+
+    store = JobStore(tmp_path / "library.db")
+    shelf = Shelf(store.path, DEMO_MODEL)
+    upload = tmp_path / "spool" / "short.mp4"
+    upload.parent.mkdir()
+    upload.write_bytes((media / "short.mp4").read_bytes())
+    runner = JobRunner(store, host, shelf=shelf)
+    job = runner.submit_upload("short.mp4", upload, AnalysisParams(every_n_seconds=0.5), add_to_library=True)
+    kept = shelf.kept(job)
+    kept.parent.mkdir(parents=True)
+    Path(job.path).rename(kept)  # where the stopped run left it
+    runner.start()
+    try:
+        wait_for(lambda: store.get(job.id).ended, timeout=120)
+    finally:
+        runner.stop()
+    assert store.get(job.id).state == "done", store.get(job.id).error
+    assert library_counts(store.path)[0] == 1 and kept.is_file()

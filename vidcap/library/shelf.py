@@ -20,14 +20,20 @@ class Shelf:
         self.library, self.checkpoint = Path(library), Path(checkpoint)
         self.media = self.library.parent / "library"  # the uploads kept for the library
 
+    def kept(self, job) -> Path:
+        """Where an upload of the job is kept for the library."""
+        return self.media / job.id / Path(job.path).name
+
     def add(self, job, analysis) -> Path:
         """Write a done job's analysis into the library -> where its video now lies. An upload (a file the job owns)
-        moves into the library's folder first; a media-folder file is recorded where it is."""
+        moves into the library's folder first (unless a stopped run moved it already); a media-folder file is
+        recorded where it is."""
         path = Path(job.path)
         if job.owned:
-            kept = self.media / job.id / path.name
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(path, kept)
+            kept = self.kept(job)
+            if not kept.exists():
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, kept)
             path = kept
         with Library.open(self.library) as library:
             stat = path.stat()

@@ -227,7 +227,7 @@ class JobRunner:
             self.store.started(job.id, duration, expected)
 
         writer = JobWriter(self.store, job.id, job.params.window, job.frames)
-        with self._readable(Path(job.path), job.id) as path:
+        with self._readable(self._video_of(job), job.id) as path:
             results = self.model_host.analyze(path, job.params, on_start=started, resume=self.store.resume(job),
                                               on_sample=writer.sample)
             try:
@@ -251,6 +251,15 @@ class JobRunner:
             return "cancelled"
         self.store.requeue(job.id)  # the server is stopping: the next start continues it
         return "paused"
+
+    def _video_of(self, job: Job) -> Path:
+        """The job's file; for a library job stopped after its upload moved into the library, that copy (nothing
+        is lost between the move and the job's end)."""
+        path = Path(job.path)
+        if not path.exists() and job.owned and job.add_to_library and self.shelf is not None:
+            kept = self.shelf.kept(job)
+            return kept if kept.exists() else path
+        return path
 
     @contextlib.contextmanager
     def _readable(self, path: Path, job_id: str) -> Iterator[Path]:
