@@ -276,6 +276,7 @@ class VidcapUI:
         self.picture_dir.mkdir(exist_ok=True)
         self._hit_pictures: dict[tuple[str, float], str] = {}
         self._pruned = time.time()
+        self._model_trained_on: str | None = None
         self.loads: list[tuple] = []  # (function, output) to run when a page opens
 
     # -- video --
@@ -328,12 +329,14 @@ class VidcapUI:
                 "status": run.status(done) + warning}
 
     def _trained_on(self) -> str:
-        """What the service's model was trained on (its card), for the warning while the frames come."""
-        try:
-            with self.config.client(timeout=10) as client:
-                return client.describe_model().trained_on
-        except grpc.RpcError:
-            return "its training images"
+        """What the service's model was trained on (its card, asked once), for the warning while the frames come."""
+        if self._model_trained_on is None:
+            try:
+                with self.config.client(timeout=10) as client:
+                    self._model_trained_on = client.describe_model().trained_on
+            except grpc.RpcError:
+                return "its training images"  # asked again next time
+        return self._model_trained_on
 
     def _thumbnails(self, video: str, moments: list[Moment], urls: dict[float, str]) -> None:
         """A picture for each moment that has none yet, written once under a name of its own (a file the browser
@@ -662,10 +665,10 @@ class VidcapUI:
             return _error("Type what you are looking for, e.g. red star on grass."), [], []
         try:
             with self.config.client(timeout=60) as client:
-                if not client.describe_service().library_videos:
+                hits = list(client.search(query or "", int(top or 0)).hits)
+                if not hits and not client.describe_service().library_videos:  # asked only when nothing was found
                     return _error("The library is empty: there is nothing to search yet (see above how to add "
                                   "videos).", "search-empty"), [], []
-                hits = list(client.search(query or "", int(top or 0)).hits)
         except grpc.RpcError as exc:
             return _error(in_field_words(_service_problem(exc, self.config.grpc_address)[1])), [], []
         gallery = []
