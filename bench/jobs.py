@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vidcap.captioner import Captioner
     from vidcap.library.job_store import JobStore
-    from vidcap.serving.hosts import InProcessHost
+    from vidcap.analysis.hosts import InProcessHost
     from vidcap.serving.job_runner import JobRunner
     from vidcap.video.pipeline import AnalysisParams, analyze_frames
     from vidcap.video.synth import random_segments, write_video

@@ -6,7 +6,8 @@
 A publisher process renders synthetic scenes (a cut or an object change every --scene-seconds) and sends them at
 real time (vidcap.video.synth.publish_live), like a camera: as H.264 MPEG-TS to udp://127.0.0.1, or as RTP
 announced to an RTSP server on loopback (Debian's rtsp-server-perl, when installed). This process
-watches the stream as `vidcap analyze udp://...` does (a LiveSource into the pipeline and the online moment picker)
+watches the stream as `vidcap analyze udp://...` does (a LiveSource into the pipeline, an analysis session's
+moment picker)
 and measures, on one clock (CLOCK_MONOTONIC is shared by the processes of a machine):
 
 - frame latency: from a sampled frame's arrival (decoded off the stream) to its FrameResult; p50 and p99;
@@ -80,7 +81,8 @@ class RTSPServer:
 
 def measure(via: str, args: argparse.Namespace, captioner) -> dict:
     from vidcap.video.live import LiveSource
-    from vidcap.video.pipeline import AnalysisParams, analyze_frames, online_picker
+    from vidcap.analysis.session import AnalysisSession
+    from vidcap.video.pipeline import AnalysisParams, analyze_frames
 
     width, height = (int(v) for v in args.size.split("x"))
     rtsp = None
@@ -107,7 +109,7 @@ def measure(via: str, args: argparse.Namespace, captioner) -> dict:
     notices: list[str] = []
     source = Timed(watch_url, params.every_n_seconds, on_notice=notices.append, give_up_seconds=10)
     camera.start()
-    picker = online_picker(params, captioner.ignored_words)
+    session = AnalysisSession(params, captioner.ignored_words)
     frame_latency: list[tuple[float, float]] = []  # (arrival, latency)
     moments: list[tuple[float, int]] = []  # (given at, frame index)
     rss = [rss_mb()]
@@ -117,7 +119,7 @@ def measure(via: str, args: argparse.Namespace, captioner) -> dict:
         for result in results:
             now = time.monotonic()
             frame_latency.append((arrivals[result.index], now - arrivals[result.index]))
-            for moment in picker.take(result):
+            for moment in session.add(result):
                 moments.append((time.monotonic(), moment.index))
             if len(frame_latency) == 10:
                 rss[0] = rss_mb()  # after the first batches: the model and the buffers are warm

@@ -40,7 +40,6 @@ from vidcap.video.novelty import (  # noqa: E402
     RobustScorer,
     SeedScorer,
     cuts_all,
-    find_moments,
     score_all,
 )
 from vidcap.video.pipeline import AnalysisParams, captioned_frames, to_captioned_frame  # noqa: E402
@@ -258,8 +257,15 @@ def main() -> None:
             scores = score_all(scorer, frames)
             cuts = None if name == "robust, captions only" else cuts_all(scorer, len(frames))
             domain = None if name == "robust, captions only" else in_domain
-            moments = find_moments(times, scores, captions, params.moment_gap, scorer.min_moment_score, cuts=cuts,
-                                   in_domain=domain, ignore=captioner.ignored_words)
+            # One moment picker, as every door runs it: moments decided as the scores arrive, the rest at the end.
+            picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score,
+                                  ignore=captioner.ignored_words)
+            decided = []  # (moment, the sample whose score decided it)
+            for i, (t, score, caption) in enumerate(zip(times, scores, captions)):
+                decided += [(m, i) for m in picker.push(i, t, score, caption, cuts[i] if cuts else 0.0,
+                                                        domain[i] if domain else None)]
+            decided += [(m, len(times) - 1) for m in picker.finish()]
+            moments = [m for m, _ in decided]
             seconds = caption_seconds + time.perf_counter() - t1
             if name == "robust, --cuts transnetv2":
                 seconds += transnet_seconds
@@ -269,18 +275,11 @@ def main() -> None:
                 for i, m in enumerate(moments):
                     if i not in matched:
                         false_by_reason.setdefault(kind, {}).setdefault(m.reason, 0)
-                        false_by_reason[kind][m.reason] += 1  # the same scores, moments decided as they stream
-                picker = OnlinePicker(params.moment_gap, args.every, scorer.min_moment_score,
-                                      ignore=captioner.ignored_words)
-                online = []
-                for i, (t, score, caption, cut, typical) in enumerate(zip(times, scores, captions, cuts, in_domain)):
-                    online += [(m, i) for m in picker.push(i, t, score, caption, cut, typical)]
-                online += [(m, len(times) - 1) for m in picker.finish()]
-                record("robust, online picker (streams)", [m.t for m, _ in online], seconds)
+                        false_by_reason[kind][m.reason] += 1
                 # Delay: from the change to the sample whose score decided its moment (the picker's look-ahead
                 # plus the scorer's own), in seconds of video.
-                decided_at = {m.index: min(i + scorer.lookahead, len(times) - 1) for m, i in online}
-                for m in (m for m, _ in online):
+                decided_at = {m.index: min(i + scorer.lookahead, len(times) - 1) for m, i in decided}
+                for m in moments:
                     change = min(changes, key=lambda c: abs(c - m.t))
                     if abs(change - m.t) <= args.every:
                         delays.append(times[decided_at[m.index]] - change)
@@ -306,7 +305,7 @@ def main() -> None:
                                                            "seconds": runs[True][4], "no_skip_seconds": runs[False][4]}
     print_table(table, args)
     if delays:
-        print(f"\nonline picker: from a change to its moment, in seconds of video: median "
+        print(f"\nthe default: from a change to its moment, in seconds of video: median "
               f"{statistics.median(delays):.2f}, p90 {sorted(delays)[int(0.9 * (len(delays) - 1))]:.2f}, "
               f"max {max(delays):.2f} ({len(delays)} moments)")
     print_errors(errors, args.fps)
@@ -326,12 +325,12 @@ def main() -> None:
 
 def median_seconds(path: Path, captioner: Captioner, params: AnalysisParams, runs: int) -> float:
     """The median wall time of the whole analysis (decoding, captioning, scoring, moments)."""
-    from vidcap.video.pipeline import analyze
+    from vidcap.analysis.session import analyze
 
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        analyze(path, captioner, params)
+        analyze(captioner, path, params)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

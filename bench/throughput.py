@@ -55,7 +55,8 @@ from vidcap.preprocess import as_tensor, to_model_input  # noqa: E402
 from vidcap.synthetic import random_scene, render_scene  # noqa: E402
 from vidcap.video.opener import available_sources  # noqa: E402
 from vidcap.video.novelty import CaptionedFrame, SeedScorer  # noqa: E402
-from vidcap.video.pipeline import AnalysisParams, analyze  # noqa: E402
+from vidcap.analysis.session import analyze  # noqa: E402
+from vidcap.video.pipeline import AnalysisParams  # noqa: E402
 from vidcap.video.synth import random_segments, write_video  # noqa: E402
 from vidcap.vocab import Vocabulary  # noqa: E402
 
@@ -219,7 +220,7 @@ def backbone_table(batches: list[int], repeats: int, device: torch.device) -> No
 
 def in_process(video: Path, captioner: Captioner, every: float) -> tuple[int, float]:
     t = time.perf_counter()
-    analysis = analyze(video, captioner, AnalysisParams(every_n_seconds=every))
+    analysis = analyze(captioner, video, AnalysisParams(every_n_seconds=every))
     return len(analysis.frames), time.perf_counter() - t
 
 
@@ -334,7 +335,7 @@ def main() -> None:
                 model, device, [int(b) for b in args.batches.split(",")], args.repeats)
             print(f"(b) done: {best_name} at batch {best_batch}: {fps['b']:.2f} images/s", flush=True)
         captioner = Captioner(model, device=str(device))  # encoder "auto"
-        words[kind] = statistics.mean(len(f.words) for f in analyze(video, captioner, AnalysisParams(
+        words[kind] = statistics.mean(len(f.words) for f in analyze(captioner, video, AnalysisParams(
             every_n_seconds=args.every)).frames)  # also the warm-up (and the ONNX export / engine build, cached)
         fps[f"c {kind}"], _ = median_rate(lambda: in_process(video, captioner, args.every), args.repeats)
         auto_encoder = captioner.encoder.describe()

@@ -14,13 +14,14 @@ PACKAGE = REPO / "vidcap"
 ALLOWED = {
     "core": set(),                        # the model, its words, images, domain, limits, errors, paths
     "video": {"core"},                    # frame sources, the pipeline, novelty, cuts, subtitles
+    "analysis": {"core", "video"},        # the model hosts' interface, the in-process host, the analysis session
     "training": {"core"},                 # vidcap train, presets, the model card
     "formats": {"core", "video"},         # what crosses a door: wire (JSON, protobuf), report (JSON, CSV, PNG)
-    "library": {"core", "video"},         # the database: videos, stretches, jobs; index and search
-    "serving": {"core", "video", "formats", "library"},  # model hosts, gRPC, HTTP, jobs runner, the stack
+    "library": {"core", "video", "analysis"},  # the database: videos, stretches, jobs; index and search
+    "serving": {"core", "video", "analysis", "formats", "library"},  # TorchServe host, gRPC, HTTP, jobs, the stack
     "client": set(),                      # the gRPC client library: the generated stubs only
-    "ui": {"core", "video", "formats", "library", "client", "serving"},  # a gRPC client, in the browser
-    "cli": {"core", "video", "formats", "library", "serving", "training", "ui", "client"},
+    "ui": {"core", "video", "analysis", "formats", "library", "client", "serving"},  # a gRPC client, in the browser
+    "cli": {"core", "video", "analysis", "formats", "library", "serving", "training", "ui", "client"},
 }
 # Imports that go up a room, each for a reason the architecture page gives.
 EXCEPTIONS = {
@@ -30,7 +31,7 @@ EXCEPTIONS = {
 
 def _room(module: str) -> str:
     parts = module.split(".")
-    if len(parts) > 2 and parts[1] in ("video", "library", "serving", "training"):
+    if len(parts) > 2 and parts[1] in ("video", "analysis", "library", "serving", "training"):
         return parts[1]
     return {"wire": "formats", "report": "formats", "worker_protocol": "formats", "client": "client", "ui": "ui", "ui_timeline": "ui",
             "cli": "cli", "v1": "client"}.get(parts[1], "core") if len(parts) > 1 else "core"

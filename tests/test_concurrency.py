@@ -18,7 +18,7 @@ import torch
 from vidcap.captioner import Captioner
 from vidcap.client import VidcapClient
 from vidcap.serving.admission import Admission
-from vidcap.serving.hosts import InProcessHost
+from vidcap.analysis.hosts import InProcessHost
 from vidcap.errors import BusyError
 from vidcap.video.pipeline import AnalysisParams
 from vidcap.video.synth import random_segments, write_video

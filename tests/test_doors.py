@@ -19,7 +19,7 @@ from vidcap.images import load_image
 from vidcap.limits import Limits
 from vidcap.model import Caption
 from vidcap.serving.grpc_service import VidcapServicer, build_server
-from vidcap.serving.hosts import ModelHost
+from vidcap.analysis.hosts import ModelHost
 from vidcap.serving.http_api import create_app
 from vidcap.video.opener import open_frames
 from vidcap.video.pipeline import AnalysisParams, FrameResult

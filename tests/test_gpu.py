@@ -11,7 +11,8 @@ import torch
 from vidcap.captioner import Captioner
 from vidcap.encoders import available_encoders
 from vidcap.video.opener import open_frames
-from vidcap.video.pipeline import AnalysisParams, analyze, captioned_frames
+from vidcap.analysis.session import analyze
+from vidcap.video.pipeline import AnalysisParams, captioned_frames
 from vidcap.video.synth import random_segments, write_video
 
 from conftest import DEMO_MODEL
@@ -91,8 +92,8 @@ def test_dali_and_tensorrt_keep_frames_on_the_gpu_and_caption_like_the_cpu(video
     params = AnalysisParams(every_n_seconds=1.0, frame_source="dali")
     frames = [frame for frame, _, _ in captioned_frames(video, gpu, params)]
     assert frames and all(f.pixels.is_cuda for f in frames)
-    on_gpu = [f.caption for f in analyze(video, gpu, params).frames]
-    on_cpu = [f.caption for f in analyze(video, Captioner.load(DEMO_MODEL, encoder="torch"),
+    on_gpu = [f.caption for f in analyze(gpu, video, params).frames]
+    on_cpu = [f.caption for f in analyze(Captioner.load(DEMO_MODEL, encoder="torch"), video,
                                          AnalysisParams(every_n_seconds=1.0, frame_source="pyav")).frames]
     assert len(on_gpu) == len(on_cpu)
     assert sum(a == b for a, b in zip(on_gpu, on_cpu)) >= 0.8 * len(on_cpu)

@@ -18,7 +18,7 @@ import pytest
 
 from vidcap.captioner import Captioner
 from vidcap.client import VidcapClient
-from vidcap.serving.hosts import InProcessHost
+from vidcap.analysis.hosts import InProcessHost
 from vidcap.video import subtitles
 from vidcap.video.pipeline import Analysis, AnalysisParams, analyze_frames
 from vidcap.video.resume import Resume

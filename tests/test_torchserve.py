@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from vidcap.captioner import Captioner
+from vidcap.analysis.session import analyze
 from vidcap.video.pipeline import AnalysisParams, analyze_frames
 from vidcap.video.synth import Effects, random_segments, write_video
 
@@ -103,8 +104,8 @@ def test_grpc_through_torchserve_matches_in_process(stack, image):
     assert "encoder runtime: torch on cpu" in worker_log
     captioner = Captioner.load(encoder="torch")
     expected_image = captioner.caption_files([image])[0]
-    expected_video = [r.caption for r in analyze_frames(stack["media"] / "clip.mp4", captioner,
-                                                        AnalysisParams(every_n_seconds=1.0, window=3))]
+    in_process = analyze(captioner, stack["media"] / "clip.mp4", AnalysisParams(every_n_seconds=1.0, window=3))
+    expected_video = [f.caption for f in in_process.frames]
     with VidcapClient(stack["grpc"], timeout=300) as client:
         response = client.caption_image(image.read_bytes(), beam=3, embeddings=True, attention=True)
         assert response.caption == expected_image.text
@@ -114,6 +115,11 @@ def test_grpc_through_torchserve_matches_in_process(stack, image):
         assert streamed[0].WhichOneof("kind") == "started" and streamed[-1].WhichOneof("kind") == "summary"
         assert [f.caption for f in frames] == expected_video
         assert [round(f.t) for f in frames] == list(range(12))
+        # One path: the worker's frames give the moments the in-process analysis gives (tests/test_one_path.py
+        # has every other door).
+        assert [round(f.score, 4) for f in frames] == [round(f.score, 4) for f in in_process.frames]
+        assert [(round(m.t, 3), m.reason, m.caption) for m in streamed[-1].summary.moments] == [
+            (round(m.t, 3), m.reason, m.caption) for m in in_process.moments]
         summary = streamed[-1].summary  # the worker's domain profile reaches the Summary: in domain, no warning
         assert all(f.HasField("in_domain") for f in frames) and "synthetic scenes" in summary.trained_on
         assert summary.HasField("out_of_domain_share") and summary.domain_warning == ""

@@ -16,8 +16,9 @@ import torch
 from vidcap.captioner import Captioner
 from vidcap.synthetic import Scene, SceneObject
 from vidcap.video.opener import open_frames
-from vidcap.video.novelty import CaptionedFrame, RobustScorer, SeedScorer, find_moments
-from vidcap.video.pipeline import AnalysisParams, analyze, analyze_frames
+from vidcap.video.novelty import CaptionedFrame, RobustScorer, SeedScorer, pick_moments
+from vidcap.analysis.session import analyze
+from vidcap.video.pipeline import AnalysisParams, analyze_frames
 from vidcap.video.synth import Segment, random_segments, truth_path, write_video
 
 from conftest import REPO, VIDCAP, cli_env
@@ -124,17 +125,17 @@ def test_robust_scorer_ignores_a_one_frame_flash_but_not_a_lasting_change():
     assert seed_scores[4] > 0.3 and seed_scores[4] == pytest.approx(seed_scores[9])  # the old metric: same alarm
 
 
-def test_find_moments_threshold_gap_and_returning_captions():
+def test_moments_threshold_gap_and_returning_captions():
     times = [float(t) for t in range(20)]
     scores = [0.01] * 20
     captions = ["a red circle"] * 5 + ["a blue star"] * 5 + ["a red circle"] * 1 + ["a green cross"] * 9
     scores[5], scores[6] = 0.9, 0.5  # one change, reported by two adjacent samples
     scores[10] = 0.8  # back to the first caption right after: no lasting change
     scores[11] = 0.85
-    moments = find_moments(times, scores, captions, min_gap=2.0, min_score=0.1)
+    moments = pick_moments(times, scores, captions, min_gap=2.0, every_n_seconds=1.0, min_score=0.1)
     assert [(m.t, m.caption, m.previous_caption) for m in moments] == [
         (5.0, "a blue star", "a red circle"), (11.0, "a green cross", "a red circle")]
-    assert find_moments(times, [0.02] * 20, captions, 2.0, min_score=0.1) == []
+    assert pick_moments(times, [0.02] * 20, captions, 2.0, 1.0, min_score=0.1) == []
 
 
 def test_moments_the_caption_misses_are_kept_but_a_scene_coming_back_is_not():
@@ -144,11 +145,15 @@ def test_moments_the_caption_misses_are_kept_but_a_scene_coming_back_is_not():
     # features saw it): both are moments, although no caption changed.
     captions = ["three shapes a red star on the left and a blue cross on the right"] * 30
     scores[5], scores[9] = 0.6, 0.5
-    # 15: a new caption; 18: the old one is back -> no lasting change, neither is a moment.
-    captions[15:18] = ["a green circle on grass"] * 3
-    scores[15], scores[18] = 0.9, 0.9
-    moments = find_moments(times, scores, captions, min_gap=2.0, min_score=0.1)
-    assert [m.t for m in moments] == [5.0, 9.0]
+    # 15: a new caption; 17: the old one is back, within the look-ahead -> no lasting change, neither is a moment.
+    captions[15:17] = ["a green circle on grass"] * 2
+    scores[15], scores[17] = 0.9, 0.9
+    # 22: a new caption; 25: back, after the look-ahead (22 was given out) but within twice min_gap: the return
+    # is no moment.
+    captions[22:25] = ["a green circle on grass"] * 3
+    scores[22], scores[25] = 0.9, 0.9
+    moments = pick_moments(times, scores, captions, min_gap=2.0, every_n_seconds=1.0, min_score=0.1)
+    assert [m.t for m in moments] == [5.0, 9.0, 22.0]
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +162,7 @@ def captioner() -> Captioner:
 
 
 def test_pipeline_finds_the_known_changes(known_changes, captioner):
-    analysis = analyze(known_changes, captioner, AnalysisParams(every_n_seconds=1.0, window=3))
+    analysis = analyze(captioner, known_changes, AnalysisParams(every_n_seconds=1.0, window=3))
     assert [round(f.t) for f in analysis.frames] == list(range(20))
     truth = json.loads(truth_path(known_changes).read_text())["changes"]
     found = [m.t for m in analysis.moments]
@@ -455,8 +460,8 @@ def parked_camera(tmp_path_factory) -> Path:
 
 
 def test_still_frames_reuse_the_last_caption_and_every_change_is_still_captioned(parked_camera, captioner):
-    skipping = analyze(parked_camera, captioner, AnalysisParams(every_n_seconds=1.0, window=3))
-    every = analyze(parked_camera, captioner, AnalysisParams(every_n_seconds=1.0, window=3, skip_still=False))
+    skipping = analyze(captioner, parked_camera, AnalysisParams(every_n_seconds=1.0, window=3))
+    every = analyze(captioner, parked_camera, AnalysisParams(every_n_seconds=1.0, window=3, skip_still=False))
     assert not any(f.reused for f in every.frames)
     reused = [f for f in skipping.frames if f.reused]
     assert len(reused) >= 0.8 * len(skipping.frames)
@@ -564,8 +569,8 @@ def test_photo_footage_has_real_pictures_a_moving_camera_and_a_truth_file(tmp_pa
 # ---- moments decided as the video plays ------------------------------------------------------------------------
 
 
-def test_the_online_picker_decides_like_the_whole_video_picker_within_three_samples():
-    from vidcap.video.novelty import OnlinePicker, find_moments
+def test_the_picker_decides_each_change_within_three_samples_and_finds_it():
+    from vidcap.video.novelty import OnlinePicker
 
     rng = np.random.default_rng(7)
     same = 0
@@ -573,6 +578,8 @@ def test_the_online_picker_decides_like_the_whole_video_picker_within_three_samp
         scores = list(np.abs(rng.normal(0.03, 0.02, 90)))
         captions, caption = [], "a red circle"
         changes = sorted(rng.choice(np.arange(3, 90), 6, replace=False))
+        while min(np.diff(changes)) < 3:  # changes min_gap apart at least
+            changes = sorted(rng.choice(np.arange(3, 90), 6, replace=False))
         for i in range(90):
             if i in changes:
                 scores[i], caption = float(rng.uniform(0.3, 0.9)), f"scene {i}"
@@ -584,28 +591,26 @@ def test_the_online_picker_decides_like_the_whole_video_picker_within_three_samp
                 assert i - m.index <= 3  # decided from the past and at most 3 samples ahead
                 decided.append(m)
         decided += picker.finish()
-        offline = find_moments(times, scores, captions, 2.0, 0.12)
-        same += [m.t for m in decided] == [m.t for m in offline]
         assert [m.t for m in decided] == [m.t for m in picker.moments]
-    assert same >= 45
+        assert {m.t for m in decided} <= {float(c) for c in changes}  # nothing but the changes
+        same += [m.t for m in decided] == [float(c) for c in changes]
+    assert same >= 48  # all of them, almost always (random scores may make a peak of noise)
 
 
 def test_the_online_picker_drops_a_scene_that_comes_back_within_its_look_ahead():
-    from vidcap.video.novelty import pick_online
-
     times = [float(i) for i in range(12)]
     scores = [0.0, 0.02, 0.01, 0.02, 0.8, 0.02, 0.7, 0.01, 0.02, 0.01, 0.02, 0.01]
     captions = ["a"] * 4 + ["b"] * 2 + ["a"] * 6  # A -> B -> A two samples later: no lasting change
-    assert pick_online(times, scores, captions, min_gap=2.0, every_n_seconds=1.0, min_score=0.12) == []
+    assert pick_moments(times, scores, captions, min_gap=2.0, every_n_seconds=1.0, min_score=0.12) == []
     captions = ["a"] * 4 + ["b"] * 2 + ["c"] * 6  # A -> B -> C: two changes
-    assert [m.t for m in pick_online(times, scores, captions, 2.0, 1.0, 0.12)] == [4.0, 6.0]
+    assert [m.t for m in pick_moments(times, scores, captions, 2.0, 1.0, 0.12)] == [4.0, 6.0]
 
 
 # ---- the cut signal: what a pixel detector sees, whatever the model knows ------------------------------------
 
 
 def test_a_cut_wins_over_a_nearby_caption_peak_and_is_never_taken_for_a_scene_coming_back():
-    from vidcap.video.novelty import CUT_THRESHOLD, pick_online
+    from vidcap.video.novelty import CUT_THRESHOLD
 
     times = [float(i) for i in range(14)]
     scores = [0.0, 0.02, 0.01, 0.02, 0.9, 0.3, 0.02, 0.01, 0.02, 0.5, 0.01, 0.02, 0.01, 0.02]
@@ -613,13 +618,11 @@ def test_a_cut_wins_over_a_nearby_caption_peak_and_is_never_taken_for_a_scene_co
     # The caption changes a sample before the picture does (4, 5), and at 9 the first shot's caption is back
     # (a model that does not know the footage may well give two shots the same caption).
     captions = ["a"] * 4 + ["b"] * 5 + ["a"] * 5
-    for moments in (find_moments(times, scores, captions, 3.0, 0.12, cuts=cuts),
-                    pick_online(times, scores, captions, 3.0, 1.0, 0.12, cuts=cuts)):
-        assert [(m.t, m.reason) for m in moments] == [(5.0, "cut"), (9.0, "cut")]
-    # Without the cut signal the same scores read as A -> B -> A within twice min_gap: no moment at all.
-    assert find_moments(times, scores, captions, 3.0, 0.12) == []
-    # (online, the return comes after the look-ahead: the first change has been given out, only the return drops)
-    assert [m.t for m in pick_online(times, scores, captions, 3.0, 1.0, 0.12)] == [4.0]
+    moments = pick_moments(times, scores, captions, 3.0, 1.0, 0.12, cuts=cuts)
+    assert [(m.t, m.reason) for m in moments] == [(5.0, "cut"), (9.0, "cut")]
+    # Without the cut signal the same scores read as A -> B -> A within twice min_gap; the return comes after the
+    # look-ahead: the first change has been given out, only the return drops.
+    assert [m.t for m in pick_moments(times, scores, captions, 3.0, 1.0, 0.12)] == [4.0]
     assert max(cuts) > CUT_THRESHOLD > 0.5 * max(cuts)
 
 
@@ -629,7 +632,7 @@ def test_cuts_between_photographs_are_found_and_named_whatever_the_captions(tmp_
     shots = random_shots(6, seed=11, min_seconds=3.0, max_seconds=5.0)
     path = tmp_path / "photos.mp4"
     truth = write_photo_video(path, shots, fps=10, size=(320, 180), noise=3.0)["changes"]
-    analysis = analyze(path, captioner, AnalysisParams(every_n_seconds=0.5, window=5))
+    analysis = analyze(captioner, path, AnalysisParams(every_n_seconds=0.5, window=5))
     for change in truth:
         near = [m for m in analysis.moments if abs(m.t - change["t"]) <= 1.0]
         assert near, (change, [(m.t, m.reason) for m in analysis.moments])
@@ -647,14 +650,14 @@ def test_the_cut_signal_stays_low_on_flicker_shake_noise_and_a_moving_scene(tmp_
     path = tmp_path / "rough.mp4"
     write_video(path, random_segments(1, seed=9, min_seconds=12, max_seconds=12), fps=10, size=(320, 180),
                 effects=Effects(flicker=1.5, shake=10, noise=12.0), seed=2)
-    analysis = analyze(path, captioner, AnalysisParams(every_n_seconds=0.25, window=5))
+    analysis = analyze(captioner, path, AnalysisParams(every_n_seconds=0.25, window=5))
     assert len(analysis.frames) == 48
     assert max(f.cut for f in analysis.frames) < 0.5 * CUT_THRESHOLD
     assert not [m for m in analysis.moments if m.reason == "cut"]
 
 
 def test_where_the_model_does_not_know_the_footage_only_cuts_are_moments():
-    from vidcap.video.novelty import TRUSTED_WINDOW, pick_online, trusted_flags
+    from vidcap.video.novelty import TRUSTED_WINDOW
 
     times = [float(i) for i in range(40)]
     scores = [0.02] * 40
@@ -664,10 +667,14 @@ def test_where_the_model_does_not_know_the_footage_only_cuts_are_moments():
     captions = ["a"] * 10 + ["b"] * 15 + ["c"] * 15
     known, unknown = [0.5] * 40, [0.001] * 40
     for in_domain, expected in [(known, [(10.0, "caption change"), (25.0, "cut")]), (unknown, [(25.0, "cut")])]:
-        for moments in (find_moments(times, scores, captions, 2.0, 0.12, cuts=cuts, in_domain=in_domain),
-                        pick_online(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts, in_domain=in_domain)):
-            assert [(m.t, m.reason) for m in moments] == expected
+        moments = pick_moments(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts, in_domain=in_domain)
+        assert [(m.t, m.reason) for m in moments] == expected
     # Trust follows the recent share of frames outside the domain (a few odd frames change nothing).
     mixed = [0.001 if i % 4 == 0 else 0.5 for i in range(40)]
-    assert all(trusted_flags(mixed)[1:]) and not any(trusted_flags(unknown))  # [0]: one sample, one odd frame
-    assert trusted_flags(unknown[:TRUSTED_WINDOW] + known * 2)[-1]
+    moments = pick_moments(times, scores, captions, 2.0, 1.0, 0.12, cuts=cuts, in_domain=mixed)
+    assert [(m.t, m.reason) for m in moments] == [(10.0, "caption change"), (25.0, "cut")]
+    # ...and comes back once the footage is known again.
+    times, scores, captions = [float(i) for i in range(110)], [0.02] * 110, ["a"] * 100 + ["b"] * 10
+    scores[100] = 0.8
+    back = [0.001] * TRUSTED_WINDOW + [0.5] * 80
+    assert [m.t for m in pick_moments(times, scores, captions, 2.0, 1.0, 0.12, in_domain=back)] == [100.0]

@@ -99,11 +99,12 @@ def _run_index(args: argparse.Namespace) -> int:
 def _index_here(indexer, todo: list[Path], report, args: argparse.Namespace, files_bar) -> None:
     from tqdm import tqdm
 
+    from vidcap.analysis.hosts import InProcessHost
     from vidcap.captioner import Captioner
 
     if not todo:
         return
-    indexer.captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
+    indexer.host = InProcessHost(Captioner.load(args.model, device=args.device, encoder=args.encoder))
     frames_bar = tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, position=1, leave=False)
     try:
         for path in todo:

@@ -76,9 +76,11 @@ def _run_analyze(args: argparse.Namespace) -> int:
     require_file(args.video, "video")
     from tqdm import tqdm
 
+    from vidcap.analysis.hosts import InProcessHost
+    from vidcap.analysis.session import analyze
     from vidcap.captioner import Captioner
     from vidcap import report
-    from vidcap.video.pipeline import AnalysisParams, analyze
+    from vidcap.video.pipeline import AnalysisParams
 
     from vidcap.errors import InputError
     from vidcap.wire import CLI_NAMES, renamed
@@ -89,15 +91,14 @@ def _run_analyze(args: argparse.Namespace) -> int:
                                 args.frame_source, skip_still=not args.no_skip, cuts=args.cuts).validate(limits)
     except InputError as exc:
         raise renamed(exc, CLI_NAMES) from None
-    captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
+    host = InProcessHost(Captioner.load(args.model, device=args.device, encoder=args.encoder), limits=limits)
     bar = tqdm(unit="frame", disable=args.no_progress, file=sys.stderr, leave=False)
 
     def started(duration: float, n: int) -> None:
         bar.reset(total=n)
 
     try:
-        analysis = analyze(args.video, captioner, params, on_frame=lambda _: bar.update(), on_start=started,
-                           limits=limits)
+        analysis = analyze(host, args.video, params, on_frame=lambda _: bar.update(), on_start=started)
     finally:
         bar.close()
     outputs = {args.json: report.to_json, args.csv: report.to_csv, args.plot: report.to_png, **subtitle_outputs(args)}
@@ -112,13 +113,13 @@ def _run_live(args: argparse.Namespace) -> int:
     """A live source: each frame and moment printed as it comes, until the source ends or Ctrl-C; then the files
     asked for, of what was seen."""
     import time
-    from dataclasses import asdict
 
+    from vidcap.analysis.hosts import InProcessHost
+    from vidcap.analysis.session import AnalysisSession
     from vidcap.captioner import Captioner
     from vidcap.errors import InputError
     from vidcap import report
-    from vidcap.video.live import LiveSource
-    from vidcap.video.pipeline import Analysis, AnalysisParams, analyze_frames, online_picker
+    from vidcap.video.pipeline import AnalysisParams
     from vidcap.wire import CLI_NAMES, renamed
 
     limits = Limits.for_local_files()
@@ -129,36 +130,33 @@ def _run_live(args: argparse.Namespace) -> int:
             raise InputError("--stall must be positive and --give-up at least 0")
     except InputError as exc:
         raise renamed(exc, CLI_NAMES) from None
-    captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder)
-    source = LiveSource(args.video, params.every_n_seconds, on_notice=lambda m: print(f"# {m}", file=sys.stderr,
-                                                                                      flush=True),
-                        give_up_seconds=args.give_up, stall_seconds=args.stall)
-    picker, frames, started = online_picker(params, captioner.ignored_words), [], time.perf_counter()
+    host = InProcessHost(Captioner.load(args.model, device=args.device, encoder=args.encoder), limits=limits,
+                         stall_seconds=args.stall, give_up_seconds=args.give_up)
+    session, started = AnalysisSession.for_host(params, host), time.perf_counter()
     print(f"# watching {args.video} (Ctrl-C stops)", file=sys.stderr, flush=True)
-    results = analyze_frames(source, captioner, params)
+    results = host.analyze_live(args.video, params, on_notice=lambda m: print(f"# {m}", file=sys.stderr, flush=True))
     failure = None
     try:
         for frame in results:
-            frames.append(frame)
             print(f"{frame.t:8.2f}  {frame.score:6.3f}  {frame.caption}{'  (still: reused)' if frame.reused else ''}",
                   flush=True)
-            for m in picker.take(frame):
+            for m in session.add(frame):
                 print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.reason:<14}  {m.previous_caption or '(start)'} -> "
                       f"{m.caption}", flush=True)
-        picker.finish()
+        session.finish()
     except KeyboardInterrupt:
         print("# stopped", file=sys.stderr, flush=True)
     except InputError as exc:  # gave up reconnecting, or standard input is not a video: keep what was seen
         failure = exc
     finally:
         results.close()
-    analysis = Analysis(args.video, asdict(params), frames[-1].t if frames else 0.0, frames, picker.moments,
-                        time.perf_counter() - started)
+    frames = session.frames
+    analysis = session.analysis(args.video, frames[-1].t if frames else 0.0, time.perf_counter() - started)
     outputs = {args.json: report.to_json, args.csv: report.to_csv, args.plot: report.to_png, **subtitle_outputs(args)}
     for path, make in outputs.items():
         if path and frames:
             write_atomic(path, make(analysis))
-    print(f"# {len(frames)} frames, {len(picker.moments)} moments", file=sys.stderr)
+    print(f"# {len(frames)} frames, {len(session.moments)} moments", file=sys.stderr)
     if failure is not None:
         raise failure
     return 0

@@ -24,16 +24,17 @@ CONNECT_SECONDS = 5.0
 
 
 class VideoWorker:
-    """A Ray actor's state: one loaded captioner."""
+    """A Ray actor's state: one loaded model, in an in-process model host."""
 
     def __init__(self, checkpoint: str, encoder: str, params: dict, threads: int):
         import torch
 
+        from vidcap.analysis.hosts import InProcessHost
         from vidcap.captioner import Captioner
         from vidcap.video.pipeline import AnalysisParams
 
         torch.set_num_threads(threads)
-        self.captioner = Captioner.load(checkpoint, encoder=encoder)
+        self.host = InProcessHost(Captioner.load(checkpoint, encoder=encoder))
         self.params = AnalysisParams(**params)
 
     def analyse(self, path: str) -> tuple[str, tuple | None, str | None]:
@@ -41,7 +42,7 @@ class VideoWorker:
         from vidcap.library.indexer import analyse_video, describe_failure
 
         try:
-            return path, analyse_video(Path(path), self.captioner, self.params), None
+            return path, analyse_video(Path(path), self.host, self.params), None
         except Exception as exc:  # one bad file must not take the worker down
             return path, None, describe_failure(exc)
 

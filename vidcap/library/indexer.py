@@ -76,11 +76,12 @@ def model_key(checkpoint: Path) -> str:
 
 
 class Indexer:
-    """Analyses videos into a library with one loaded captioner."""
+    """Analyses videos into a library through one model host (vidcap/analysis/hosts.py)."""
 
-    def __init__(self, library: Library, captioner, params, checkpoint: Path):
-        """captioner: None where the videos are analysed elsewhere (on Ray workers)."""
-        self.library, self.captioner, self.params = library, captioner, params
+    def __init__(self, library: Library, host, params, checkpoint: Path):
+        """host: a ModelHost (a Captioner is put in an in-process one); None where the videos are analysed
+        elsewhere (on Ray workers)."""
+        self.library, self.host, self.params = library, host, params
         from vidcap.library.job_store import JobStore  # not at the top: `vidcap index` checks its paths before torch loads
 
         self.progress = JobStore(library.path)  # the results of the video in progress, as they come
@@ -135,7 +136,7 @@ class Indexer:
                 on_frame(frame)
 
         try:
-            rows = analyse_video(path, self.captioner, self.params, on_start, keep,
+            rows = analyse_video(path, self.host, self.params, on_start, keep,
                                  resume=self.progress.resume(progress), on_sample=writer.sample, done_frames=done)
         except Exception as exc:  # a corrupt or odd file must not stop the other videos
             self.progress.delete(progress.id)
@@ -181,14 +182,14 @@ def describe_failure(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
 
 
-def analyse_video(path: Path, captioner, params, on_start=None, on_frame=None, resume=None, on_sample=None,
+def analyse_video(path: Path, host, params, on_start=None, on_frame=None, resume=None, on_sample=None,
                   done_frames=None) -> tuple[list, list, list, float]:
-    """A video's rows for the library: (frames, moments, caption stretches, duration). Plain tuples, so they
-    travel from a Ray worker as they are. resume, on_sample, done_frames: continue a stopped run
-    (vidcap.video.pipeline.analyze)."""
-    from vidcap.video.pipeline import analyze
+    """A video's rows for the library: (frames, moments, caption stretches, duration), through a model host
+    (vidcap/analysis/hosts.py; a Captioner is put in an in-process one). Plain tuples, so they travel from a Ray
+    worker as they are. resume, on_sample, done_frames: continue a stopped run (vidcap.analysis.session.analyze)."""
+    from vidcap.analysis.session import analyze
 
-    analysis = analyze(path, captioner, params, on_frame=on_frame, on_start=on_start, resume=resume,
+    analysis = analyze(host, path, params, on_frame=on_frame, on_start=on_start, resume=resume,
                        on_sample=on_sample, done_frames=done_frames)
     return library_rows(analysis)
 

@@ -28,7 +28,8 @@ from vidcap.fileio import media_path, spooled_upload
 from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission, client_address
-from vidcap.serving.hosts import ModelHost
+from vidcap.analysis.hosts import ModelHost
+from vidcap.analysis.session import AnalysisSession
 from vidcap.v1 import vidcap_pb2 as pb
 from vidcap.v1 import vidcap_pb2_grpc as pb_grpc
 from vidcap.library.job_store import LIST_LIMIT
@@ -37,9 +38,7 @@ from vidcap.library.shelf import library_counts
 from vidcap.serving.job_runner import JobRunner, job_analysis
 from vidcap.video.sources import SourcePolicy
 from vidcap.video.subtitles import export
-from vidcap.video.novelty import make_scorer
-from vidcap.video.pipeline import AnalysisParams, online_picker
-from vidcap.domain import summarize
+from vidcap.video.pipeline import AnalysisParams
 from vidcap.wire import analysis_params, domain_to_proto_fields, frame_to_proto, job_to_proto, moment_to_proto
 
 log = logging.getLogger("vidcap.grpc")
@@ -154,7 +153,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             store = self._job_runner().store
             job = store.get(request.id)
             trained_on = self.card.trained_on if self.card else "its training images"
-            text, kind = export(job_analysis(store, job, self.model_host.ignored_words, trained_on), request.format)
+            text, kind = export(job_analysis(store, job, self.model_host, trained_on), request.format)
             return pb.ExportJobResponse(text=text, filename=Path(job.name).stem + kind.suffix,
                                         media_type=kind.media_type)
 
@@ -167,24 +166,22 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 yield from self._watch(runner, job, context)
 
     def _watch(self, runner: JobRunner, job, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
-        picker = online_picker(job.params, self.model_host.ignored_words)
-        frames: list = []
+        session = self._session(job.params)
         shown = None
         while context.is_active():
             job = runner.store.get(job.id)  # the state first: once ended, every frame is stored
             if (job.state, job.frames, job.expected) != shown:
                 shown = (job.state, job.frames, job.expected)
                 yield pb.JobEvent(job=job_to_proto(job))
-            for frame in runner.store.frames(job.id, after=frames[-1].index if frames else -1):
-                frames.append(frame)
+            for frame in runner.store.frames(job.id, after=session.frames[-1].index if session.frames else -1):
                 yield pb.JobEvent(frame=frame_to_proto(frame))
-                for moment in picker.take(frame):
+                for moment in session.add(frame):
                     yield pb.JobEvent(moment=moment_to_proto(moment))
             if job.ended:
                 if job.state == "done":
-                    for moment in picker.finish():
+                    for moment in session.finish():
                         yield pb.JobEvent(moment=moment_to_proto(moment))
-                yield pb.JobEvent(summary=self._summary(frames, picker.moments, job.params, job.duration or 0.0))
+                yield pb.JobEvent(summary=_summary(session, job.duration or 0.0))
                 return
             runner.wait_for_change(JOB_WATCH_SECONDS)
 
@@ -248,22 +245,20 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             info.append(pb.VideoInfo(duration=duration, expected_frames=expected))
 
         results = self.model_host.analyze(path, params, on_start=started)
-        picker = online_picker(params, self.model_host.ignored_words)  # each moment goes out as soon as decided
-        frames = []
+        session = self._session(params)  # each moment goes out as soon as it is decided
         completed = False
         metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
         try:
             for result in results:
-                if not frames:
+                if not session.frames:
                     yield pb.AnalyzeVideoResponse(started=info[0])
                 if not context.is_active():
                     return
-                frames.append(result)
                 metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=frame_to_proto(result))
-                for moment in picker.take(result):
+                for moment in session.add(result):
                     yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
-            for moment in picker.finish():
+            for moment in session.finish():
                 yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
             completed = True
         finally:
@@ -272,11 +267,10 @@ class VidcapServicer(pb_grpc.VidcapServicer):
             results.close()
             metrics.VIDEOS_IN_FLIGHT.labels("grpc").dec()
             if not completed:
-                log.info("client cancelled or failed after %d frames; stopped the analysis of %s", len(frames),
-                         path.name)
-        metrics.MOMENTS.labels("grpc").inc(len(picker.moments))
-        yield pb.AnalyzeVideoResponse(summary=self._summary(frames, picker.moments, params,
-                                                            info[0].duration if info else 0.0))
+                log.info("client cancelled or failed after %d frames; stopped the analysis of %s",
+                         len(session.frames), path.name)
+        metrics.MOMENTS.labels("grpc").inc(len(session.moments))
+        yield pb.AnalyzeVideoResponse(summary=_summary(session, info[0].duration if info else 0.0))
 
     def _analyze_live(self, source: str, params: AnalysisParams, context: grpc.ServicerContext
                       ) -> Iterator[pb.AnalyzeVideoResponse]:
@@ -298,7 +292,7 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 results.close()
 
         threading.Thread(target=read, daemon=True, name="vidcap-live").start()
-        picker, frames = online_picker(params, self.model_host.ignored_words), []
+        session = self._session(params)
         metrics.VIDEOS_IN_FLIGHT.labels("grpc").inc()
         try:
             yield pb.AnalyzeVideoResponse(started=pb.VideoInfo())
@@ -316,26 +310,20 @@ class VidcapServicer(pb_grpc.VidcapServicer):
                 if kind == "notice":
                     yield pb.AnalyzeVideoResponse(notice=pb.Notice(message=item))
                     continue
-                frames.append(item)
                 metrics.FRAMES.labels("grpc").inc()
                 yield pb.AnalyzeVideoResponse(frame=frame_to_proto(item))
-                for moment in picker.take(item):
+                for moment in session.add(item):
                     yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
-            for moment in picker.finish():
+            for moment in session.finish():
                 yield pb.AnalyzeVideoResponse(moment=moment_to_proto(moment))
         finally:
             stop.set()  # the live source ends within its stall timeout, and with it the reading thread
             metrics.VIDEOS_IN_FLIGHT.labels("grpc").dec()
-        metrics.MOMENTS.labels("grpc").inc(len(picker.moments))
-        yield pb.AnalyzeVideoResponse(summary=self._summary(frames, picker.moments, params,
-                                                            frames[-1].t if frames else 0.0))
+        metrics.MOMENTS.labels("grpc").inc(len(session.moments))
+        yield pb.AnalyzeVideoResponse(summary=_summary(session, session.frames[-1].t if session.frames else 0.0))
 
-    def _summary(self, frames: list, moments: list, params: AnalysisParams, duration: float) -> pb.Summary:
-        metric = make_scorer(params.scorer, params.window, params.metric).metric
-        return pb.Summary(
-            duration=duration, frames=len(frames), metric=metric, scorer=params.scorer,
-            moments=[moment_to_proto(m) for m in moments], reused_frames=sum(f.reused for f in frames),
-            **domain_to_proto_fields(summarize([f.in_domain for f in frames], self.model_host.trained_on)))
+    def _session(self, params: AnalysisParams) -> AnalysisSession:
+        return AnalysisSession.for_host(params, self.model_host)
 
     def _receive(self, chunks: Iterator[pb.VideoChunk], spool, context: grpc.ServicerContext) -> None:
         """An upload in chunks into its spool file, each chunk and the total checked against the limits, holding
@@ -459,3 +447,11 @@ def build_server(servicer: VidcapServicer, address: str, interceptors: Sequence[
     if port == 0:
         raise OSError(f"cannot bind the gRPC server to {address}")
     return server, health_servicer, port
+
+
+def _summary(session: AnalysisSession, duration: float) -> pb.Summary:
+    frames = session.frames
+    return pb.Summary(
+        duration=duration, frames=len(frames), metric=session.metric, scorer=session.params.scorer,
+        moments=[moment_to_proto(m) for m in session.moments], reused_frames=sum(f.reused for f in frames),
+        **domain_to_proto_fields(session.domain))

@@ -38,7 +38,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import make_asgi_app
 from starlette.concurrency import run_in_threadpool
 
-from vidcap.domain import summarize
 from vidcap.errors import InputError, PermissionDeniedError, UnavailableError, VidcapError, public_message, status_of
 from vidcap.fileio import media_path, upload_name
 from vidcap.library.job_store import LIST_LIMIT
@@ -47,13 +46,14 @@ from vidcap.limits import DEFAULT_LIMITS, MIB, Limits
 from vidcap.serving import metrics
 from vidcap.serving.admission import Admission
 from vidcap.serving.auth import LOOPBACK_HOSTS, RequestGuard
-from vidcap.serving.hosts import ModelHost
+from vidcap.analysis.hosts import ModelHost
+from vidcap.analysis.session import AnalysisSession
 from vidcap.serving.http_guards import BearerKey, BodyGuard, Refused, client_of
 from vidcap.serving.http_schemas import (FrameModel, JobList, JobModel, JobResults, JobSubmission, MomentModel,
                                          SearchHit, SearchResponse, job_model)
 from vidcap.serving.http_uploads import received_form
 from vidcap.serving.job_runner import JobRunner, job_analysis
-from vidcap.video.pipeline import AnalysisParams, FrameResult, pick_moments
+from vidcap.video.pipeline import AnalysisParams
 from vidcap.video.subtitles import EXPORTS, export
 from vidcap.wire import analysis_params, domain_to_json, flag, frame_to_json, moment_to_json, old_api_params
 
@@ -175,13 +175,13 @@ def _old_api(app: FastAPI, d: _Door) -> None:
                 metrics.VIDEOS_IN_FLIGHT.labels("http").inc()
                 try:
                     run = _AnalysisRun(d.model_host, path, params, d.limits, ticket)
-                    frames = await _until_disconnected(request, run)
+                    session = await _until_disconnected(request, run)
                 finally:
                     metrics.VIDEOS_IN_FLIGHT.labels("http").dec()
-        if frames is None:
+        if session is None:
             return JSONResponse({"error": "the client disconnected"}, status_code=499)
+        frames, moments, metric = session.frames, session.moments, session.metric
         metrics.FRAMES.labels("http").inc(len(frames))
-        moments, metric = pick_moments(frames, params, d.model_host.ignored_words)
         metrics.MOMENTS.labels("http").inc(len(moments))
         return {
             "video": filename,
@@ -192,7 +192,7 @@ def _old_api(app: FastAPI, d: _Door) -> None:
                         "in_domain": f.in_domain} for f in frames],
             "moments": [{"t": m.t, "score": m.score, "caption": m.caption, "previous_caption": m.previous_caption,
                          "reason": m.reason} for m in moments],
-            "domain": domain_to_json(summarize([f.in_domain for f in frames], d.model_host.trained_on)),
+            "domain": domain_to_json(session.domain),
         }
 
 
@@ -259,7 +259,7 @@ def _library_and_jobs(app: FastAPI, d: _Door) -> None:
 
         def read() -> tuple:
             job = store.get(job_id)
-            return job, job_analysis(store, job, d.model_host.ignored_words)
+            return job, job_analysis(store, job, d.model_host)
 
         job, analysis = await run_in_threadpool(read)
         return JobResults(job=job_model(job), frames=[FrameModel(**frame_to_json(f)) for f in analysis.frames],
@@ -274,7 +274,7 @@ def _library_and_jobs(app: FastAPI, d: _Door) -> None:
 
         def render() -> tuple:
             job = store.get(job_id)
-            return job, *export(job_analysis(store, job, d.model_host.ignored_words), kind)
+            return job, *export(job_analysis(store, job, d.model_host), kind)
 
         job, text, how = await run_in_threadpool(render)
         filename = upload_name(Path(job.name).stem + how.suffix)
@@ -316,29 +316,30 @@ async def _json_object(request: Request) -> dict:
 
 
 class _AnalysisRun:
-    """One video's analysis in a worker thread, stopped (queue wait included) when `stop` is set."""
+    """One video's analysis session in a worker thread, stopped (queue wait included) when `stop` is set."""
 
     def __init__(self, model_host: ModelHost, path: Path, params: AnalysisParams, limits: Limits, ticket):
         self.model_host, self.path, self.params, self.limits, self.ticket = model_host, path, params, limits, ticket
         self.stop = threading.Event()
 
-    def __call__(self) -> list[FrameResult] | None:
+    def __call__(self) -> AnalysisSession | None:
         while self.ticket.wait(DISCONNECT_POLL_SECONDS) is not None:
             if self.stop.is_set():
                 return None
         results = self.model_host.analyze(self.path, self.params, on_start=self.limits.check_video)
-        frames = []
+        session = AnalysisSession.for_host(self.params, self.model_host)
         try:
             for result in results:
                 if self.stop.is_set():
                     return None
-                frames.append(result)
+                session.add(result)
         finally:
             results.close()  # stops the frame reader, and the TorchServe worker
-        return frames
+        session.finish()
+        return session
 
 
-async def _until_disconnected(request: Request, run: _AnalysisRun) -> list[FrameResult] | None:
+async def _until_disconnected(request: Request, run: _AnalysisRun) -> AnalysisSession | None:
     """Run it; a client that hangs up stops it within a poll or a frame. None when it did."""
     task = asyncio.ensure_future(run_in_threadpool(run))
     while True:

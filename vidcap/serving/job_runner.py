@@ -21,16 +21,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vidcap.domain import summarize
 from vidcap.errors import BusyError, InputError, UnavailableError, VidcapError, public_message
 from vidcap.fileio import upload_name
 from vidcap.library.job_store import Job, JobStore, JobWriter, new_job_id
 from vidcap.library.shelf import Shelf
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.serving.admission import Admission
-from vidcap.serving.hosts import ModelHost
-from vidcap.video.novelty import Moment
-from vidcap.video.pipeline import AnalysisParams, Analysis, FrameResult, online_picker
+from vidcap.analysis.hosts import ModelHost
+from vidcap.analysis.session import AnalysisSession
+from vidcap.video.pipeline import AnalysisParams, Analysis
 
 log = logging.getLogger("vidcap.jobs")
 
@@ -240,7 +239,7 @@ class JobRunner:
                     writer.flush()
                     if job.add_to_library:
                         done = dataclasses.replace(job, state="done")
-                        self.shelf.add(done, job_analysis(self.store, done, self.model_host.ignored_words))
+                        self.shelf.add(done, job_analysis(self.store, done, self.model_host))
                     self.store.end(job.id, "done")
                     return "done"
             finally:
@@ -296,25 +295,12 @@ class JobRunner:
 # ---- results ---------------------------------------------------------------------------------------------------
 
 
-def job_moments(frames: list[FrameResult], params: AnalysisParams, complete: bool, ignore: frozenset[str]
-                ) -> list[Moment]:
-    """The moments of a job's frames: decided as WatchJob decided them while they streamed (the online picker);
-    for a complete job also those the end of the video decides. ignore: the model's `ignored_words`."""
-    picker = online_picker(params, ignore)
-    for f in frames:
-        picker.take(f)
-    if complete:
-        picker.finish()
-    return picker.moments
-
-
-def job_analysis(store: JobStore, job: Job, ignore: frozenset[str], trained_on: str = "its training images"
-                 ) -> Analysis:
-    """A job's results so far (all of them once it is done) as an Analysis: what the exports read."""
-    from dataclasses import asdict
-
+def job_analysis(store: JobStore, job: Job, host: ModelHost, trained_on: str = "") -> Analysis:
+    """A job's results so far (all of them once it is done) as an Analysis, what the exports read: its stored
+    frames through one session, as WatchJob gave them while they streamed; for a complete job also the moments
+    the end of the video decides. trained_on: the model's training data in words (default: the host's)."""
     frames = store.frames(job.id)
-    moments = job_moments(frames, job.params, job.state == "done", ignore)
+    session = AnalysisSession.of(frames, job.params, host.ignored_words,
+                                 trained_on or host.trained_on or "its training images", complete=job.state == "done")
     wall = (job.finished or time.time()) - job.created
-    domain = summarize([f.in_domain for f in frames], trained_on)
-    return Analysis(job.name, asdict(job.params), job.duration or 0.0, frames, moments, wall, domain)
+    return session.analysis(job.name, job.duration or 0.0, wall)

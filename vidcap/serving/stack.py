@@ -31,7 +31,8 @@ from vidcap.paths import default_work_dir
 from vidcap.serving.admission import Admission
 from vidcap.serving.signals import stop_on_signals, wait_for_stop
 from vidcap.serving.auth import Security
-from vidcap.serving.hosts import ModelHost, InProcessHost, TorchServeHost
+from vidcap.analysis.hosts import InProcessHost, ModelHost
+from vidcap.serving.hosts import TorchServeHost
 from vidcap.library.job_store import JobStore
 from vidcap.library.shelf import Shelf
 from vidcap.serving.job_runner import JobRunner

@@ -387,7 +387,7 @@ TRUSTED_WINDOW = 30  # samples: where most of the last this many are outside the
 class _Trust:
     """Can a sample's caption be trusted to mark a change? No where more than UNTRUSTED_SHARE of the last
     TRUSTED_WINDOW samples (itself included) are outside the model's domain (vidcap/domain.py); unknown counts as
-    inside. Causal: both pickers feed it sample by sample."""
+    inside. Causal: the picker feeds it sample by sample."""
 
     def __init__(self):
         from vidcap.domain import OUT_OF_DOMAIN, UNTRUSTED_SHARE  # not at import: vidcap.domain imports torch
@@ -398,76 +398,6 @@ class _Trust:
     def push(self, in_domain: float | None) -> bool:
         self._outside.append(in_domain is not None and in_domain < self._limit)
         return sum(self._outside) <= self._share * len(self._outside)
-
-
-def trusted_flags(in_domain: list[float | None]) -> list[bool]:
-    """`_Trust` over a whole sequence."""
-    trust = _Trust()
-    return [trust.push(t) for t in in_domain]
-
-
-def find_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
-                 min_score: float = 0.0, sensitivity: float = 5.0, cuts: list[CutSignal | float] | None = None,
-                 in_domain: list[float | None] | None = None, ignore: frozenset[str] = FUNCTION_WORDS
-                 ) -> list[Moment]:
-    """Peaks above an adaptive threshold (median + sensitivity * robust spread of the scores, and never below
-    min_score), and cuts (samples whose cut signal is at or above CUT_THRESHOLD: a pixel-level change that a model
-    which does not know the footage may miss; a peak of the signal, or a cut found to the frame), at least min_gap
-    seconds apart (a cut first, else the higher peak wins; cuts found to the frame are kept however close: a
-    montage cuts every second). When the caption changed (A -> B) and changes back (B -> A) within twice
-    min_gap, the scene came back: both are dropped (not cuts: the captions of footage the model does not know say
-    little). A peak whose caption did not change stays: the scorer's region features saw what the caption left
-    out (one object of three changing its shape). Where the footage is outside the model's domain
-    (`trusted_flags` of `in_domain`, the frames' typicality), only cuts are moments: its captions and features
-    say little there. Each moment says why it was found (`reason`) and is one frame's: a cut's time is the first
-    frame of the new shot, and its caption and score are those of the first sample in that shot."""
-    if not scores:
-        return []
-    s = np.asarray(scores, dtype=np.float64)
-    signals = [c if isinstance(c, CutSignal) else CutSignal(float(c)) for c in cuts] if cuts else [NO_CUT] * len(s)
-    c = np.asarray([cut.strength for cut in signals], dtype=np.float64)
-    threshold = _threshold(s, min_score, sensitivity)
-    trusted = trusted_flags(in_domain) if in_domain is not None else [True] * len(s)
-    hard = [bool(c[i] >= CUT_THRESHOLD and signals[i].times) for i in range(len(s))]
-    is_cut = [hard[i] or bool(c[i] >= CUT_THRESHOLD and _is_peak(c, i)) for i in range(len(s))]
-    peaks = [i for i in range(len(s)) if (s[i] >= threshold and _is_peak(s, i) and trusted[i]) or is_cut[i]]
-    chosen: list[int] = []
-    for i in sorted(peaks, key=lambda i: (-hard[i], -is_cut[i], -s[i])):
-        if hard[i] or all(abs(times[i] - times[j]) >= min_gap for j in chosen):
-            chosen.append(i)
-    moments: list[Moment] = []
-    for i in sorted(chosen):
-        if is_cut[i]:
-            for t, at in _cut_frames(times, signals, c, i):
-                if not moments or t >= moments[-1].t + (MIN_SHOT_SECONDS if moments[-1].reason == "cut" else 1e-9):
-                    moments.append(Moment(t, float(s[at]), captions[at], captions[at - 1] if at > 0 else "", at,
-                                          "cut"))
-            continue
-        before = captions[i - 1] if i > 0 else ""
-        reason = _reason(c[i], captions[i], before, ignore)
-        if (moments and reason != "cut" and moments[-1].reason != "cut" and _came_back(moments[-1], captions[i], ignore)
-                and times[i] - moments[-1].t < 2 * min_gap):
-            moments.pop()  # A -> B -> A in a short time: no lasting change
-            continue
-        moments.append(Moment(times[i], float(s[i]), captions[i], before, i, reason))
-    return moments
-
-
-def _cut_frames(times: list[float], signals: list[CutSignal], c: np.ndarray, i: int) -> list[tuple[float, int]]:
-    """Sample i is a cut: (the time of each new shot's first frame, the sample whose caption it takes: the first at
-    or after it). Where the frames were not at hand, a gradual transition (the sample before already shows part of
-    the change) is placed at that sample, the cut at sample i."""
-    if not signals[i].times:
-        at = i - 1 if i > 0 and _began_before(c[i - 1]) else i
-        return [(times[at], at)]
-    return [(t, _first_sample_at(times, t, i)) for t in signals[i].times]
-
-
-def _first_sample_at(times: list[float], t: float, upto: int) -> int:
-    at = upto
-    while at > 0 and times[at - 1] >= t - 1e-6:
-        at -= 1
-    return at
 
 
 def _began_before(cut_signal: float) -> bool:
@@ -493,22 +423,28 @@ def _reason(cut: float, caption: str, before: str, ignore: frozenset[str]) -> st
 
 
 class OnlinePicker:
-    """Moments decided as the scores arrive, from the past and at most `max_lookahead` samples ahead, for
-    results that stream (the gRPC stream, the web UI, live sources): `find_moments`' rules, made causal.
+    """The moment picker: moments decided as the scores arrive, from the past and at most `max_lookahead` samples
+    ahead, and what is left at the end of the video by `finish`. Every door uses it (through
+    vidcap/analysis/session.py), whether its results stream or not, so a video gets the same moments at every door.
 
-    - The threshold is median + sensitivity x robust spread of the scores of the last `history` samples (the
-      whole-video picker uses every score of the video), never below min_score.
-    - A peak is a score at or above the threshold, at least its predecessor and above its successor; a cut is a
-      peak of the cut signal at or above CUT_THRESHOLD, whatever the scores.
+    - The threshold is median + sensitivity x robust spread of the scores of the last `history` samples, never
+      below min_score. A peak is a score at or above it, at least its predecessor and above its successor.
+    - A cut is a sample whose cut signal (the colours, or cuts found to the frame) is at or above CUT_THRESHOLD
+      and a peak of that signal, or that found cuts to the frame: a pixel-level change that a model which does
+      not know the footage may miss. A cut's moment is the first frame of each new shot, with the caption and
+      score of the first sample in it; cuts found to the frame are kept however close (a montage cuts every
+      second); a fade's moment is placed where it began.
     - Of peaks closer than min_gap a cut, else the higher, wins, looking as far ahead as the look-ahead allows
-      (min_gap, but at most max_lookahead samples); a moment already given out is never taken back, so a higher
-      peak or a cut that comes later within min_gap is given out too (the whole-video picker would keep one).
-    - A caption change undone within the look-ahead (A -> B -> A, the return itself a peak-sized score) is no
-      moment, nor is its return; a return that comes later than that drops only the return (the first change has
-      been given out). Cuts are exempt.
-    - As in `find_moments`: where the footage is outside the model's domain only cuts are moments, and a fade's
-      moment is placed where it began.
-    Each moment is decided `lookahead` samples after its frame's score (plus the scorer's own look-ahead)."""
+      (min_gap, but at most max_lookahead samples); a peak within min_gap after a cut is no moment. A moment
+      given out is never taken back.
+    - A caption change undone within the look-ahead or within twice min_gap (A -> B -> A) is no lasting change:
+      the return is no moment, nor (where it comes within the look-ahead) the first change. Cuts are exempt.
+      A peak whose caption did not change stays ("visual change"): the scorer's region features saw what the
+      caption left out.
+    - Where the footage is outside the model's domain (most of the last TRUSTED_WINDOW samples), only cuts are
+      moments: its captions and features say little there.
+    Each moment says why it was found (`reason`) and is decided `lookahead` samples after its frame's score (plus
+    the scorer's own look-ahead)."""
 
     def __init__(self, min_gap: float, every_n_seconds: float, min_score: float = 0.0, sensitivity: float = 5.0,
                  max_lookahead: int = 3, history: int = 600, ignore: frozenset[str] = FUNCTION_WORDS):
@@ -562,9 +498,10 @@ class OnlinePicker:
         if not (cut or peak):
             return []
         last = self._last_given
-        if last is not None and now.t - last.t < self.min_gap and (last.reason == "cut" or not cut) and \
-                now.score <= last.score:
-            return []  # a stronger moment close by was given out already (a weaker one cannot hide this one)
+        if last is not None and now.t - last.t < self.min_gap and (
+                (last.reason == "cut" and not cut) or ((last.reason == "cut" or not cut) and now.score <= last.score)):
+            return []  # a cut, or a stronger moment, close by was given out already (a cut wins over any peak; a
+            # weaker moment cannot hide this one)
         if not cut and any(((other.score > now.score and other.trusted) or other.cut.strength >= CUT_THRESHOLD)
                            and other.t - now.t < self.min_gap for other in ahead):
             return []  # a higher peak or a cut is coming within min_gap
@@ -621,10 +558,12 @@ class _Scored:
     trusted: bool
 
 
-def pick_online(times: list[float], scores: list[float], captions: list[str], min_gap: float,
-                every_n_seconds: float, min_score: float = 0.0, cuts: list[CutSignal | float] | None = None,
-                in_domain: list[float | None] | None = None, ignore: frozenset[str] = FUNCTION_WORDS) -> list[Moment]:
-    """The online picker run over a whole score sequence (to compare it with `find_moments`)."""
+def pick_moments(times: list[float], scores: list[float], captions: list[str], min_gap: float,
+                 every_n_seconds: float, min_score: float = 0.0, cuts: list[CutSignal | float] | None = None,
+                 in_domain: list[float | None] | None = None, ignore: frozenset[str] = FUNCTION_WORDS
+                 ) -> list[Moment]:
+    """The moment picker run over a whole score sequence, finished at its end (the tests and the benches; the
+    doors feed it frame by frame through vidcap/analysis/session.py)."""
     picker = OnlinePicker(min_gap, every_n_seconds, min_score, ignore=ignore)
     for i, (t, score, caption) in enumerate(zip(times, scores, captions)):
         picker.push(i, t, score, caption, cuts[i] if cuts else 0.0, in_domain[i] if in_domain else None)

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from vidcap.captioner import Captioner
-from vidcap.domain import DomainSummary, summarize
+from vidcap.domain import DomainSummary
 from vidcap.errors import InputError
 from vidcap.limits import DEFAULT_LIMITS, Limits
 from vidcap.model import Caption
@@ -31,14 +29,25 @@ from vidcap.video.stills import StillFrames
 from vidcap.video.novelty import (
     SCORERS,
     CaptionedFrame,
-    CutSignal,
     Moment,
-    OnlinePicker,
     colour_histogram,
-    find_moments,
     make_scorer,
     normalize_metric,
 )
+
+
+class FrameCaptioner(Protocol):
+    """What the pipeline needs of a captioner: `vidcap.captioner.Captioner` has it, and so has the in-process
+    model host (vidcap/analysis/hosts.py), which serialises the calls of concurrent analyses."""
+
+    image_size: int
+    device: torch.device
+    ignored_words: frozenset[str]
+
+    def caption(self, pixels: Sequence[np.ndarray] | torch.Tensor, beam_size: int | None = None
+                ) -> list[Caption]: ...
+
+    def typicality(self, captions: Sequence[Caption]) -> list[float | None]: ...
 
 
 @dataclass
@@ -235,7 +244,7 @@ class _CaptionsReusingStills:
     """Captions a batch of frames, except that a still frame takes the caption of the last captioned one (which
     may be earlier in the same batch, or in an earlier batch, or, on a resumed analysis, before the stop)."""
 
-    def __init__(self, captioner: Captioner, beam: int, skip_still: bool, resume: Resume | None = None):
+    def __init__(self, captioner: FrameCaptioner, beam: int, skip_still: bool, resume: Resume | None = None):
         self.captioner, self.beam = captioner, beam
         last = resume.captioned if resume is not None else None
         self.stills = None
@@ -264,7 +273,7 @@ class _CaptionsReusingStills:
             self.last = captions[-1]
 
 
-def captioned_frames(video: str | Path | FrameSource, captioner: Captioner, params: AnalysisParams,
+def captioned_frames(video: str | Path | FrameSource, captioner: FrameCaptioner, params: AnalysisParams,
                      keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
                      limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[Frame, Caption, bool]]:
     """Each sampled frame with its caption and whether that caption was reused (a still frame, see
@@ -276,7 +285,7 @@ def captioned_frames(video: str | Path | FrameSource, captioner: Captioner, para
             yield frame, caption, reused
 
 
-def _captioned_batches(video: str | Path | FrameSource, captioner: Captioner, params: AnalysisParams,
+def _captioned_batches(video: str | Path | FrameSource, captioner: FrameCaptioner, params: AnalysisParams,
                        keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
                        limits: Limits = DEFAULT_LIMITS, resume: Resume | None = None
                        ) -> Iterator[list[tuple[Frame, Caption, bool, torch.Tensor | None]]]:
@@ -319,7 +328,8 @@ def _captioned_batches(video: str | Path | FrameSource, captioner: Captioner, pa
         reader.release()
 
 
-def analyze_frames(video: str | Path | FrameSource, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
+def analyze_frames(video: str | Path | FrameSource, captioner: FrameCaptioner,
+                   params: AnalysisParams = AnalysisParams(),
                    keep_pixels: bool = False, on_start: Callable[[float, int], None] | None = None,
                    limits: Limits = DEFAULT_LIMITS, resume: Resume | None = None,
                    on_sample: Callable[[Sample], None] | None = None) -> Iterator[FrameResult]:
@@ -352,33 +362,6 @@ def analyze_frames(video: str | Path | FrameSource, captioner: Captioner, params
     yield from _emit(scorer.finish(), waiting, scorer, first)
 
 
-def analyze(video: str | Path, captioner: Captioner, params: AnalysisParams = AnalysisParams(),
-            on_frame: Callable[[FrameResult], None] | None = None,
-            on_start: Callable[[float, int], None] | None = None, limits: Limits = DEFAULT_LIMITS,
-            resume: Resume | None = None, on_sample: Callable[[Sample], None] | None = None,
-            done_frames: list[FrameResult] | None = None) -> Analysis:
-    """The whole analysis: every frame, then the moments. To continue a stopped one: `done_frames`, the results
-    it gave, and `resume` (see analyze_frames)."""
-    started = time.perf_counter()
-    duration = [0.0]
-
-    def start(d: float, n: int) -> None:
-        duration[0] = d
-        if on_start is not None:
-            on_start(d, n)
-
-    frames = list(done_frames or [])
-    for result in analyze_frames(video, captioner, params, on_start=start, limits=limits, resume=resume,
-                                 on_sample=on_sample):
-        frames.append(result)
-        if on_frame is not None:
-            on_frame(result)
-    moments, metric = pick_moments(frames, params, captioner.ignored_words)
-    domain = summarize([f.in_domain for f in frames], captioner.domain.trained_on) if captioner.domain else None
-    return Analysis(str(video), {**asdict(params), "metric": metric}, duration[0], frames, moments,
-                    time.perf_counter() - started, domain)
-
-
 def to_captioned_frame(frame: Frame, caption: Caption) -> CaptionedFrame:
     return CaptionedFrame(
         t=frame.t,
@@ -401,24 +384,6 @@ def _external_cuts(video, params: AnalysisParams):
     from vidcap.video.transnet import transnet_cuts
 
     return transnet_cuts(video.path if isinstance(video, FrameSource) else video)
-
-
-def online_picker(params: AnalysisParams, ignore: frozenset[str]) -> OnlinePicker:
-    """Moments decided while the results stream (vidcap/video/novelty.py), with the scorer's settings; ignore: the
-    words the model's captions say of every picture (its `ignored_words`)."""
-    scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
-    return OnlinePicker(params.moment_gap, params.every_n_seconds, scorer.min_moment_score, ignore=ignore)
-
-
-def pick_moments(frames: list[FrameResult], params: AnalysisParams, ignore: frozenset[str]
-                 ) -> tuple[list[Moment], str]:
-    """The moments of an analysed video, with the metric the scorer used."""
-    scorer = make_scorer(params.scorer, params.window, params.metric)  # for its settings only
-    moments = find_moments([f.t for f in frames], [f.score for f in frames], [f.caption for f in frames],
-                           params.moment_gap, scorer.min_moment_score,
-                           cuts=[CutSignal(f.cut, tuple(f.cut_times)) for f in frames],
-                           in_domain=[f.in_domain for f in frames], ignore=ignore)
-    return moments, scorer.metric
 
 
 def _result(frame: Frame, caption: Caption, keep_pixels: bool, reused: bool, in_domain: float | None
