@@ -28,10 +28,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # its neighbours (ports.py) also when tests/test_attack.py loads it by path
 
 import grpc  # noqa: E402
 import httpx  # noqa: E402
 
+from ports import free_port, free_port_block  # noqa: E402
 from vidcap.client import VidcapClient  # noqa: E402
 from vidcap.video.synth import random_segments, write_video  # noqa: E402
 
@@ -65,11 +67,6 @@ class Target:
     def client(self, timeout: float = 60) -> VidcapClient:
         return VidcapClient(self.grpc, timeout=timeout)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_files(folder: Path) -> tuple[dict[str, Path], Path, Path]:
@@ -146,23 +143,6 @@ def start_server(folder: Path, model_host: str = "inprocess", ui: bool = True) -
         time.sleep(0.2)
     return Target(proc, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}",
                   f"http://127.0.0.1:{ui_port}" if ui else None, log, files, media, outside, contacted)
-
-
-def free_port_block(size: int = 16) -> int:
-    for _ in range(50):
-        base = free_port()
-        if base + size < 65000 and all(_port_free(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no free port block")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def stop_server(target: Target) -> None:

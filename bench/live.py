@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RTSP_SERVER = "/usr/bin/rtsp-server-perl"
 
+from ports import free_port  # noqa: E402
+
 
 def rss_mb() -> float:
     status = Path("/proc/self/status").read_text()
@@ -56,11 +58,6 @@ def publish(url: str, seconds: float, scene_seconds: float, fps: int, size: tupl
     publish_live(url, render_frames(segments, fps, *size, Effects(), seed), fps, *size, on_frame=on_frame)
     sent.put(None)
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RTSPServer:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,7 @@ from vidcap.synthetic import random_scene, render_scene  # noqa: E402
 from vidcap.video.pipeline import AnalysisParams, analyze_frames  # noqa: E402
 from vidcap.video.synth import random_segments, write_video  # noqa: E402
 from vidcap.client import VidcapClient  # noqa: E402
-
-
-def free_port_block(size: int) -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + size < 65000:
-            return base
+from ports import free_port_block  # noqa: E402
 
 
 def start_stack(model_host: str, media: Path, *extra: str) -> tuple[subprocess.Popen, str]:

@@ -15,13 +15,14 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "examples" / "yellow-star-at-night.jpg"
@@ -49,11 +50,6 @@ def one_caption(encoder: str, repeats: int) -> float:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
     return float(out.stdout.split()[-1])
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_ready(repeats: int) -> tuple[float, str]:

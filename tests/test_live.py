@@ -23,15 +23,9 @@ from vidcap.errors import InputError, PermissionDeniedError
 from vidcap.video.sources import SourcePolicy, classify_source
 from vidcap.video.synth import Effects, publish_live, random_segments, render_frames, write_video
 
-from conftest import REPO, VIDCAP, cli_env, grpc_address_of, inprocess_server
+from conftest import REPO, VIDCAP, cli_env, free_port, grpc_address_of, inprocess_server
 
 FPS, SIZE = 10, (160, 96)
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scenes(seconds: int = 16, seed: int = 3):
@@ -98,7 +92,7 @@ def test_what_a_source_may_name():
 
 
 def test_udp_stream_frames_by_timestamp_moments_and_a_clear_end(tmp_path):
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     publisher = Publisher(port, render_frames(scenes(), FPS, *SIZE, Effects(), 0))
     publisher.start()
     result = vidcap("analyze", f"udp://127.0.0.1:{port}", "--stall", "2", "--give-up", "2", "--json",
@@ -123,7 +117,7 @@ def test_udp_stream_frames_by_timestamp_moments_and_a_clear_end(tmp_path):
 
 
 def test_ctrl_c_stops_watching_and_writes_what_was_seen(tmp_path):
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     publisher = Publisher(port, render_frames(scenes(32), FPS, *SIZE, Effects(), 0))
     publisher.start()
     # Ctrl-C as a terminal sends it (a runner in the background of a shell ignores SIGINT: restore it).
@@ -144,7 +138,7 @@ def test_ctrl_c_stops_watching_and_writes_what_was_seen(tmp_path):
 
 
 def test_a_resolution_change_mid_stream_goes_on(tmp_path):
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     frames = render_frames(scenes(), FPS, *SIZE, Effects(), 0)
     doubled = (f if n < 60 else np.ascontiguousarray(f.repeat(2, axis=0).repeat(2, axis=1))
                for n, f in enumerate(frames))
@@ -259,7 +253,7 @@ RTSP_SERVER = Path("/usr/bin/rtsp-server-perl")  # Debian's rtsp-server-perl (.c
 
 @pytest.mark.skipif(not RTSP_SERVER.exists(), reason="no RTSP server here: apt-get install rtsp-server-perl")
 def test_rtsp_through_a_real_rtsp_server(tmp_path):
-    client_port, source_port = (_free_tcp_port() for _ in range(2))
+    client_port, source_port = (free_port() for _ in range(2))
     server = subprocess.Popen([str(RTSP_SERVER), "-c", str(client_port), "-s", str(source_port),
                                "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -297,12 +291,6 @@ def test_rtsp_through_a_real_rtsp_server(tmp_path):
     assert "gave up" in stderr and client.returncode == 2  # the publisher left: a clear end
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_live_sources_over_grpc_allow_list_notices_and_cancel(tmp_path):
     log = tmp_path / "server.log"
     with log.open("w") as err:
@@ -318,7 +306,7 @@ def test_live_sources_over_grpc_allow_list_notices_and_cancel(tmp_path):
                     with pytest.raises(grpc.RpcError) as info:
                         list(client.analyze_live(source))
                     assert info.value.code() == code, source
-                port = free_udp_port()
+                port = free_port(socket.SOCK_DGRAM)
                 publisher = Publisher(port, render_frames(scenes(8), FPS, *SIZE, Effects(), 0), delay=1.0)
                 publisher.start()
                 kinds, frames = [], 0

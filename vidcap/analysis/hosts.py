@@ -81,8 +81,8 @@ class InProcessHost(ModelHost):
             self.spool_dir.mkdir(parents=True, exist_ok=True)
 
     @property
-    def image_size(self) -> int:  # with `caption`, `device`, `domain` and `typicality`, what the video pipeline
-        return self.captioner.image_size  # needs of a captioner
+    def image_size(self) -> int:  # with `device`, `ignored_words`, `caption` and `typicality`: the pipeline's
+        return self.captioner.image_size  # FrameCaptioner, with the calls serialised
 
     @property
     def device(self) -> torch.device:
