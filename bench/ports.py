@@ -1,5 +1,4 @@
-"""Free loopback ports for the servers a bench starts (the benches' copy of tests/conftest.py's; tests and benches
-do not import each other)."""
+"""Free loopback ports for the servers a bench or a test starts (tests/conftest.py loads this file)."""
 
 from __future__ import annotations
 

@@ -29,6 +29,21 @@ DEMO_MODEL = REPO / "model_store" / "vidcap-demo.pt"
 
 torch.set_num_threads(2)
 
+
+def _bench_module(name: str):
+    """A module of bench/ (tests and benches share their helpers; bench/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Free loopback ports for the servers the tests start (free_port(socket.SOCK_DGRAM) for UDP; a block of
+# consecutive ones for `vidcap serve` with TorchServe).
+free_port, free_port_block = (getattr(_bench_module("ports"), name) for name in ("free_port", "free_port_block"))
+
 # The integration tier: real processes and components (vidcap serve, TorchServe, Chromium, RTSP and UDP streams,
 # Ray, SIGKILL restarts, a fresh virtual environment), real models beyond the demo model, and training runs.
 # `pytest -m "not integration"` is the fast tier: the doors' parameter, error and serialisation matrix in this
@@ -49,31 +64,6 @@ def pytest_collection_modifyitems(config, items) -> None:
 # `vidcap serve` with the model in this process and no web UI: the gRPC service alone (its ready line, and the
 # address in it, below). Every server the tests start is this one server with its one set of rules.
 GRPC_READY = re.compile(r"vidcap gRPC service\s+(127\.0\.0\.1:\d+)")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A free loopback port (TCP, or UDP with socket.SOCK_DGRAM), for one server a test starts."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_block(size: int) -> int:
-    """A port p with p..p+size-1 free (TorchServe takes several consecutive ports)."""
-    for _ in range(50):
-        base = free_port()
-        if base + size < 65000 and all(_free(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no free port block")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def inprocess_server(work_dir: str | Path, *extra: str) -> list[str]:
