@@ -412,10 +412,6 @@ def _threshold(s: np.ndarray, min_score: float, sensitivity: float) -> float:
     return max(median + sensitivity * spread, min_score, 1e-9)
 
 
-def _is_peak(s: np.ndarray, i: int) -> bool:
-    return (i == 0 or s[i] >= s[i - 1]) and (i == len(s) - 1 or s[i] > s[i + 1])
-
-
 def _reason(cut: float, caption: str, before: str, ignore: frozenset[str]) -> str:
     if cut >= CUT_THRESHOLD:
         return "cut"
