@@ -138,9 +138,10 @@ def _run_live(args: argparse.Namespace) -> int:
     failure = None
     try:
         for frame in results:
+            decided = session.add(frame)  # kept before it is shown: a Ctrl-C after the line still writes it
             print(f"{frame.t:8.2f}  {frame.score:6.3f}  {frame.caption}{'  (still: reused)' if frame.reused else ''}",
                   flush=True)
-            for m in session.add(frame):
+            for m in decided:
                 print(f"moment {m.t:8.2f}  {m.score:6.3f}  {m.reason:<14}  {m.previous_caption or '(start)'} -> "
                       f"{m.caption}", flush=True)
         session.finish()
