@@ -444,26 +444,32 @@ def test_docs_are_served_by_name_and_nothing_else(ui_url):
         assert response.status_code == 404 and "[project]" not in response.text and "root:" not in response.text
 
 
-def test_errors_stay_under_their_field_in_its_words_until_it_changes(page, files):
-    page.locator("#every input").fill("-1")
-    page.locator("#every input").press("Tab")
-    page.click("#analyze")  # no video and a bad step: both said, each under its own field
-    page.wait_for_selector("#every-error :text('Every N seconds must be at least 0.04')", timeout=30_000)
-    assert "Upload a video first" in page.locator("#video-error").inner_text()
-    time.sleep(12)  # Gradio's pop-ups went after about 10 s; these stay
-    assert "Every N seconds must be at least" in page.locator("#every-error").inner_text()
-    assert page.get_by_text("Error", exact=True).count() == 0  # no wordless "Error" pill on the outputs
-    page.locator("#every input").fill("1")  # the field changes: its error goes, the other stays
-    page.wait_for_function("() => document.querySelector('#every-error').innerText.trim() === ''", timeout=5_000)
-    assert "Upload a video first" in page.locator("#video-error").inner_text()
-
-    page.locator("#video-input input[type=file]").set_input_files(files["notavideo.mp4"])
-    page.wait_for_function("() => document.querySelector('#video-error').innerText.trim() === ''", timeout=10_000)
-    page.click("#analyze")  # the service's sentence, under the upload
-    page.wait_for_selector("#video-error :text('cannot open notavideo.mp4 as a video')", timeout=30_000)
-    time.sleep(11)
-    assert "Cannot open notavideo.mp4 as a video" in page.locator("#video-error").inner_text()
-    _no_traceback(page)
+def test_errors_stay_under_their_field_in_its_words_until_it_changes(page, browser, ui_url, files):
+    other = browser.new_context(viewport={"width": 1280, "height": 1100}).new_page()  # a second user, at once
+    try:
+        other.goto(ui_url)
+        other.click("#analyze")
+        other.wait_for_selector("#video-error :text('Upload a video first')", timeout=30_000)
+        other.locator("#video-input input[type=file]").set_input_files(files["notavideo.mp4"])  # a new file: no error
+        other.wait_for_function("() => document.querySelector('#video-error').innerText.trim() === ''", timeout=10_000)
+        page.locator("#every input").fill("-1")
+        page.locator("#every input").press("Tab")
+        page.click("#analyze")  # no video and a bad step: both said, each under its own field
+        page.wait_for_selector("#every-error :text('Every N seconds must be at least 0.04')", timeout=30_000)
+        assert "Upload a video first" in page.locator("#video-error").inner_text()
+        other.click("#analyze")  # the service's sentence, under the upload
+        other.wait_for_selector("#video-error :text('cannot open notavideo.mp4 as a video')", timeout=30_000)
+        time.sleep(12)  # Gradio's pop-ups went after about 10 s; these stay
+        assert "Every N seconds must be at least" in page.locator("#every-error").inner_text()
+        assert "Cannot open notavideo.mp4 as a video" in other.locator("#video-error").inner_text()
+        assert page.get_by_text("Error", exact=True).count() == 0  # no wordless "Error" pill on the outputs
+        page.locator("#every input").fill("1")  # the field changes: its error goes, the other stays
+        page.wait_for_function("() => document.querySelector('#every-error').innerText.trim() === ''", timeout=5_000)
+        assert "Upload a video first" in page.locator("#video-error").inner_text()
+        _no_traceback(page)
+        _no_traceback(other)
+    finally:
+        other.context.close()
 
 
 def test_an_upload_above_the_limit_is_refused_with_a_message(page, files):
