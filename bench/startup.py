@@ -6,7 +6,7 @@ Rows: `vidcap --help`; a bad argument; `python -c "import torch"`; one caption m
 `vidcap caption one.jpg` (per encoder runtime), with its ratio to "import torch + one caption" (target <= 1.5),
 and the same as a first run (an empty encoder cache: compiled artefacts are built, then reused by later runs);
 `vidcap serve --model-host inprocess` until it prints "ready" (all ports answering, a first caption served),
-with its own split by component.
+with its own split by component; with --torchserve-model CHECKPOINT, the same through TorchServe with that model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ports import free_port
+from ports import free_port_block
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "examples" / "yellow-star-at-night.jpg"
@@ -52,15 +52,17 @@ def one_caption(encoder: str, repeats: int) -> float:
 
 
 
-def serve_ready(repeats: int) -> tuple[float, str]:
+def serve_ready(repeats: int, *extra: str) -> tuple[float, str]:
     """Median seconds from `vidcap serve` to its "ready" line, and that run's split."""
     runs = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as work:
             started = time.perf_counter()
-            proc = subprocess.Popen([*VIDCAP, "serve", "--model-host", "inprocess", "--grpc-port", str(free_port()),
-                                     "--http-port", str(free_port()), "--ui-port", str(free_port()), "--work-dir",
-                                     work], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+            base = free_port_block(16)
+            proc = subprocess.Popen([*VIDCAP, "serve", "--grpc-port", str(base), "--http-port", str(base + 1),
+                                     "--ui-port", str(base + 2), "--torchserve-port", str(base + 3), "--work-dir",
+                                     work, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                    cwd=REPO)
             for line in proc.stdout:
                 if line.startswith("vidcap ready"):
                     runs.append((time.perf_counter() - started, line.strip()))
@@ -75,6 +77,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--encoders", default="auto,torch", help="encoder runtimes for the caption rows")
+    p.add_argument("--torchserve-model", metavar="CHECKPOINT",
+                   help="also time `vidcap serve --model-host torchserve --no-ui` with this checkpoint (a full-size "
+                        "ResNet-152 model shows what building its archives costs)")
     args = p.parse_args()
     n = args.repeats
     rows = [("vidcap --help", seconds([*VIDCAP, "--help"], n)),
@@ -94,9 +99,14 @@ def main() -> None:
               f"{ratio:.2f}x (import torch + one caption; target <= 1.5)", flush=True)
         first = seconds([*VIDCAP, "caption", str(IMAGE), "--encoder", encoder], n, empty_cache=True)
         print(f"{'  the same, first run (empty encoder cache)':<55}{first:7.2f} s", flush=True)
-    ready, split = serve_ready(n)
+    ready, split = serve_ready(n, "--model-host", "inprocess")
     print(f"{'vidcap serve --model-host inprocess: ready':<55}{ready:7.2f} s   "
           f"{re.sub(r'^vidcap ready in [0-9.]+ s ', '', split)}")
+    if args.torchserve_model:
+        ready, split = serve_ready(n, "--model-host", "torchserve", "--no-ui", "--encoder", "torch", "--model",
+                                   args.torchserve_model)
+        print(f"{'vidcap serve --model-host torchserve (that model): ready':<55}{ready:7.2f} s   "
+              f"{re.sub(r'^vidcap ready in [0-9.]+ s ', '', split)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Model hosts: the one way every door reaches the captioning model.
 
-`ModelHost` is the declared interface: `caption_image` (encoded bytes in), `analyze` (a video file in, FrameResults
+`ModelHost` is the declared interface: `caption_image` (encoded bytes in; `caption_images` for several), `analyze` (a video file in, FrameResults
 out as they exist) and `analyze_live` (a live source), with what the doors need to know of the model
 (`trained_on`, `ignored_words`) and where it reads uploads from. What a door does with the frames is one
 `vidcap.analysis.session.AnalysisSession`.
@@ -44,6 +44,16 @@ class ModelHost(ABC):
 
     @abstractmethod
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption: ...
+
+    def caption_images(self, images: Sequence[bytes | Path], beam: int, max_pixels: int) -> list[Caption]:
+        """Several images, encoded or as files on this machine (read here): one caption each, in order."""
+        return [self.caption_image(i if isinstance(i, bytes) else Path(i).read_bytes(), beam, max_pixels)
+                for i in images]
+
+    def typicality(self, captions: Sequence[Caption]) -> list[float | None]:
+        """How typical of the model's training images each captioned image is (vidcap/domain.py); None where the
+        model has no domain profile, or this model host cannot tell."""
+        return [None] * len(captions)
 
     def close(self) -> None:
         """Release what the model host made on disk (called once the servers have stopped)."""
@@ -109,6 +119,10 @@ class InProcessHost(ModelHost):
 
     def caption_image(self, data: bytes, beam: int, max_pixels: int) -> Caption:
         return self.caption([load_image(data, max_pixels)], beam)[0]
+
+    def caption_images(self, images: Sequence[bytes | Path], beam: int, max_pixels: int) -> list[Caption]:
+        """Every image read and checked (a file's error names it) before any is captioned, then in batches."""
+        return self.caption([load_image(i, max_pixels) for i in images], beam)
 
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None,
                 resume: Resume | None = None, on_sample: OnSample | None = None) -> Iterator[FrameResult]:

@@ -37,19 +37,19 @@ def _run_caption(args: argparse.Namespace) -> int:
         raise VidcapError("--beam must be at least 1")
     for image in args.images:  # before the model is loaded: a typo is answered at once
         require_file(image, "image")
+    from vidcap.analysis.hosts import InProcessHost
     from vidcap.captioner import Captioner
     from vidcap.domain import OUT_OF_DOMAIN
     from vidcap.images import DEFAULT_MAX_PIXELS
 
-    captioner = Captioner.load(args.model, device=args.device, encoder=args.encoder, beam_size=args.beam,
-                               max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
-    captions = captioner.caption_files(args.images)
-    typicality = captioner.typicality(captions)
+    host = InProcessHost(Captioner.load(args.model, device=args.device, encoder=args.encoder))
+    captions = host.caption_images([Path(p) for p in args.images], args.beam, args.max_pixels or DEFAULT_MAX_PIXELS)
+    typicality = host.typicality(captions)
     unlike = [path for path, t in zip(args.images, typicality) if t is not None and t < OUT_OF_DOMAIN]
     if unlike:
         names = ", ".join(Path(p).name for p in unlike[:3]) + (", ..." if len(unlike) > 3 else "")
         print(f"warning: {len(unlike)} of {len(captions)} images ({names}) are unlike anything the model was trained "
-              f"on ({captioner.domain.trained_on}): their captions are not meaningful; use a model trained for "
+              f"on ({host.trained_on}): their captions are not meaningful; use a model trained for "
               f"such images (docs/training.md)", file=sys.stderr)
     if not args.json:
         print("\n".join(c.text for c in captions))
