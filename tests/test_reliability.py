@@ -79,7 +79,8 @@ def worker_pid(stack, model: str) -> int:
 
 
 def test_expired_keys_are_renewed_and_every_door_keeps_serving(stack, media, tmp_path):
-    """Keys expire every 6 s; across several expiries images and videos keep working over gRPC and HTTP."""
+    """Keys expire every 6 s; across two expiries (a renewed key is renewed again) images and videos keep working
+    over gRPC and HTTP."""
     image = tmp_path / "scene.png"
     from PIL import Image
 
@@ -88,7 +89,7 @@ def test_expired_keys_are_renewed_and_every_door_keeps_serving(stack, media, tmp
     Image.fromarray(synthetic_images(1, seed=3, size=(160, 112))[0][0]).save(image)
     first_key = json.loads(stack["keys"].read_text())["inference"]["key"]
     with VidcapClient(stack["grpc"], timeout=120) as client:
-        for _ in range(3):
+        for _ in range(2):
             time.sleep(TOKEN_MINUTES * 60 + 1)  # past the key's expiry
             assert client.caption_image(image.read_bytes()).caption
             with image.open("rb") as f:

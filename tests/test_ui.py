@@ -506,11 +506,11 @@ def test_users_beyond_the_concurrency_limit_see_their_queue_position(browser, gr
     url, proc = _ui(grpc_address, tmp_path / "ui.log", "--concurrency", "1")
     try:
         pages = [browser.new_page() for _ in range(2)]
-        for page in pages:
+        for page, every in zip(pages, ("0.1", "1")):  # 480 samples: still running when the second user clicks
             page.goto(url)
             page.locator("#video-input input[type=file]").set_input_files(files["scenes.mp4"])
             page.wait_for_selector("#video-input video")
-            page.locator("#every input").fill("0.1")  # 480 samples: still running when the second user clicks
+            page.locator("#every input").fill(every)
             page.locator("#every input").press("Tab")
         pages[0].click("#analyze")
         pages[0].wait_for_selector("#video-status progress", timeout=60_000)  # the first one is running
