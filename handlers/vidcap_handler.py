@@ -1,4 +1,5 @@
-"""TorchServe handler for vidcap: a thin adapter over `vidcap.captioner` and `vidcap.video.pipeline`.
+"""TorchServe handler for vidcap: a thin adapter over the in-process model host (`vidcap.analysis.hosts`), the same
+host `vidcap analyze`, `vidcap index` and `vidcap serve --model-host inprocess` use.
 
 - Image requests (the body is an encoded image; `?beam=K` optional) go through TorchServe's dynamic batching
   and are captioned together in one batched beam search.
@@ -29,14 +30,13 @@ import torch
 from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.torch_handler.base_handler import BaseHandler
 
+from vidcap.analysis.hosts import InProcessHost
 from vidcap.captioner import Captioner
 from vidcap.errors import InputError, VidcapError, public_message, status_of
 from vidcap.fileio import media_path
 from vidcap.images import load_image
 from vidcap.limits import Limits
-from vidcap.video.live import LiveSource
 from vidcap.video.sources import SourcePolicy
-from vidcap.video.pipeline import analyze_frames
 from vidcap import worker_protocol as protocol
 from vidcap.wire import analysis_params
 
@@ -52,8 +52,10 @@ class VidcapHandler(BaseHandler):
             torch.cuda.set_device(int(gpu))
         checkpoint = Path(properties["model_dir"]) / context.manifest["model"]["serializedFile"]
         handler_config = (getattr(context, "model_yaml_config", None) or {}).get("handler") or {}
-        self.captioner = Captioner.load(checkpoint, device=device, encoder=handler_config.get("encoder", "auto"))
         self.limits = Limits.from_dict(handler_config.get("limits"))
+        self.host = InProcessHost(Captioner.load(checkpoint, device=device, encoder=handler_config.get("encoder",
+                                                                                                      "auto")),
+                                  limits=self.limits)
         self.allowed_sources = list(handler_config.get("allowed_sources") or [])  # live sources (vidcap serve
         # --allow-source); none by default
         self.media_dir = Path(os.environ.get("VIDCAP_MEDIA_DIR", "")).resolve() if os.environ.get(
@@ -76,7 +78,7 @@ class VidcapHandler(BaseHandler):
                 outputs[i] = self._error(exc, i, context)
         for beam in {b for _, b in images.values()}:  # one batched beam search per beam size in the batch
             indices = [i for i, (_, b) in images.items() if b == beam]
-            captions = self.captioner.caption([images[i][0] for i in indices], beam)
+            captions = self.host.caption([images[i][0] for i in indices], beam)
             for i, caption in zip(indices, captions):
                 outputs[i] = protocol.caption_reply(caption)
         return outputs
@@ -99,8 +101,7 @@ class VidcapHandler(BaseHandler):
             send_intermediate_predict_response({index: line}, reply, message, 200, context)
 
         def started(duration: float, expected: int) -> None:
-            trained_on = self.captioner.domain.trained_on if self.captioner.domain else ""
-            send(protocol.started_line(duration, expected, trained_on), "started")
+            send(protocol.started_line(duration, expected, self.host.trained_on), "started")
 
         def sample(captioned) -> None:  # kept by the caller, so that its job can continue after a restart
             send(protocol.sample_line(captioned), "sample")
@@ -108,14 +109,14 @@ class VidcapHandler(BaseHandler):
         def notice(message: str) -> None:  # a live source reconnecting
             send(protocol.notice_line(message), "notice")
 
-        resume = protocol.request_resume(request)
-        count = 0
-        video, stopped = path, threading.Event()
+        count, stopped = 0, threading.Event()
         if live is not None:
             stopped = _set_when_present(cancel)
-            video = LiveSource(str(live), params.every_n_seconds, on_notice=notice, stopped=stopped, policy=policy)
-        results = analyze_frames(video, self.captioner, params, on_start=started, limits=self.limits, resume=resume,
-                                 on_sample=sample if request.get("samples") else None)
+            results = self.host.analyze_live(str(live), params, on_notice=notice, stop=stopped, policy=policy,
+                                             on_start=started)
+        else:
+            results = self.host.analyze(path, params, on_start=started, resume=protocol.request_resume(request),
+                                        on_sample=sample if request.get("samples") else None)
         try:
             for result in results:
                 if cancel is not None and cancel.exists():  # the client went away: free the worker

@@ -53,7 +53,8 @@ class FakeHost(ModelHost):
             caption = "a red circle" if i % 4 < 2 else "a blue square"
             yield FrameResult(i, t, caption, 0.0, caption.split(), [])
 
-    def analyze_live(self, source, params, on_notice=None, stop=None, policy=None) -> Iterator[FrameResult]:
+    def analyze_live(self, source, params, on_notice=None, stop=None, policy=None, on_start=None
+                     ) -> Iterator[FrameResult]:
         return iter(())
 
 

@@ -60,11 +60,11 @@ class ModelHost(ABC):
 
     @abstractmethod
     def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
-                     stop: threading.Event | None = None, policy: SourcePolicy | None = None
-                     ) -> Iterator[FrameResult]:
+                     stop: threading.Event | None = None, policy: SourcePolicy | None = None,
+                     on_start: OnStart | None = None) -> Iterator[FrameResult]:
         """A live source (vidcap/video/live.py), already allowed by the caller: FrameResults as they come, until it
         ends, `stop` is set (from any thread: the results then end soon) or the iterator is closed; on_notice(message)
-        reports reconnects. policy: checked again before every (re)connect."""
+        reports reconnects. policy: checked again before every (re)connect. on_start(0, 0) once it is open."""
 
     @abstractmethod
     def analyze(self, path: Path, params: AnalysisParams, on_start: OnStart | None = None,
@@ -130,11 +130,11 @@ class InProcessHost(ModelHost):
                               on_sample=on_sample)
 
     def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
-                     stop: threading.Event | None = None, policy: SourcePolicy | None = None
-                     ) -> Iterator[FrameResult]:
+                     stop: threading.Event | None = None, policy: SourcePolicy | None = None,
+                     on_start: OnStart | None = None) -> Iterator[FrameResult]:
         live = LiveSource(source, params.every_n_seconds, on_notice=on_notice, stopped=stop, policy=policy,
                           **self.live_timeouts)
-        return analyze_frames(live, self, params, limits=self.limits)
+        return analyze_frames(live, self, params, on_start=on_start, limits=self.limits)
 
 
 def as_host(model: "ModelHost | Captioner", limits: Limits = DEFAULT_LIMITS) -> ModelHost:

@@ -102,11 +102,11 @@ class TorchServeHost(ModelHost):
                                                                samples=on_sample is not None), on_start, on_sample)
 
     def analyze_live(self, source: str, params: AnalysisParams, on_notice: OnNotice | None = None,
-                     stop: threading.Event | None = None, policy: SourcePolicy | None = None
-                     ) -> Iterator[FrameResult]:
+                     stop: threading.Event | None = None, policy: SourcePolicy | None = None,
+                     on_start: OnStart | None = None) -> Iterator[FrameResult]:
         """The worker opens the source (its archive's allow-list checks it again, before every connect:
         TorchServe can be called directly)."""
-        return self._stream(lambda call: protocol.video_request(params, call, live_source=source),
+        return self._stream(lambda call: protocol.video_request(params, call, live_source=source), on_start,
                             on_notice=on_notice, stop=stop)
 
     def _stream(self, request: Callable[[str], dict], on_start: OnStart | None = None,
