@@ -1,9 +1,9 @@
 """Model hosts: the one way every door reaches the captioning model.
 
-`ModelHost` is the declared interface: `caption_image` (encoded bytes in; `caption_images` for several), `analyze` (a video file in, FrameResults
-out as they exist) and `analyze_live` (a live source), with what the doors need to know of the model
-(`trained_on`, `ignored_words`) and where it reads uploads from. What a door does with the frames is one
-`vidcap.analysis.session.AnalysisSession`.
+`ModelHost` is the declared interface: `caption_image` (encoded bytes in; `caption_images` for several),
+`analyze` (a video file in, FrameResults out as they exist) and `analyze_live` (a live source), with what the doors
+need to know of the model (`trained_on`, `ignored_words`, `typicality`) and where it reads uploads from. What a
+door does with the frames is one `vidcap.analysis.session.AnalysisSession`.
 - `InProcessHost`: the model in this process (`vidcap analyze`, `vidcap index`, `vidcap serve --model-host
   inprocess`, the tests).
 - `TorchServeHost` (vidcap/serving/hosts.py): the model in a TorchServe worker.
