@@ -226,41 +226,59 @@ def test_other_containers(tmp_path, suffix, captioner):
     assert [round(r.t) for r in results] == [0, 1, 2]
 
 
-@pytest.mark.integration  # starts vidcap processes
-def test_bad_videos_and_parameters_are_clean_errors(tmp_path, known_changes):
-    (tmp_path / "empty.mp4").write_bytes(b"")
-    (tmp_path / "text.mp4").write_text("not a video")
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(known_changes.read_bytes()[:3000])
-    audio = tmp_path / "audio.m4a"
-    with av.open(str(audio), "w") as c:
+@pytest.fixture(scope="module")
+def bad_videos(tmp_path_factory, known_changes) -> Path:
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "text.mp4").write_text("not a video")
+    (folder / "truncated.mp4").write_bytes(known_changes.read_bytes()[:3000])
+    with av.open(str(folder / "audio.m4a"), "w") as c:
         stream = c.add_stream("aac", rate=16000)
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
         frame.sample_rate = 16000
         for packet in [*stream.encode(frame), *stream.encode()]:
             c.mux(packet)
+    return folder
+
+
+BAD_ANALYZE_CALLS = [
+    (["empty.mp4"], "0 bytes"),
+    (["text.mp4"], "cannot open"),
+    (["truncated.mp4"], "cannot"),
+    (["audio.m4a"], "no video stream"),
+    (["missing.mp4"], "not found"),
+    (["KNOWN", "--every", "0"], "--every must be at least 0.04"),
+    (["KNOWN", "--every", "-1"], "--every must be at least 0.04"),
+    (["KNOWN", "--every", "1e-9"], "--every must be at least 0.04"),
+    (["KNOWN", "--beam", "1000000"], "--beam must be between 1 and 20"),
+    (["KNOWN", "--every", "100"], "longer than the video"),
+    (["KNOWN", "--window", "0"], "window"),
+    (["KNOWN", "--metric", "manhattan"], "unknown metric"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_ANALYZE_CALLS, ids=[" ".join(a) for a, _ in BAD_ANALYZE_CALLS])
+def test_bad_videos_and_parameters_are_clean_errors(args, message, bad_videos, known_changes, tmp_path, capsys):
+    """`vidcap analyze`'s error matrix, in this process (the real command line: test below)."""
+    from vidcap.cli import main as vidcap_main
+
+    video = str(known_changes) if args[0] == "KNOWN" else str(bad_videos / args[0])
     out = tmp_path / "out.json"
-    cases = [
-        ([str(tmp_path / "empty.mp4")], "0 bytes"),
-        ([str(tmp_path / "text.mp4")], "cannot open"),
-        ([str(truncated)], "cannot"),
-        ([str(audio)], "no video stream"),
-        ([str(tmp_path / "missing.mp4")], "not found"),
-        ([str(known_changes), "--every", "0"], "--every must be at least 0.04"),
-        ([str(known_changes), "--every", "-1"], "--every must be at least 0.04"),
-        ([str(known_changes), "--every", "1e-9"], "--every must be at least 0.04"),
-        ([str(known_changes), "--beam", "1000000"], "--beam must be between 1 and 20"),
-        ([str(known_changes), "--every", "100"], "longer than the video"),
-        ([str(known_changes), "--window", "0"], "window"),
-        ([str(known_changes), "--metric", "manhattan"], "unknown metric"),
-    ]
-    for args, pattern in cases:
-        result = run("analyze", *args, "--json", str(out), "--no-progress")
-        assert result.returncode == 2, (args, result.stderr)
-        assert "Traceback" not in result.stderr and pattern in result.stderr, (args, result.stderr)
-        assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+    assert vidcap_main(["analyze", video, *args[1:], "--json", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vidcap analyze: error: ") and message in err, err
+    assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+
+
+@pytest.mark.integration  # starts vidcap processes
+def test_the_command_line_answers_bad_input_in_one_line(bad_videos, known_changes, tmp_path):
+    out = tmp_path / "out.json"
+    result = run("analyze", str(bad_videos / "text.mp4"), "--json", str(out), "--no-progress")
+    assert result.returncode == 2 and result.stderr.startswith("vidcap analyze: error: "), result.stderr
+    assert "cannot open" in result.stderr and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob(".partial-*"))
     bad_scorer = run("analyze", str(known_changes), "--scorer", "nope")
-    assert bad_scorer.returncode == 2 and "invalid choice" in bad_scorer.stderr
+    assert bad_scorer.returncode == 2 and "invalid choice" in bad_scorer.stderr and "Traceback" not in bad_scorer.stderr
 
 
 @pytest.mark.integration  # starts vidcap processes
