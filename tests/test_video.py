@@ -266,7 +266,7 @@ def test_bad_videos_and_parameters_are_clean_errors(args, message, bad_videos, k
     out = tmp_path / "out.json"
     assert vidcap_main(["analyze", video, *args[1:], "--json", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("vidcap analyze: error: ") and message in err, err
+    assert err.startswith("vidcap analyze: error: ") and message in err and len(err.splitlines()) == 1, err
     assert not out.exists() and not list(tmp_path.glob(".partial-*"))
 
 
